@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` (set up + run the main job) and `make test` (set up + run
+# every test). Both are idempotent: a stamp file per environment records what was installed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+OUT    ?= out
+
+.PHONY: run test env-run env-test teacher-env clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# base install: the runtime on CPU (numpy, OpenCV, ONNX Runtime)
+$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e .
+	touch $@
+
+# test install: torch 2.13.0 first (pip takes the CPU build from local disk; a range would fetch CUDA)
+$(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[train,export,dev]"
+	touch $@
+
+env-run: $(VENV)/.stamp-run
+env-test: $(VENV)/.stamp-test
+
+run: env-run
+	$(BIN)/fa-run --headless --output $(OUT)/sample_annotated.mp4 --json $(OUT)/sample.jsonl
+
+test: env-test
+	$(BIN)/python -m pytest
+
+# MediaPipe (the fa-label teacher) in an environment of its own: it pins numpy<2 and brings a second cv2.
+teacher-env:
+	$(PYTHON) -m venv .venv-teacher
+	.venv-teacher/bin/python -m pip install --quiet --upgrade pip
+	.venv-teacher/bin/python -m pip install --quiet -e ".[teacher]"
+
+clean:
+	rm -rf $(VENV) .venv-teacher $(OUT) build *.egg-info

@@ -1,0 +1,57 @@
+"""Shared fixtures: where the research data lives, and the gpu marker's skip logic."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FA3D_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _gpu_reason() -> str | None:
+    """Why gpu tests cannot run here, or None. Probes without constructing any TensorRT object."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed (gpu tests run on a Jetson or a desktop NVIDIA GPU)"
+    if importlib.util.find_spec("pycuda") is None:
+        return "pycuda is not installed"
+    if not (Path("/dev/nvidia0").exists() or Path("/dev/nvhost-ctrl").exists()):
+        return "no NVIDIA device node (/dev/nvidia0 or /dev/nvhost-ctrl)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _gpu_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or a clean skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"research data not found at {SHARED_DATA} (set FA3D_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def format_samples(shared_data: Path) -> Path:
+    p = shared_data / "format_samples"
+    if not p.is_dir():
+        pytest.skip(f"{p} not found")
+    return p
+
+
+@pytest.fixture(scope="session")
+def aflw19k(shared_data: Path) -> Path:
+    p = shared_data / "aflw19k"
+    if not (p / "labels.npz").is_file():
+        pytest.skip(f"{p}/labels.npz not found")
+    return p

@@ -1,0 +1,1 @@
+"""fa3d.training"""
