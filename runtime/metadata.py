@@ -84,7 +84,7 @@ class ArtifactMetadata:
             "precision": self.precision,
             "input": {"name": self.input_name, "layout": "B,3,S,S float32",
                       "preprocess": self.preprocess.to_dict()},
-            "outputs": {name: OUTPUT_LAYOUTS[name] for name in self.outputs},
+            "outputs": [{"name": name, "layout": OUTPUT_LAYOUTS[name]} for name in self.outputs],
             "landmark_schema": self.landmark_schema,
             "num_landmarks": self.num_landmarks,
             "num_dense": self.num_dense,
@@ -109,7 +109,7 @@ class ArtifactMetadata:
             return cls(
                 format=d["format"], precision=d["precision"], input_name=inp["name"],
                 preprocess=PreprocessConfig.from_dict(inp["preprocess"]),
-                outputs=tuple(d["outputs"]), landmark_schema=d["landmark_schema"],
+                outputs=tuple(o["name"] for o in d["outputs"]), landmark_schema=d["landmark_schema"],
                 num_landmarks=int(d["num_landmarks"]), num_dense=int(d["num_dense"]),
                 pose_convention=d["pose_convention"], model=dict(d.get("model") or {}),
                 producer=dict(d.get("producer") or {}), source_sha256=d.get("source_sha256"),

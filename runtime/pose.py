@@ -75,7 +75,7 @@ def matrix_to_euler(r: np.ndarray) -> np.ndarray:
     cy = np.sqrt(r[..., 0, 0] ** 2 + r[..., 0, 1] ** 2)
     regular = cy > 1e-6
     pitch = np.where(regular, np.arctan2(r[..., 1, 2], r[..., 2, 2]),
-                     np.arctan2(-r[..., 2, 1] * np.sign(-r[..., 0, 2]), r[..., 1, 1]))
+                     np.arctan2(-r[..., 2, 1], r[..., 1, 1]))
     roll = np.where(regular, np.arctan2(r[..., 0, 1], r[..., 0, 0]), 0.0)
     return np.degrees(np.stack([yaw, pitch, roll], axis=-1))
 
