@@ -1,0 +1,82 @@
+"""fa-calib, and the default calibration/validation sets."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from fa3d.calibration import cli
+from fa3d.calibration.calibset import load_calibration_set
+from fa3d.calibration.default_set import default_calibration_set, default_validation_set, sample_dir
+
+
+class _StubDetector:
+    def detect(self, image):
+        from fa3d.runtime.detect import Detections
+        h, w = image.shape[:2]
+        return Detections(boxes=np.array([[w * 0.3, h * 0.3, w * 0.7, h * 0.7]]), scores=np.array([0.9]))
+
+
+@pytest.fixture()
+def stub_detector(monkeypatch):
+    import fa3d.runtime.detect as detect
+    monkeypatch.setattr(detect, "make_detector", lambda spec="haar": _StubDetector())
+
+
+def test_cli_builds_a_set(tmp_path, tiny_onnx, preprocess_config, stub_detector, capsys):
+    from fa3d.runtime.synthetic import synth_faces
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(synth_faces(5, seed=2, size=64)):
+        cv2.imwrite(str(folder / f"{i}.jpg"), f.image)
+    out = tmp_path / "calib.npz"
+    assert cli.main([str(folder), "--model", str(tiny_onnx), "--out", str(out), "--max", "3", "--json",
+                     "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["count"] == 3 and summary["input_size"] == 32
+    assert len(load_calibration_set(out, preprocess_config)) == 3
+    assert cli.main([str(folder), "--model", str(tiny_onnx), "--out", str(tmp_path / "s.npz"), "--max", "2",
+                     "--spread-yaw", "--no-progress"]) == 0
+    assert "predicted yaw" in capsys.readouterr().out
+
+
+def test_cli_errors(tmp_path, tiny_onnx, stub_detector, capsys):
+    assert cli.main([str(tmp_path / "missing"), "--model", str(tiny_onnx), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "expected a folder" in capsys.readouterr().err
+    assert cli.main([str(tmp_path), "--model", str(tmp_path / "no.onnx"), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "sidecar" in capsys.readouterr().err or "metadata" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_cli_help_explains_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    for opt in ("--model", "--out", "--max", "--every", "--detector", "--spread-yaw", "--json"):
+        assert opt in text
+
+
+def test_default_sets_are_deterministic_and_disjoint(tmp_path, preprocess_config):
+    from fa3d.runtime.synthetic import synth_face
+    img = tmp_path / "portrait.png"
+    cv2.imwrite(str(img), synth_face(4, size=160, yaw_range=(-10, 10)).image)
+    det = (lambda im: np.array([[50.0, 50.0, 110.0, 110.0]]))
+    a = default_calibration_set(preprocess_config, count=24, image_path=img, detector=det)
+    b = default_calibration_set(preprocess_config, count=24, image_path=img, detector=det)
+    np.testing.assert_array_equal(a.inputs, b.inputs)
+    assert len(a) == 24 and sum(n.startswith("synthetic") for n in a.names) == 8
+    v = default_validation_set(preprocess_config, count=12, image_path=img, detector=det, video=None)
+    assert len(v) == 12 and not set(map(bytes, a.inputs)) & set(map(bytes, v.inputs))
+    assert "public domain" in a.source and "validation" in v.source
+    with pytest.raises(ValueError, match="seed 0"):
+        default_validation_set(preprocess_config, seed=0, image_path=img, detector=det)
+
+
+def test_default_set_from_bundled_sample(preprocess_config):
+    if not (sample_dir() / "astronaut.png").is_file():
+        pytest.skip("the bundled sample runtime/assets/samples/astronaut.png is not in this checkout yet")
+    cs = default_calibration_set(preprocess_config, count=12)
+    assert len(cs) == 12 and np.isfinite(cs.inputs).all()

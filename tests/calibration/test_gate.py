@@ -1,0 +1,132 @@
+"""The accuracy gate: metrics, make_int8 end to end, sensitivity analysis and exclusion, the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+
+from fa3d.calibration.calibset import save_calibration_set  # noqa: E402
+from fa3d.calibration.gate import Gate, ValidationData, compare, nme_percent, validation_from_faces  # noqa: E402
+from fa3d.calibration.int8 import make_int8  # noqa: E402
+from fa3d.calibration.lint import lint_qdq  # noqa: E402
+from fa3d.runtime.metadata import read_sidecar  # noqa: E402
+from fa3d.runtime.pose import euler_to_matrix  # noqa: E402
+
+REPORT_KEYS = {"passed", "written", "method", "gate", "calibration", "validation", "initial", "sensitivity",
+               "excluded_layers", "final", "speed_cpu", "greedy_steps", "fp32_sha256"}
+
+
+def test_nme_of_a_known_shift():
+    ref = np.zeros((2, 68, 3))
+    ref[:, :, 0] = np.linspace(0, 40, 68)
+    ref[:, :, 1] = np.linspace(0, 10, 68)  # box 40 x 10 -> sqrt = 20
+    pred = ref.copy()
+    pred[0, :, 0] += 1.0
+    pred[1, :, :2] += 3.0  # distance 3*sqrt(2)
+    np.testing.assert_allclose(nme_percent(pred, ref), [100 / 20, 100 * 3 * np.sqrt(2) / 20])
+
+
+def test_compare_fp32_and_label_references():
+    n = 4
+    lm = np.random.default_rng(0).uniform(0, 30, (n, 68, 3))
+    rot = euler_to_matrix(np.tile([10.0, 0, 0], (n, 1)))
+    fp32 = {"landmarks": lm, "rotation": rot}
+    int8 = {"landmarks": lm + [0.3, 0, 0], "rotation": euler_to_matrix(np.tile([10.5, 0, 0], (n, 1)))}
+    c = compare(fp32, int8)
+    assert c.reference == "fp32" and c.nme_loss == pytest.approx(c.nme_vs_fp32) and c.nme_loss > 0
+    assert c.pose_loss == pytest.approx(0.5, abs=1e-6)
+    gt = compare(fp32, int8, landmarks=lm, ypr=np.tile([10.0, 0, 0], (n, 1)))
+    assert gt.reference == "labels" and gt.nme_gt_fp32 == pytest.approx(0, abs=1e-9)
+    assert gt.nme_loss == pytest.approx(gt.nme_gt_int8) and gt.pose_loss == pytest.approx(0.5 / 3, abs=1e-6)
+    with pytest.raises(ValueError, match="labels"):
+        compare(fp32, int8, reference="labels")
+
+
+def _check_report(report):
+    assert REPORT_KEYS <= set(report)
+    assert report["speed_cpu"]["fp32"]["median_ms"] > 0 and report["speed_cpu"]["int8"]["median_ms"] > 0
+    for k in ("nme_loss", "pose_loss", "nme_vs_fp32", "pose_geodesic_vs_fp32"):
+        assert np.isfinite(report["final"][k])
+
+
+def test_loose_gate_passes_and_writes(tiny_onnx, synthetic_set, tmp_path):
+    calib = save_calibration_set(synthetic_set, tmp_path / "calib.npz")
+    out, rep = tmp_path / "out" / "model.int8.onnx", tmp_path / "report.json"
+    res = make_int8(tiny_onnx, out, calib=calib, method="minmax", report_path=rep,
+                    gate=Gate(max_nme_increase=100, max_pose_increase_deg=180, bench_runs=5))
+    assert res.passed and out.is_file() and res.path == out
+    assert lint_qdq(out).opset == 17
+    meta = read_sidecar(out)
+    assert meta.precision == "int8" and meta.source_sha256 == res.report["fp32_sha256"]
+    report = json.loads(rep.read_text())
+    _check_report(report)
+    assert report["sensitivity"] == [] and report["excluded_layers"] == []
+    assert report["validation"]["count"] == 16 and report["calibration"]["count"] == 48  # held out every 4th
+    assert report["final"]["reference"] == "labels"  # the synthetic set carries labels
+
+
+def test_tight_gate_runs_sensitivity_and_excludes(tiny_onnx, synthetic_set, tmp_path):
+    val = ValidationData(inputs=synthetic_set.inputs[::4])
+    out = tmp_path / "model.int8.onnx"
+    gate = Gate(max_nme_increase=1e-9, max_pose_increase_deg=1e-9, max_excluded=3, bench_runs=3)
+    res = make_int8(tiny_onnx, out, calib=synthetic_set, val=val, method="minmax", gate=gate)
+    r = res.report
+    _check_report(r)
+    assert not res.passed and not out.exists() and not r["written"]
+    layers = [s["layer"] for s in r["sensitivity"]]
+    assert sorted(layers) == sorted(["/c1/Conv", "/c2/Conv", "/c3/Conv", "/fc/Gemm", "/lm/Gemm", "/rot/Gemm",
+                                     "/dn/Gemm", "/cf/Gemm"])
+    gains = [s["gain"] for s in r["sensitivity"]]
+    assert gains == sorted(gains, reverse=True) and gains[0] > 0
+    helpful = [s["layer"] for s in r["sensitivity"] if s["gain"] > 0]
+    assert r["excluded_layers"] == helpful[:3] and r["excluded_layers"][0] == layers[0]
+    # the dense and confidence heads do not feed landmarks or rotation: keeping them in float gains nothing
+    by_layer = {s["layer"]: s["gain"] for s in r["sensitivity"]}
+    assert by_layer["/dn/Gemm"] == pytest.approx(0, abs=1e-9) and by_layer["/cf/Gemm"] == pytest.approx(0, abs=1e-9)
+    # excluding layers lowered the loss
+    assert r["final_badness"] < max(r["initial"]["nme_loss"], r["initial"]["pose_loss"]) / 1e-9
+    forced = make_int8(tiny_onnx, out, calib=synthetic_set, val=val, method="minmax", gate=gate, force=True)
+    assert not forced.passed and out.is_file() and forced.report["forced"]
+
+
+def test_gate_holds_after_exclusion(tiny_onnx, synthetic_set, tmp_path):
+    """A gate that the all-INT8 model fails and the most sensitive layer in float meets: one exclusion fixes it."""
+    val = ValidationData(inputs=synthetic_set.inputs[::4])
+    probe = make_int8(tiny_onnx, tmp_path / "p.onnx", calib=synthetic_set, val=val, method="minmax",
+                      gate=Gate(max_nme_increase=1e-9, max_pose_increase_deg=1e-9, max_excluded=1, bench_runs=1))
+    best = probe.report["sensitivity"][0]
+    initial = probe.report["initial"]
+    gate = Gate(max_nme_increase=best["nme_loss"] * 1.001 + 1e-9,
+                max_pose_increase_deg=best["pose_loss"] * 1.001 + 1e-9, bench_runs=1)
+    assert initial["nme_loss"] > gate.max_nme_increase or initial["pose_loss"] > gate.max_pose_increase_deg
+    res = make_int8(tiny_onnx, tmp_path / "g.onnx", calib=synthetic_set, val=val, method="minmax",
+                    gate=gate)
+    assert res.passed and res.report["excluded_layers"] == [best["layer"]] and (tmp_path / "g.onnx").is_file()
+    assert not res.report["initial_holds"]
+
+
+def test_labelled_validation_from_faces(tiny_onnx, preprocess_config, tmp_path, synthetic_set):
+    from fa3d.runtime.synthetic import synth_faces
+    faces = synth_faces(8, seed=11, size=96)
+    val = validation_from_faces([(f.image, f.box) for f in faces], preprocess_config,
+                                landmarks=[f.landmarks for f in faces], ypr=[f.ypr for f in faces])
+    assert val.landmarks.shape == (8, 68, 3) and val.ypr.shape == (8, 3)
+    res = make_int8(tiny_onnx, tmp_path / "l.onnx", calib=synthetic_set, val=val, method="minmax",
+                    gate=Gate(max_nme_increase=1e6, max_pose_increase_deg=1e6, bench_runs=1))
+    f = res.report["final"]
+    assert f["reference"] == "labels" and f["nme_gt_fp32"] > 0 and f["pose_mae_gt_int8"] > 0
+    assert f["nme_loss"] == pytest.approx(f["nme_gt_int8"] - f["nme_gt_fp32"])
+
+
+def test_refuses_wrong_preprocessing(tiny_onnx, tmp_path, synthetic_set):
+    from fa3d.runtime.preprocess import PreprocessConfig
+    from fa3d.calibration.calibset import CalibrationSet, CalibrationSetError
+    other = CalibrationSet(inputs=np.zeros((4, 3, 40, 40), np.float32), names=("a", "b", "c", "d"),
+                           preprocess=PreprocessConfig(input_size=40), source="x")
+    path = save_calibration_set(other, tmp_path / "other.npz")
+    with pytest.raises(CalibrationSetError, match="another preprocessing"):
+        make_int8(tiny_onnx, tmp_path / "o.onnx", calib=path)
