@@ -1,0 +1,143 @@
+"""fa-eval protocols end to end: predictions files, failures, the JSON, and the model path's wiring."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from fa3d.runtime import schema
+from fa3d.training import evaluate as ev
+from fa3d.training.cli_eval import main
+from fa3d.training.metrics import gt_box_size
+
+
+def _aflw2000_preds(gt: ev.GroundTruth, shift=(3.0, 4.0), drop: int | None = None) -> ev.Predictions:
+    lm = gt.lm68.astype(np.float64).copy()
+    lm[..., :2] += shift
+    keep = np.ones(len(gt), bool)
+    if drop is not None:
+        keep[drop] = False
+    return ev.Predictions(gt.names[keep], lm[keep], gt.ypr[keep].astype(np.float64) + [1.0, -2.0, 3.0])
+
+
+def test_aflw2000_known_shift_and_failure(format_samples, tmp_path):
+    data = format_samples / "aflw2000_3d"
+    gt = ev.load_ground_truth("aflw2000-3d", data)
+    assert len(gt) == 3
+    r = ev.evaluate(gt, _aflw2000_preds(gt))
+    expect = 5.0 / gt_box_size(gt.lm68) * 100  # every point 5 px off
+    np.testing.assert_allclose(r.per_image_nme, expect, rtol=1e-6)
+    assert r.nme2d["all"] == pytest.approx(expect.mean())
+    # GT yaws 1.0, 68.2, 50.5 -> one image per bin
+    assert r.nme2d["0-30"] == pytest.approx(expect[0]) and r.nme2d["60-90"] == pytest.approx(expect[1])
+    assert r.nme2d["balanced"] == pytest.approx(expect.mean())
+    assert r.pose_mae == pytest.approx({"yaw": 1.0, "pitch": 2.0, "roll": 3.0, "mean": 2.0})
+    assert r.failures == 0
+    # a missing image is a failure: counted, excluded from the means
+    r2 = ev.evaluate(gt, _aflw2000_preds(gt, drop=1))
+    assert r2.failures == 1 and r2.failed_names == ("image00004.jpg",)
+    assert r2.nme2d["all"] == pytest.approx(expect[[0, 2]].mean()) and r2.nme2d["60-90"] is None
+
+
+def test_cli_predictions_json_and_plot(format_samples, tmp_path, capsys):
+    data = format_samples / "aflw2000_3d"
+    gt = ev.load_ground_truth("aflw2000-3d", data)
+    ev.save_predictions(tmp_path / "pred.npz", _aflw2000_preds(gt, drop=2))
+    rc = main(["--predictions", str(tmp_path / "pred.npz"), "--dataset", "aflw2000-3d", "--data", str(data),
+               "--json", str(tmp_path / "out.json"), "--plot", str(tmp_path / "ced.png")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "1 failures" in out and "image00006.jpg" in out and "NME2D" in out
+    j = json.loads((tmp_path / "out.json").read_text())
+    assert set(j) == {"nme2d", "pose_mae", "failures"} and j["failures"] == 1
+    assert set(j["nme2d"]) == {"0-30", "30-60", "60-90", "balanced", "all"}
+    assert set(j["pose_mae"]) == {"yaw", "pitch", "roll", "mean"}
+    assert (tmp_path / "ced.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predictions_file_is_validated(tmp_path, capsys):
+    p = tmp_path / "bad.npz"
+    np.savez(p, names=np.array(["a.jpg"]), landmarks=np.zeros((1, 68, 2)), pose=np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"bad\.npz: expected landmarks \(1, 68, 3\)"):
+        ev.load_predictions(p)
+    np.savez(p, names=np.array(["a.jpg"]), landmarks=np.full((1, 68, 3), np.nan), pose=np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        ev.load_predictions(p)
+    np.savez(p, names=np.array(["a.jpg"]), landmarks=np.zeros((1, 68, 3)))
+    with pytest.raises(ValueError, match=r"missing arrays \['pose'\]"):
+        ev.load_predictions(p)
+    assert main(["--predictions", str(p), "--dataset", "aflw", "--data", str(tmp_path)]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def _aflw_fixture(root):
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    names = np.array(["c0.jpg", "c1.jpg"])
+    for n in names:
+        cv2.imwrite(str(root / "images" / n), np.zeros((120, 120, 3), np.uint8))
+    pts = np.full((2, 21, 2), -1, np.float32)
+    vis = np.zeros((2, 21), bool)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        vis[i, :] = True
+        vis[i, 11] = i == 0  # right eye outer corner invisible on the second crop
+        pts[i][vis[i]] = rng.uniform(30, 90, (vis[i].sum(), 2))
+    pts[:, 0] = [20, 20]  # a brow point fixes the GT box (no correspondence: not scored)
+    pts[:, 20] = [100, 110]
+    np.savez(root / "labels.npz", names=names, pts21_crop=pts, visible=vis, yaw_deg=np.array([10.0, -70.0], np.float32),
+             roi_box=np.zeros((2, 4), np.float32), pts21_orig=pts, split=np.array(["val", "val"]))
+    return names, pts, vis
+
+
+def test_aflw_protocol_uses_visible_checked_points(tmp_path):
+    names, pts, vis = _aflw_fixture(tmp_path)
+    gt = ev.load_ground_truth("aflw19k-val", tmp_path)
+    lm = np.zeros((2, 68, 3))
+    for a, b in schema.AFLW21_TO_IBUG68.items():
+        lm[:, b, :2] = pts[:, a]
+    lm[:, list(schema.AFLW21_TO_IBUG68.values()), 0] += 2.0  # 2 px off at every checked point
+    lm[1, 45, :2] = 1e4  # an invisible GT point: must not count
+    preds = ev.Predictions(names, lm, np.array([[12.0, 0, 0], [-75.0, 0, 0]]))
+    r = ev.evaluate(gt, preds)
+    size = np.sqrt((100 - 20) * (110 - 20))  # box of all visible GT points
+    assert r.nme2d["all"] == pytest.approx(2.0 / size * 100)
+    assert r.nme2d["0-30"] == pytest.approx(2.0 / size * 100) and r.nme2d["30-60"] is None
+    assert r.pose_mae["yaw"] == pytest.approx(3.5) and r.pose_mae["pitch"] is None
+
+
+class _StubAligner:
+    """Stands in for fa3d.runtime.FaceAligner: records the boxes and answers with a fixed face."""
+
+    def __init__(self, faces_found=True):
+        self.calls = []
+        self.faces_found = faces_found
+
+    def process(self, image, boxes=None):
+        self.calls.append(None if boxes is None else np.asarray(boxes).copy())
+        if not self.faces_found:
+            return []
+        b = np.array([10, 10, 100, 100.0]) if boxes is None else np.asarray(boxes)[0]
+        return [SimpleNamespace(landmarks=np.full((68, 3), 50.0), yaw_pitch_roll=np.array([1.0, 2, 3]), box=b)]
+
+
+def test_model_path_passes_gt_boxes_and_counts_missing_faces(format_samples):
+    gt = ev.load_ground_truth("aflw2000-3d", format_samples / "aflw2000_3d")
+    stub = _StubAligner()
+    preds = ev.predict_with_model(None, gt, box="gt", aligner=stub)
+    assert len(preds.names) == 3
+    for call, box in zip(stub.calls, gt.boxes):
+        np.testing.assert_allclose(call, box[None])  # the tight GT landmark box; the runtime enlarges it
+    none = ev.predict_with_model(None, gt, box="detector", aligner=_StubAligner(faces_found=False))
+    assert len(none.names) == 0
+    r = ev.evaluate(gt, none)
+    assert r.failures == 3 and r.nme2d["all"] is None
+
+
+def test_fa_eval_requires_exactly_one_source(tmp_path, capsys):
+    assert main(["--dataset", "aflw", "--data", str(tmp_path)]) == 2
+    assert "exactly one" in capsys.readouterr().err

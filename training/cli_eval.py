@@ -1,0 +1,94 @@
+"""``fa-eval``: score a model or a predictions file with the literature's protocols."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fa3d.training.evaluate import DATASETS
+
+    p = argparse.ArgumentParser(
+        prog="fa-eval",
+        description="Evaluate face alignment and head pose with the protocols of the literature "
+                    "(3DDFA's AFLW2000-3D and AFLW, BIWI). Give either a MODEL (run through fa3d's runtime, "
+                    "so the deployed preprocessing is what gets measured) or --predictions PRED.npz. "
+                    "Prints a table; NME is in percent of sqrt(w*h) of the ground-truth landmark box, "
+                    "pose errors in degrees. Images without a prediction are failures: counted, reported, "
+                    "and excluded from the means.")
+    p.add_argument("model", nargs="?", default=None,
+                   help="a model artifact the runtime opens (ONNX file, TensorRT engine, checkpoint); "
+                        "omit it when using --predictions")
+    p.add_argument("--predictions", metavar="PRED.npz",
+                   help="external predictions: names (N,) image file names, landmarks (N,68,3) 0-based image "
+                        "pixels, pose (N,3) yaw, pitch, roll in degrees (fa3d's convention)")
+    p.add_argument("--dataset", required=True, choices=DATASETS,
+                   help="protocol: aflw2000-3d (68-point NME + pose), aflw (AFLW crops in the aflw19k layout, "
+                        "NME over the visible checked points + yaw), aflw19k-val (the same on the val split), "
+                        "biwi (pose MAE)")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="the dataset folder (AFLW2000-3D: the image*.jpg/.mat folder; aflw: images/ + "
+                        "labels.npz; biwi: the folder holding hpdb/)")
+    p.add_argument("--json", metavar="OUT.json", help="write {nme2d, pose_mae, failures} as JSON")
+    p.add_argument("--plot", metavar="PATH.png", help="write the CED curve (up to 10%% NME) as a PNG")
+    p.add_argument("--box", choices=("gt", "detector"), default="gt",
+                   help="model mode: face boxes from the ground-truth landmarks by 3DDFA's rule (gt, default) "
+                        "or from the runtime's detector (detector; BIWI always uses the detector)")
+    p.add_argument("--biwi-protocol", choices=("all", "split70"), default="all",
+                   help="BIWI: every frame (all) or the test 30%% of the 70/30 split by sequence (split70)")
+    p.add_argument("--save-predictions", metavar="PRED.npz",
+                   help="model mode: also write the model's predictions in the --predictions format")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (smoke runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if (args.model is None) == (args.predictions is None):
+        print("fa-eval: give either a MODEL or --predictions PRED.npz (exactly one)", file=sys.stderr)
+        return 2
+    from fa3d.runtime.atomic import atomic_write_text
+    from fa3d.training import evaluate as ev
+    from fa3d.training import metrics
+
+    try:
+        gt = ev.load_ground_truth(args.dataset, args.data, limit=args.limit, biwi_protocol=args.biwi_protocol)
+        if args.predictions:
+            preds = ev.load_predictions(args.predictions)
+        else:
+            from tqdm import tqdm
+
+            preds = ev.predict_with_model(
+                args.model, gt, box=args.box,
+                progress=None if args.quiet else (lambda it: tqdm(it, desc="fa-eval", unit="img")))
+            if args.save_predictions:
+                ev.save_predictions(args.save_predictions, preds)
+        result = ev.evaluate(gt, preds)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"fa-eval: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fa-eval: interrupted", file=sys.stderr)
+        return 130
+    print(result.table())
+    if result.failed_names:
+        shown = ", ".join(result.failed_names[:10])
+        more = f" (+{len(result.failed_names) - 10} more)" if len(result.failed_names) > 10 else ""
+        print(f"failures: {shown}{more}")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n")
+    if args.plot:
+        if result.nme2d is None:
+            print("fa-eval: no NME for this protocol; no CED plot written", file=sys.stderr)
+        else:
+            label = args.model or args.predictions
+            metrics.plot_ced({str(label): (result.per_image_nme, result.failures)}, args.plot,
+                             title=f"CED on {args.dataset}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Teachers for pseudo-labelling (MediaPipe FaceMesh); mediapipe is imported lazily."""
