@@ -1,0 +1,243 @@
+"""``FaceAligner``: the Python API for applications (in the spirit of MediaPipe's FaceLandmarker).
+
+.. code-block:: python
+
+    from fa3d.runtime import FaceAligner, FaceAlignerOptions
+
+    with FaceAligner.from_artifact("model.onnx", FaceAlignerOptions(mode="video")) as aligner:
+        for t_ms, frame in frames:                       # OpenCV BGR uint8 images
+            for face in aligner.process_video(frame, t_ms):
+                print(face.track_id, face.yaw_pitch_roll, face.landmarks[30])
+
+Modes: ``image`` (:meth:`FaceAligner.process`: every call independent; the detector runs unless boxes are
+given) and ``video`` / ``live`` (:meth:`FaceAligner.process_video`: frames with increasing timestamps;
+faces are tracked with stable IDs, boxes come from the previous landmarks, optional One Euro smoothing).
+``live`` behaves as ``video``; the caller drops frames it cannot keep up with.
+
+All faces of a frame go through the model in ONE batched inference.
+
+Thread safety: an aligner holds one backend (one ONNX Runtime session or one TensorRT execution context)
+and, in video mode, one tracker. Its methods may be called from any thread, but calls are serialised by
+an internal lock; for parallel throughput create one aligner per thread (or per camera).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .backends import Backend, open_backend
+from .detect import FaceDetector, make_detector
+from .pose import matrix_to_6d, matrix_to_euler, rotation_from_6d
+from .preprocess import prepare, rotation_to_image, to_image
+from .results import DEFAULT_EYE_SPAN_M, CameraIntrinsics, FaceResult, solve_head_pose
+from .smoothing import OneEuroFilter, OneEuroOptions
+from .track import FaceTracker, TrackerOptions
+
+MODES = ("image", "video", "live")
+STAGES = ("detect", "preprocess", "infer", "postprocess")
+
+
+@dataclass(frozen=True)
+class FaceAlignerOptions:
+    """How a FaceAligner runs. ``model_path`` None = the shipped default model (see from_artifact)."""
+
+    model_path: str | None = None
+    device: str = "cpu"  # ONNX Runtime: cpu | cuda | tensorrt | auto; engines always run on the GPU
+    num_threads: int | None = None  # ONNX Runtime intra-op threads (None = its default)
+    mode: str = "image"  # image | video | live
+    detector: str = "haar"  # "haar" or a YuNet / SCRFD ONNX path (see fa3d.runtime.detect)
+    det_every_n: int = 10  # video: run the detector at least every N frames
+    min_confidence: float = 0.5  # faces below it are not reported; in video mode they trigger detection
+    max_faces: int = 4
+    smoothing: OneEuroOptions = field(default_factory=OneEuroOptions)  # off by default
+    intrinsics: CameraIntrinsics | None = None  # enables head_pose_cam (PnP)
+    fov_deg: float | None = None  # horizontal FOV guess for intrinsics when none are given
+    eye_span_m: float = DEFAULT_EYE_SPAN_M
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.max_faces < 1 or self.det_every_n < 1:
+            raise ValueError("max_faces and det_every_n must be >= 1")
+
+
+class _TrackSmoother:
+    def __init__(self, options: OneEuroOptions) -> None:
+        self.lm, self.dense, self.rot = (OneEuroFilter(options), OneEuroFilter(options), OneEuroFilter(options))
+
+    def __call__(self, lm, dense, rot6, t_s):
+        return self.lm(lm, t_s), self.dense(dense, t_s), self.rot(rot6, t_s)
+
+
+class FaceAligner:
+    def __init__(self, backend: Backend, options: FaceAlignerOptions = FaceAlignerOptions(),
+                 detector: FaceDetector | None = None) -> None:
+        """Wrap an open backend. ``detector`` overrides ``options.detector`` (any object with ``detect``)."""
+        self.backend = backend
+        self.options = options
+        self._detector = detector
+        self._lock = threading.Lock()
+        self._tracker: FaceTracker | None = None
+        self._smoothers: dict[int, _TrackSmoother] = {}
+        self._last_ts: float | None = None
+        self.last_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # seconds, of the latest call
+        self._closed = False
+
+    @classmethod
+    def from_artifact(cls, path: str | os.PathLike | None = None,
+                      options: FaceAlignerOptions | None = None) -> "FaceAligner":
+        """Open an ONNX file or TensorRT engine (its type picks the backend); None = the shipped default model."""
+        options = options or FaceAlignerOptions()
+        if path is None:
+            path = options.model_path
+        if path is None:
+            from .default_model import default_model_path
+
+            path = default_model_path()
+        backend = open_backend(Path(path), device=options.device, num_threads=options.num_threads)
+        return cls(backend, options)
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = make_detector(self.options.detector)
+        return self._detector
+
+    # ------------------------------------------------------------------ public calls
+    def process(self, frame_bgr: np.ndarray, boxes: np.ndarray | None = None) -> list[FaceResult]:
+        """Faces in one image. ``boxes`` (B, 4): TIGHT face boxes x1, y1, x2, y2 used as they are (no
+        detection, no confidence filtering); without them the detector finds up to ``max_faces`` faces and
+        those below ``min_confidence`` are dropped."""
+        with self._lock:
+            self._check_open()
+            self._check_frame(frame_bgr)
+            timings = dict.fromkeys(STAGES, 0.0)
+            if boxes is None:
+                t0 = time.perf_counter()
+                dets = self.detector.detect(frame_bgr)
+                timings["detect"] = time.perf_counter() - t0
+                b = np.asarray(dets.boxes, np.float64).reshape(-1, 4)[: self.options.max_faces]
+                faces, _ = self._align(frame_bgr, b, [None] * len(b), timings)
+                faces = [f for f in faces if f.confidence >= self.options.min_confidence]
+            else:
+                b = np.asarray(boxes, np.float64).reshape(-1, 4)
+                faces, _ = self._align(frame_bgr, b, [None] * len(b), timings)
+            self.last_timings = timings
+            return faces
+
+    def process_video(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
+        """Faces in the next frame of a video/live stream, tracked (``track_id`` set). Timestamps must increase."""
+        with self._lock:
+            self._check_open()
+            if self.options.mode == "image":
+                raise ValueError("process_video() needs FaceAlignerOptions(mode='video' or 'live')")
+            self._check_frame(frame_bgr)
+            if self._last_ts is not None and timestamp_ms <= self._last_ts:
+                raise ValueError(f"timestamps must increase: got {timestamp_ms} ms after {self._last_ts} ms")
+            self._last_ts = float(timestamp_ms)
+            if self._tracker is None:
+                o = self.options
+                self._tracker = FaceTracker(self.detector, TrackerOptions(
+                    det_every_n=o.det_every_n, min_confidence=o.min_confidence, max_faces=o.max_faces))
+            timings = dict.fromkeys(STAGES, 0.0)
+            t0 = time.perf_counter()
+            boxes, ids, _ = self._tracker.boxes_for_frame(frame_bgr)
+            timings["detect"] = time.perf_counter() - t0
+            faces, raw_landmarks = self._align(frame_bgr, boxes, ids, timings, timestamp_s=timestamp_ms / 1000.0)
+            # the next boxes come from the unsmoothed landmarks: smoothing must not make the crop lag
+            self._tracker.update(raw_landmarks, np.array([f.confidence for f in faces]))
+            live = set(self._tracker.track_ids)
+            for tid in [k for k in self._smoothers if k not in live]:
+                del self._smoothers[tid]
+            self.last_timings = timings
+            return [f for f in faces if f.confidence >= self.options.min_confidence]
+
+    def reset(self) -> None:
+        """Forget tracks, smoothing state and the last timestamp (e.g. when the video source changes)."""
+        with self._lock:
+            self._tracker = None
+            self._smoothers.clear()
+            self._last_ts = None
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self.backend.close()
+                self._closed = True
+
+    def __enter__(self) -> "FaceAligner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this FaceAligner is closed")
+
+    @staticmethod
+    def _check_frame(frame: np.ndarray) -> None:
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError("expected an OpenCV BGR frame: a uint8 numpy array (H, W, 3)")
+
+    def _intrinsics(self, frame: np.ndarray) -> CameraIntrinsics | None:
+        o = self.options
+        if o.intrinsics is not None:
+            return o.intrinsics
+        if o.fov_deg is not None:
+            return CameraIntrinsics.from_fov(frame.shape[1], frame.shape[0], o.fov_deg)
+        return None
+
+    def _align(self, frame: np.ndarray, boxes: np.ndarray, ids: list, timings: dict,
+               timestamp_s: float | None = None) -> tuple[list[FaceResult], np.ndarray]:
+        """Results, and the raw (unsmoothed) image landmarks (B, 68, 3) for the tracker."""
+        if len(boxes) == 0:
+            return [], np.zeros((0, 68, 3))
+        cfg = self.backend.metadata.preprocess
+        t0 = time.perf_counter()
+        prep = prepare(frame, boxes, cfg)
+        t1 = time.perf_counter()
+        out = self.backend.infer(prep.inputs)
+        t2 = time.perf_counter()
+        m = prep.transforms
+        lm = to_image(out["landmarks"], m)
+        dense = to_image(out["dense"], m) if out["dense"].shape[1] else np.zeros((len(m), 0, 3))
+        rot = rotation_to_image(out["rotation"], m)
+        conf = out["confidence"].reshape(-1)
+        smooth = self.options.smoothing.enabled and timestamp_s is not None
+        intr = self._intrinsics(frame)
+        faces = []
+        for i in range(len(boxes)):
+            li, di, ri = lm[i], dense[i], rot[i]
+            if smooth and ids[i] is not None:
+                sm = self._smoothers.setdefault(ids[i], _TrackSmoother(self.options.smoothing))
+                li, di, r6 = sm(li, di, matrix_to_6d(ri), timestamp_s)
+                ri = rotation_from_6d(r6)
+            ypr = matrix_to_euler(ri)
+            pose_cam = None
+            if intr is not None:
+                try:
+                    pose_cam = solve_head_pose(li, intr, self.options.eye_span_m)
+                except ValueError:
+                    pose_cam = None
+            faces.append(FaceResult(landmarks=li.astype(np.float32), dense=di.astype(np.float32),
+                                    yaw_pitch_roll=ypr.astype(np.float32), rotation=ri.astype(np.float32),
+                                    confidence=float(conf[i]), box=np.asarray(boxes[i], np.float32),
+                                    track_id=ids[i], head_pose_cam=pose_cam))
+        t3 = time.perf_counter()
+        timings["preprocess"] += t1 - t0
+        timings["infer"] += t2 - t1
+        timings["postprocess"] += t3 - t2
+        return faces, lm
+
+
+__all__ = ["FaceAligner", "FaceAlignerOptions", "STAGES"]

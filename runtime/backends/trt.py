@@ -1,0 +1,213 @@
+"""TensorRT backend: a serialized engine (``.plan``/``.engine``) and its ``.plan.json`` sidecar, run with pycuda.
+
+The loop follows TensorRT's ``common_runtime.py``: every I/O tensor is bound by name, pinned host buffers
+and device buffers are allocated once for the optimisation profile's largest batch, and each batch is one
+``set_input_shape`` + async copy in + ``execute_async_v3`` + async copies out + one stream synchronisation.
+The CUDA context is created explicitly on the chosen device (never ``pycuda.autoinit``) and pushed for the
+duration of each call, so a backend may be used from a thread other than the one that created it (one
+call at a time).
+
+Works with TensorRT 8.5 to 11 (the named-tensor API they share). ``tensorrt`` and ``pycuda`` are imported
+when a :class:`TrtBackend` is created. An engine is only valid for the TensorRT version and the GPU it was
+built with: the sidecar's ``engine`` entry must carry :data:`ENGINE_KEYS`, and a mismatch is refused with
+the command that rebuilds it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+from packaging.version import InvalidVersion, Version
+
+from ..metadata import MetadataError, read_sidecar
+from .base import OUTPUT_NAMES, BackendBase, BackendError, check_format
+
+MIN_TENSORRT = Version("8.5")
+#: keys the sidecar's ``engine`` entry must have (written by fa-export when it builds the engine)
+ENGINE_KEYS = ("tensorrt_version", "gpu_name", "compute_capability")
+
+
+def _rebuild_hint(path: Path) -> str:
+    return (f"rebuild the engine on this machine: fa-export --from-onnx {path.with_suffix('.onnx').name} "
+            "(engines are tied to one TensorRT version and one GPU)")
+
+
+def gpu_probe() -> str | None:
+    """Why TensorRT cannot run here, or None. Never imports tensorrt or constructs any TensorRT object."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed (pip/apt package tensorrt; JetPack ships it on Jetson)"
+    if importlib.util.find_spec("pycuda") is None:
+        return "pycuda is not installed (pip install pycuda, with the CUDA toolkit present)"
+    if not (Path("/dev/nvidia0").exists() or Path("/dev/nvhost-ctrl").exists()):
+        return "no NVIDIA device node (/dev/nvidia0 or /dev/nvhost-ctrl): no GPU driver here"
+    return None
+
+
+def _release(v: str) -> tuple[int, ...]:
+    return Version(v).release[:3]
+
+
+def check_engine_sidecar(engine: dict | None, *, trt_version: str, gpu_name: str,
+                         compute_capability: tuple[int, int], path: Path) -> None:
+    """Refuse an engine built for another TensorRT version or GPU (raises BackendError/MetadataError)."""
+    if not isinstance(engine, dict):
+        raise MetadataError(f"{path}.json: the sidecar has no 'engine' entry (TensorRT version, GPU); "
+                            f"{_rebuild_hint(path)}")
+    missing = [k for k in ENGINE_KEYS if k not in engine]
+    if missing:
+        raise MetadataError(f"{path}.json: the sidecar's 'engine' entry lacks {missing}; {_rebuild_hint(path)}")
+    try:
+        built, here = _release(str(engine["tensorrt_version"])), _release(trt_version)
+    except InvalidVersion as e:
+        raise MetadataError(f"{path}.json: unreadable TensorRT version ({e}); {_rebuild_hint(path)}") from None
+    if built != here:
+        raise BackendError(f"{path}: built with TensorRT {engine['tensorrt_version']}, but this machine has "
+                           f"TensorRT {trt_version}; {_rebuild_hint(path)}")
+    # a sidecar written where the GPU could not be queried (None) names no GPU: nothing to compare
+    if engine["gpu_name"] is not None and str(engine["gpu_name"]) != gpu_name:
+        raise BackendError(f"{path}: built for the GPU {engine['gpu_name']!r}, but this machine has "
+                           f"{gpu_name!r}; {_rebuild_hint(path)}")
+    cc = engine["compute_capability"]
+    if cc is None:
+        return
+    try:
+        cc = tuple(int(v) for v in (cc.split(".") if isinstance(cc, str) else cc))
+    except (TypeError, ValueError):
+        raise MetadataError(f"{path}.json: unreadable compute capability {engine['compute_capability']!r}; "
+                            f"{_rebuild_hint(path)}") from None
+    if cc != tuple(int(v) for v in compute_capability):
+        raise BackendError(f"{path}: built for compute capability {cc}, this GPU has {tuple(compute_capability)}; "
+                           f"{_rebuild_hint(path)}")
+
+
+class TrtBackend(BackendBase):
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike, *, device_id: int = 0) -> None:
+        self.path = Path(path)
+        self.metadata = read_sidecar(self.path)  # a wrong metadata schema version is refused here
+        check_format(self.metadata, "tensorrt", str(self.path))
+        self._ctx = None
+        self._engine = self._context = None
+        self._device_mem: list = []
+        try:
+            import tensorrt as trt
+        except Exception as e:  # import can fail with errors other than ImportError (missing libs)
+            raise BackendError(f"TensorRT cannot be imported here ({type(e).__name__}: {e}); run .plan "
+                               "engines on the machine they were built on, or use the ONNX model "
+                               "(--model model.onnx)") from None
+        try:
+            import pycuda.driver as cuda
+        except Exception as e:
+            raise BackendError(f"pycuda cannot be imported ({type(e).__name__}: {e}); pip install pycuda") from None
+        self._trt, self._cuda = trt, cuda
+        try:
+            if Version(trt.__version__) < MIN_TENSORRT:
+                raise BackendError(f"TensorRT {trt.__version__} is too old: fa3d needs TensorRT >= {MIN_TENSORRT}")
+        except InvalidVersion:
+            raise BackendError(f"unreadable TensorRT version {trt.__version__!r}") from None
+
+        cuda.init()
+        device = cuda.Device(device_id)
+        check_engine_sidecar(self.metadata.engine, trt_version=trt.__version__, gpu_name=device.name(),
+                             compute_capability=tuple(device.compute_capability()), path=self.path)
+        self._ctx = device.make_context()  # created current on this thread
+        try:
+            self._load(trt, cuda)
+        except BaseException:
+            self._ctx.pop()
+            self.close()
+            raise
+        self._ctx.pop()
+
+    def _load(self, trt, cuda) -> None:
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(self._logger)
+        self._runtime = runtime
+        engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise BackendError(f"{self.path}: TensorRT could not deserialize the engine (corrupt, or built by "
+                               f"another TensorRT version); {_rebuild_hint(self.path)}")
+        self._engine = engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if inputs != [self.metadata.input_name]:
+            raise BackendError(f"{self.path}: engine inputs {inputs} do not match the sidecar's "
+                               f"{self.metadata.input_name!r}; {_rebuild_hint(self.path)}")
+        missing = [o for o in OUTPUT_NAMES if o not in outputs]
+        if missing:
+            raise BackendError(f"{self.path}: the engine lacks the outputs {missing}; {_rebuild_hint(self.path)}")
+        self._input = inputs[0]
+        if hasattr(engine, "get_tensor_profile_shape"):  # TensorRT >= 8.5 named API
+            pmin, popt, pmax = engine.get_tensor_profile_shape(self._input, 0)
+        else:  # pragma: no cover - pre-8.5 engines are refused above
+            pmin, popt, pmax = engine.get_profile_shape(0, self._input)
+        s = self.metadata.preprocess.input_size
+        if tuple(pmax)[1:] != (3, s, s):
+            raise BackendError(f"{self.path}: engine input profile {tuple(pmax)} does not match the sidecar's "
+                               f"(B, 3, {s}, {s}); {_rebuild_hint(self.path)}")
+        self.min_batch, self.opt_batch, self.max_batch = int(pmin[0]), int(popt[0]), int(pmax[0])
+        self._context = engine.create_execution_context()
+        if self._context is None:
+            raise BackendError(f"{self.path}: could not create an execution context (out of GPU memory?)")
+        self._stream = cuda.Stream()
+        # size every buffer for the profile's largest batch, once
+        self._context.set_input_shape(self._input, tuple(pmax))
+        self._host: dict[str, np.ndarray] = {}
+        self._dev: dict[str, object] = {}
+        for name in [self._input] + outputs:
+            shape = tuple(pmax) if name == self._input else tuple(self._context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise BackendError(f"{self.path}: output {name!r} has an unresolved shape {shape}")
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            host = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
+            dev = cuda.mem_alloc(host.nbytes)
+            self._device_mem.append(dev)
+            self._host[name], self._dev[name] = host, dev
+            self._context.set_tensor_address(name, int(dev))
+        self._outputs = outputs
+
+    def _infer_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        b = len(x)
+        if b < self.min_batch:
+            raise BackendError(f"{self.path}: batch {b} is below the engine profile's minimum {self.min_batch}")
+        cuda, ctx = self._cuda, self._ctx
+        ctx.push()
+        try:
+            if not self._context.set_input_shape(self._input, x.shape):
+                raise BackendError(f"{self.path}: input shape {x.shape} is outside the engine's profile")
+            host_in = self._host[self._input]
+            flat = host_in[:x.size]
+            flat[:] = x.ravel().astype(host_in.dtype, copy=False)
+            cuda.memcpy_htod_async(self._dev[self._input], flat, self._stream)
+            if not self._context.execute_async_v3(self._stream.handle):
+                raise BackendError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
+            views = {}
+            for name in self._outputs:
+                shape = tuple(self._context.get_tensor_shape(name))
+                view = self._host[name][:int(np.prod(shape))]
+                cuda.memcpy_dtoh_async(view, self._dev[name], self._stream)
+                views[name] = (view, shape)
+            self._stream.synchronize()
+            return {name: np.array(v, dtype=np.float32).reshape(shape) for name, (v, shape) in views.items()
+                    if name in OUTPUT_NAMES}
+        finally:
+            ctx.pop()
+
+    def close(self) -> None:
+        if self._ctx is None:
+            return
+        self._ctx.push()
+        try:
+            for mem in self._device_mem:
+                mem.free()
+            self._device_mem.clear()
+            self._context = self._engine = None
+        finally:
+            self._ctx.pop()
+            self._ctx.detach()
+            self._ctx = None

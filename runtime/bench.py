@@ -1,0 +1,231 @@
+"""fa-bench: model-only latency/throughput per backend and batch size, and the whole pipeline on a video.
+
+Examples::
+
+    fa-bench --model model.onnx --int8 model.int8.onnx --batch 1,4,8 --video clip.mp4 --json bench.json
+    fa-bench --engine model.plan --batch 1,8,16
+    fa-bench --checkpoint model.pt --model model.onnx      # PyTorch too (needs fa3d[train])
+
+Model-only: random inputs of the artifact's input size, ``--warmup`` untimed calls then ``--iters`` timed
+calls per batch size; reported per row: median, p10 and p90 latency (ms per call) and throughput
+(faces/s = batch / median). Pipeline (``--video``, default: the bundled sample clip, when a model is
+given): fa-run's loop with tracking on (``--no-track`` to turn it off), no drawing or writing, stage by
+stage (decode, detect, preprocess, infer, postprocess) with median/p10/p90 ms and end-to-end fps; the
+first ``--warmup`` frames are run once before the timed pass.
+
+Text output::
+
+    backend       precision  batch  median_ms   p10_ms   p90_ms   faces/s
+    onnxruntime   fp32           1       3.10     3.02     3.40     322.6
+    ...
+    pipeline: <video> (<W>x<H>, tracking on, backend onnxruntime fp32)
+    frames 90 (...), wall 2.31 s, 39.0 fps
+    stage        median ms      p10      p90     mean
+    ...
+
+``--json OUT``: ``{"machine": {...}, "model": [rows as above], "pipeline": <summary> | null}``.
+Exit codes: 0 done, 2 usage, 3 video not found, 4 model cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _parse_batches(text: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch needs integers separated by commas, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"--batch needs positive integers, got {text!r}")
+    return vals
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fa-bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", help="FP32 (or FP16) ONNX model, run by ONNX Runtime")
+    p.add_argument("--int8", help="INT8 Q/DQ ONNX model, run by ONNX Runtime")
+    p.add_argument("--engine", help="TensorRT engine (.plan), run by TensorRT + pycuda")
+    p.add_argument("--checkpoint", help="PyTorch checkpoint (.pt), run by PyTorch on CPU (needs fa3d[train])")
+    p.add_argument("--batch", type=_parse_batches, default=[1, 4, 8], help="batch sizes, comma-separated")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls (and pipeline frames) first")
+    p.add_argument("--iters", type=int, default=30, help="timed calls per batch size")
+    p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime / PyTorch (default: library's choice)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt", "auto"],
+                   help="ONNX Runtime execution provider")
+    p.add_argument("--video", help="video for the pipeline benchmark (default: the bundled sample clip)")
+    p.add_argument("--no-pipeline", action="store_true", help="model-only figures")
+    p.add_argument("--no-track", action="store_true", help="pipeline: detect on every frame")
+    p.add_argument("--max-frames", type=int, help="pipeline: at most this many frames")
+    p.add_argument("--max-faces", type=int, default=4, help="pipeline: track at most this many faces")
+    p.add_argument("--det-every", type=int, default=10, help="pipeline: run the detector at least every N frames")
+    p.add_argument("--detector", default="haar", help="pipeline: 'haar' or a YuNet / SCRFD ONNX file")
+    p.add_argument("--json", dest="json_out", help="write all figures as JSON (atomically)")
+    return p
+
+
+def time_calls(fn, warmup: int, iters: int) -> np.ndarray:
+    """Seconds per call of ``fn()`` over ``iters`` timed calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    t = np.empty(iters)
+    for i in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        t[i] = time.perf_counter() - t0
+    return t
+
+
+def row(backend: str, precision: str, batch: int, t: np.ndarray) -> dict:
+    ms = t * 1000.0
+    med = float(np.median(ms))
+    return {"backend": backend, "precision": precision, "batch": batch, "median_ms": round(med, 3),
+            "p10_ms": round(float(np.percentile(ms, 10)), 3), "p90_ms": round(float(np.percentile(ms, 90)), 3),
+            "faces_per_s": round(batch * 1000.0 / med, 1) if med > 0 else None, "iters": len(t)}
+
+
+def bench_backend(backend, batches: list[int], warmup: int, iters: int, label: str) -> list[dict]:
+    s = backend.metadata.preprocess.input_size
+    rng = np.random.default_rng(0)
+    rows = []
+    for b in batches:
+        x = rng.standard_normal((b, 3, s, s)).astype(np.float32)
+        rows.append(row(label, backend.metadata.precision, b, time_calls(lambda: backend.infer(x), warmup, iters)))
+    return rows
+
+
+def bench_torch(checkpoint: str, batches: list[int], warmup: int, iters: int, threads: int | None) -> list[dict]:
+    """PyTorch eager on CPU (``fa3d.training.checkpoint.load_checkpoint``; needs fa3d[train])."""
+    import torch  # lazy: fa3d[train]
+
+    from fa3d.training.checkpoint import CheckpointError, load_checkpoint  # lazy: fa3d[train]
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        loaded = load_checkpoint(checkpoint)
+    except CheckpointError as e:
+        raise RuntimeError(str(e)) from None
+    model = loaded.model.eval()
+    s = loaded.metadata.preprocess.input_size
+    rows = []
+    with torch.inference_mode():
+        for b in batches:
+            x = torch.randn(b, 3, s, s)
+            rows.append(row("pytorch", "fp32", b, time_calls(lambda: model(x), warmup, iters)))
+    return rows
+
+
+def machine_info() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine()}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    import cv2
+
+    info["opencv"] = cv2.__version__
+    return info
+
+
+def _print_rows(rows: list[dict]) -> None:
+    print(f"{'backend':<14}{'precision':<10}{'batch':>6}{'median_ms':>11}{'p10_ms':>9}{'p90_ms':>9}{'faces/s':>10}")
+    for r in rows:
+        print(f"{r['backend']:<14}{r['precision']:<10}{r['batch']:>6}{r['median_ms']:>11.2f}{r['p10_ms']:>9.2f}"
+              f"{r['p90_ms']:>9.2f}{r['faces_per_s']:>10.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    if not (args.model or args.int8 or args.engine or args.checkpoint):
+        from .default_model import DefaultModelMissing, default_model_path
+
+        try:
+            args.model = str(default_model_path())
+        except DefaultModelMissing as e:
+            print(f"fa-bench: error: {e}", file=sys.stderr)
+            return 4
+    if args.warmup < 0 or args.iters < 1:
+        print("fa-bench: error: --warmup must be >= 0 and --iters >= 1", file=sys.stderr)
+        return 2
+
+    from .backends import BackendError, open_backend
+    from .metadata import MetadataError
+
+    rows: list[dict] = []
+    pipeline = None
+    try:
+        for path, label in ((args.model, "onnxruntime"), (args.int8, "onnxruntime"), (args.engine, "tensorrt")):
+            if path:
+                with open_backend(path, device=args.device, num_threads=args.threads) as be:
+                    rows += bench_backend(be, args.batch, args.warmup, args.iters, label)
+        if args.checkpoint:
+            rows += bench_torch(args.checkpoint, args.batch, args.warmup, args.iters, args.threads)
+    except (MetadataError, BackendError, FileNotFoundError, RuntimeError) as e:
+        print(f"fa-bench: error: {e}", file=sys.stderr)
+        return 4
+    _print_rows(rows)
+
+    pipe_model = args.engine or args.model or args.int8
+    if pipe_model and not args.no_pipeline:
+        code, pipeline = _bench_pipeline(args, pipe_model)
+        if code:
+            return code
+
+    if args.json_out:
+        from .atomic import atomic_write_text
+
+        atomic_write_text(args.json_out, json.dumps({"machine": machine_info(), "model": rows,
+                                                     "pipeline": pipeline}, indent=2) + "\n")
+    return 0
+
+
+def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
+    from .aligner import FaceAligner, FaceAlignerOptions
+    from .default_model import DefaultModelMissing, sample_clip_path
+    from .pipeline import run_pipeline
+    from .sources import SourceError, open_source
+
+    try:
+        video = args.video or str(sample_clip_path())
+        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode="video",
+                                     max_faces=args.max_faces, det_every_n=args.det_every, detector=args.detector)
+        with FaceAligner.from_artifact(model, options) as aligner:
+            if args.warmup:
+                with open_source(video) as src:
+                    run_pipeline(aligner, src, track=not args.no_track, max_frames=args.warmup)
+                aligner.reset()
+            with open_source(video) as src:
+                report = run_pipeline(aligner, src, track=not args.no_track, max_frames=args.max_frames)
+    except (SourceError, DefaultModelMissing) as e:
+        print(f"fa-bench: error: {e}", file=sys.stderr)
+        return 3, None
+    summary = report.summary()
+    summary.update({"video": str(video), "tracking": not args.no_track, "model": str(model),
+                    "max_faces": args.max_faces, "det_every_n": args.det_every, "detector": args.detector,
+                    "backend": aligner.backend.name, "precision": aligner.backend.metadata.precision})
+    print(f"\npipeline: {Path(video).name} (tracking {'off' if args.no_track else 'on'}, backend "
+          f"{aligner.backend.name} {aligner.backend.metadata.precision})")
+    print(report.format_table())
+    return 0, summary
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""fa-run: 3D face alignment on a camera, a video, images or a stream, with tracking.
+
+Examples::
+
+    fa-run --engine model.plan --camera 0
+    fa-run --model model.onnx --source clip.mp4 --output out.mp4 --json out.jsonl --headless
+    fa-run                       # the shipped default model on CPU, on the bundled sample clip
+
+Without a model argument the shipped default model runs on CPU; without a source the bundled sample clip.
+
+JSON lines (``--json FILE``): one record per processed frame, in frame order::
+
+    {"frame": 0,                    # index in the source (frames that failed to decode keep their index)
+     "timestamp_ms": 0.0,           # container time for files, time since opening for live sources
+     "faces": [                     # faces with confidence >= --min-confidence, [] when none
+       {"track_id": 0,              # stable ID while the face is tracked (null with --no-track)
+        "box": [x1, y1, x2, y2],    # the tight face box the crop was made from, 0-based pixels
+        "confidence": 0.97,         # face probability in [0, 1]
+        "yaw_pitch_roll": [y, p, r],# degrees, fa3d.runtime.pose convention (300W-LP Pose_Para)
+        "rotation": [[...], [...], [...]],    # 3x3, same convention
+        "landmarks": [[x, y, z], ...],        # 68 iBUG points, 0-based pixels, z: larger = nearer
+        "dense": [[x, y, z], ...],            # only with --dense
+        "head_pose_cam": {"rvec": [..], "tvec_m": [..]}   # only with --intrinsics or --fov: OpenCV
+       }]}                                                 # camera frame, metres (solvePnP convention)
+
+Coordinates are rounded to 0.01 px. Outputs are written atomically (a temporary name, renamed at the end).
+On Ctrl-C the run stops, the annotated video and the JSON lines written so far are finalised as valid,
+shorter files, the timings are printed and the exit code is 130. On any error no output file is left.
+
+Exit codes: 0 done; 2 usage error; 3 source not found / cannot be opened / nothing decodable;
+4 model or sidecar missing, invalid or incompatible (wrong TensorRT version, GPU or metadata schema);
+5 an output cannot be written; 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fa-run", description=__doc__.split("\n\n")[0],
+                                epilog="Exit codes: 0 ok, 2 usage, 3 source, 4 model/sidecar, 5 output, "
+                                       "130 interrupted. The JSON-lines schema is in `python -m pydoc "
+                                       "fa3d.runtime.cli_run`.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--model", help="ONNX model (with its .onnx.json sidecar), run by ONNX Runtime")
+    m.add_argument("--engine", help="TensorRT engine .plan (with its .plan.json sidecar), run by TensorRT + pycuda")
+    s = p.add_mutually_exclusive_group()
+    s.add_argument("--source", help="video file, image, folder of images, rtsp:// URL, or a GStreamer pipeline "
+                                    "ending in appsink (default: the bundled sample clip)")
+    s.add_argument("--camera", type=int, help="camera index (V4L2 on Linux), e.g. 0")
+    p.add_argument("--output", help="annotated video to write (.mp4 or .avi)")
+    p.add_argument("--json", dest="json_out", help="JSON lines to write, one record per frame (schema: see module doc)")
+    p.add_argument("--headless", action="store_true", help="never open a window (also implied without a display)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt", "auto"],
+                   help="ONNX Runtime execution provider (ignored for --engine)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice)")
+    p.add_argument("--detector", default="haar",
+                   help="'haar' (OpenCV's bundled cascade) or a YuNet / SCRFD ONNX file")
+    p.add_argument("--det-every", type=int, default=10, help="run the detector at least every N frames")
+    p.add_argument("--min-confidence", type=float, default=0.5, help="drop faces below this confidence")
+    p.add_argument("--max-faces", type=int, default=4, help="track at most this many faces")
+    p.add_argument("--no-track", action="store_true",
+                   help="detect on every frame, no tracking (default for image folders)")
+    p.add_argument("--intrinsics", help="camera intrinsics JSON {fx, fy, cx, cy[, dist]}: adds head_pose_cam (PnP)")
+    p.add_argument("--fov", type=float, help="horizontal field of view in degrees, a guess for intrinsics")
+    p.add_argument("--smooth", action="store_true", help="One Euro smoothing of landmarks, dense points and pose")
+    p.add_argument("--smooth-min-cutoff", type=float, default=1.0, help="One Euro min cut-off (Hz): lower = less jitter")
+    p.add_argument("--smooth-beta", type=float, default=0.01, help="One Euro speed coefficient: higher = less lag")
+    p.add_argument("--smooth-d-cutoff", type=float, default=1.0, help="One Euro derivative cut-off (Hz)")
+    p.add_argument("--dense", action="store_true", help="include the dense points in the JSON lines")
+    return p
+
+
+def display_available() -> bool:
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def _err(msg: str) -> None:
+    print(f"fa-run: error: {msg}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 for --help
+        return int(e.code or 0)
+    if args.output and Path(args.output).suffix.lower() not in VIDEO_FOURCC:
+        _err(f"--output must end in one of {sorted(VIDEO_FOURCC)}, got {args.output!r}")
+        return EXIT_USAGE
+    if args.intrinsics and args.fov:
+        _err("give --intrinsics or --fov, not both")
+        return EXIT_USAGE
+
+    from .aligner import FaceAligner, FaceAlignerOptions
+    from .backends import BackendError
+    from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
+    from .metadata import MetadataError
+    from .results import CameraIntrinsics
+    from .smoothing import OneEuroOptions
+    from .sources import ImageSource, SourceError, open_source
+
+    try:
+        intrinsics = CameraIntrinsics.load(args.intrinsics) if args.intrinsics else None
+        smoothing = OneEuroOptions(enabled=args.smooth, min_cutoff=args.smooth_min_cutoff,
+                                   beta=args.smooth_beta, d_cutoff=args.smooth_d_cutoff)
+        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode="video",
+                                     detector=args.detector, det_every_n=args.det_every,
+                                     min_confidence=args.min_confidence, max_faces=args.max_faces,
+                                     smoothing=smoothing, intrinsics=intrinsics, fov_deg=args.fov)
+    except (ValueError, FileNotFoundError) as e:
+        _err(str(e))
+        return EXIT_USAGE
+
+    # the source first: a missing input is reported before a model is loaded
+    try:
+        if args.camera is not None:
+            spec = args.camera
+        elif args.source is not None:
+            spec = args.source
+        else:
+            spec = str(sample_clip_path())
+        source = open_source(spec)
+    except (SourceError, DefaultModelMissing) as e:
+        _err(str(e))
+        return EXIT_SOURCE
+
+    with contextlib.closing(source):
+        try:
+            model = args.engine or args.model or default_model_path()
+            aligner = FaceAligner.from_artifact(model, options)
+        except (MetadataError, BackendError, FileNotFoundError) as e:  # DefaultModelMissing included
+            _err(str(e))
+            return EXIT_MODEL
+        with aligner:
+            try:
+                aligner.detector  # load it now: a bad --detector is a usage error, reported up front
+            except (ValueError, FileNotFoundError, RuntimeError) as e:
+                _err(f"--detector: {e}")
+                return EXIT_USAGE
+            track = not args.no_track and not isinstance(source, ImageSource)
+            try:
+                report = _run(aligner, source, args, track)
+            except SourceError as e:
+                _err(str(e))
+                return EXIT_SOURCE
+            except OSError as e:
+                _err(f"cannot write an output: {e}")
+                return EXIT_OUTPUT
+    print(report.format_table())
+    if report.interrupted:
+        outs = [p for p in (args.output, args.json_out) if p]
+        print(f"fa-run: interrupted after {report.frames} frames; finalised {', '.join(outs) or 'no outputs'}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _run(aligner, source, args, track: bool):
+    import cv2
+
+    from .atomic import atomic_path
+    from .draw import draw_results
+    from .pipeline import run_pipeline
+
+    show = not args.headless and display_available()
+    with contextlib.ExitStack() as stack:
+        video_tmp = stack.enter_context(atomic_path(args.output)) if args.output else None
+        json_tmp = stack.enter_context(atomic_path(args.json_out)) if args.json_out else None
+        jf = stack.enter_context(open(json_tmp, "w", encoding="utf-8")) if json_tmp else None
+        writer, writer_size = [None], [None]
+
+        def release_writer() -> None:
+            if writer[0] is not None:
+                writer[0].release()
+                writer[0] = None
+
+        stack.callback(release_writer)  # runs before the atomic renames (LIFO)
+        if show:
+            stack.callback(cv2.destroyAllWindows)
+
+        def sink(frame, faces):
+            if jf is not None:
+                rec = {"frame": frame.index, "timestamp_ms": round(frame.timestamp_ms, 3),
+                       "faces": [f.to_json(dense=args.dense) for f in faces]}
+                jf.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            if video_tmp is None and not show:
+                return None
+            canvas = draw_results(frame.image, faces)
+            if video_tmp is not None:
+                if writer[0] is None:
+                    h, w = canvas.shape[:2]
+                    fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[Path(args.output).suffix.lower()])
+                    writer[0] = cv2.VideoWriter(str(video_tmp), fourcc, source.fps or 30.0, (w, h))
+                    if not writer[0].isOpened():
+                        raise OSError(f"{args.output}: OpenCV cannot write this video")
+                    writer_size[0] = (w, h)
+                if canvas.shape[1::-1] != writer_size[0]:  # images of other sizes in a folder
+                    canvas = cv2.resize(canvas, writer_size[0], interpolation=cv2.INTER_AREA)
+                writer[0].write(canvas)
+            if show:
+                cv2.imshow("fa-run", canvas)
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    return False
+            return None
+
+        report = run_pipeline(aligner, source, track=track, max_frames=args.max_frames, sink=sink)
+    return report
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

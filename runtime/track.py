@@ -1,0 +1,141 @@
+"""Multi-face tracking: boxes from the previous frame's landmarks, the detector only now and then.
+
+Per frame, :meth:`FaceTracker.boxes_for_frame` returns one tight face box per live track. A track's box is
+the tight box of its previous landmarks (:func:`fa3d.runtime.preprocess.landmark_box`): no detector call.
+The detector runs when there is no track, every ``det_every_n`` frames (to find new faces), and on the
+frame after a track's confidence fell below ``min_confidence``. Detections are matched to tracks by IoU
+(greedy, best first); unmatched detections start new tracks with fresh IDs (IDs are never reused); a
+track whose confidence stays low for ``max_misses`` frames is dropped; tracks that converge on the same
+face are merged (the older ID survives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .detect import FaceDetector
+from .preprocess import landmark_box
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (len(a), len(b)) of boxes x1, y1, x2, y2."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda c: (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    det_every_n: int = 10
+    min_confidence: float = 0.5
+    max_faces: int = 4
+    match_iou: float = 0.3
+    merge_iou: float = 0.6
+    max_misses: int = 2
+
+    def __post_init__(self) -> None:
+        if self.det_every_n < 1 or self.max_faces < 1 or self.max_misses < 1:
+            raise ValueError("det_every_n, max_faces and max_misses must be >= 1")
+
+
+@dataclass
+class _Track:
+    track_id: int
+    box: np.ndarray
+    misses: int = 0
+    age: int = 0
+
+
+class FaceTracker:
+    """Not thread-safe: one tracker per video stream (FaceAligner serialises its calls)."""
+
+    def __init__(self, detector: FaceDetector | None, options: TrackerOptions = TrackerOptions()) -> None:
+        self.detector = detector
+        self.options = options
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._since_detect = 0
+        self.detector_calls = 0
+
+    @property
+    def track_ids(self) -> list[int]:
+        return [t.track_id for t in self._tracks]
+
+    def reset(self) -> None:
+        self._tracks.clear()
+        self._since_detect = 0
+
+    def needs_detection(self) -> bool:
+        o = self.options
+        return (not self._tracks or self._since_detect >= o.det_every_n
+                or any(t.misses > 0 for t in self._tracks))
+
+    def boxes_for_frame(self, image_bgr: np.ndarray) -> tuple[np.ndarray, list[int], bool]:
+        """Tight boxes (K, 4) and track IDs for this frame, and whether the detector ran."""
+        detected = False
+        if self.detector is not None and self.needs_detection():
+            dets = self.detector.detect(image_bgr)
+            self.detector_calls += 1
+            self._match(np.asarray(dets.boxes, np.float64).reshape(-1, 4))
+            self._since_detect = 0
+            detected = True
+        self._since_detect += 1
+        boxes = np.array([t.box for t in self._tracks], dtype=np.float64).reshape(-1, 4)
+        return boxes, self.track_ids, detected
+
+    def _match(self, dets: np.ndarray) -> None:
+        o = self.options
+        ious = iou_matrix([t.box for t in self._tracks], dets)
+        matched_t, matched_d = set(), set()
+        if ious.size:
+            for flat in np.argsort(-ious, axis=None):
+                ti, di = np.unravel_index(flat, ious.shape)
+                if ious[ti, di] < o.match_iou:
+                    break
+                if ti in matched_t or di in matched_d:
+                    continue
+                matched_t.add(ti)
+                matched_d.add(di)
+                track = self._tracks[ti]
+                if track.misses > 0:  # a track that was losing its face restarts from the detector's box
+                    track.box = dets[di].copy()
+                    track.misses = 0
+        # tracks with low confidence that the detector did not confirm are dropped
+        self._tracks = [t for i, t in enumerate(self._tracks) if i in matched_t or t.misses == 0]
+        for di in range(len(dets)):
+            if di not in matched_d and len(self._tracks) < o.max_faces:
+                self._tracks.append(_Track(self._next_id, dets[di].copy()))
+                self._next_id += 1
+
+    def update(self, landmarks: np.ndarray, confidences: np.ndarray) -> None:
+        """Feed this frame's results (in the order of :meth:`boxes_for_frame`): next frame's boxes."""
+        o = self.options
+        lm = np.asarray(landmarks, np.float64)
+        conf = np.asarray(confidences, np.float64).reshape(-1)
+        if len(lm) != len(self._tracks) or len(conf) != len(self._tracks):
+            raise ValueError(f"update() got {len(lm)} faces for {len(self._tracks)} tracks")
+        keep = []
+        for t, pts, c in zip(self._tracks, lm, conf):
+            t.age += 1
+            if c >= o.min_confidence:
+                t.box = landmark_box(pts)[0]
+                t.misses = 0
+            else:
+                t.misses += 1
+            if t.misses <= o.max_misses:
+                keep.append(t)
+        # merge tracks that now cover the same face (older ID wins: tracks are kept in creation order)
+        merged: list[_Track] = []
+        for t in keep:
+            if merged and iou_matrix(t.box, [m.box for m in merged]).max() >= o.merge_iou:
+                continue
+            merged.append(t)
+        self._tracks = merged
