@@ -1,0 +1,84 @@
+"""Augmentation goes through the runtime's preprocessing and keeps labels consistent with pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fa3d.runtime import pose, preprocess
+from fa3d.training.augment import AFLW21_MIRROR, AugmentConfig, make_example
+from fa3d.training.samples import FaceSample
+
+
+def _sample(dense=None):
+    synth = pytest.importorskip("fa3d.runtime.synthetic")
+    f = synth.synth_face(3, 128, occluders=False)
+    pts21 = np.full((21, 2), np.nan, np.float32)
+    pts21[14] = f.landmarks[30, :2]
+    return FaceSample(image=f.image, box=f.box, landmarks=f.landmarks, ypr=f.ypr, pts21=pts21, yaw_gt=float(f.ypr[0]),
+                      dense=dense)
+
+
+def test_plain_example_matches_runtime_preprocessing():
+    s = _sample()
+    pre = preprocess.PreprocessConfig(input_size=64)
+    ex = make_example(s, pre, AugmentConfig.off(), np.random.default_rng(0), num_dense=0)
+    prep = preprocess.prepare(s.image, s.box[None], pre)
+    assert np.array_equal(ex["image"], prep.inputs[0])
+    lc = preprocess.to_crop(s.landmarks[None].astype(np.float64), prep.transforms)[0]
+    assert np.allclose(ex["landmarks"][:, :2], lc[:, :2], atol=1e-4)
+    assert np.allclose(ex["landmarks"][:, 2], lc[:, 2] - lc[:, 2].mean(), atol=1e-4)
+    assert np.allclose(ex["rotation"], pose.euler_to_matrix(s.ypr), atol=1e-5)
+    assert ex["is_face"] == 1 and ex["has_landmarks"] == 1 and ex["has_dense"] == 0
+    assert ex["pts21_visible"].sum() == 1 and np.allclose(ex["pts21"][14], lc[30, :2], atol=1e-4)
+
+
+def test_flip_mirrors_pixels_landmarks_and_pose():
+    s = _sample()
+    pre = preprocess.PreprocessConfig(input_size=64)
+    plain = make_example(s, pre, AugmentConfig.off(), np.random.default_rng(0), num_dense=0)
+    flip_cfg = AugmentConfig(0, 0, 0, 1.0, 0, 0, 0, 0, 0)
+    flipped = make_example(s, pre, flip_cfg, np.random.default_rng(0), num_dense=0)
+    # the crop of the flipped image is the mirrored crop (same box rule)
+    assert np.abs(flipped["image"] - plain["image"][:, :, ::-1]).max() < 0.05
+    from fa3d.runtime.schema import MIRROR
+    expect = plain["landmarks"][MIRROR].copy()
+    expect[:, 0] = 63 - expect[:, 0]
+    assert np.allclose(flipped["landmarks"], expect, atol=1e-3)
+    assert np.allclose(flipped["rotation"], pose.mirror_rotation(plain["rotation"]), atol=1e-5)
+    assert flipped["yaw_gt"] == pytest.approx(-plain["yaw_gt"])
+    assert np.array_equal(AFLW21_MIRROR[AFLW21_MIRROR], np.arange(21))
+    assert np.allclose(flipped["pts21"][14], expect[30, :2], atol=1e-3)  # nose tip maps to itself
+
+
+def test_rotation_augment_keeps_labels_on_the_pixels():
+    s = _sample()
+    pre = preprocess.PreprocessConfig(input_size=64)
+    cfg = AugmentConfig(0.1, 0.05, 30.0, 0, 0, 0, 0, 0, 0)
+    ex = make_example(s, pre, cfg, np.random.default_rng(5), num_dense=0)
+    assert ex["angle"] != 0
+    # the rotation target is the image rotation seen through the rotated crop
+    m = preprocess.crop_transforms(preprocess.crop_boxes(s.box[None]), 64, ex["angle"])
+    want = preprocess.rotation_to_crop(pose.euler_to_matrix(s.ypr)[None], m)[0]
+    assert np.allclose(ex["rotation"], want, atol=1e-5)
+
+
+def test_negative_examples_drop_every_label():
+    s = _sample()
+    pre = preprocess.PreprocessConfig(input_size=64)
+    cfg = AugmentConfig(negative_prob=1.0)
+    ex = make_example(s, pre, cfg, np.random.default_rng(0), num_dense=0)
+    assert ex["is_face"] == 0
+    assert ex["has_landmarks"] == ex["has_pose"] == ex["has_yaw"] == ex["has_dense"] == 0
+    assert ex["pts21_visible"].sum() == 0
+
+
+def test_dense_labels_are_mapped_and_checked():
+    base = _sample()
+    dense = base.landmarks[:10].copy()
+    s = FaceSample(image=base.image, box=base.box, landmarks=base.landmarks, ypr=base.ypr, dense=dense)
+    pre = preprocess.PreprocessConfig(input_size=64)
+    ex = make_example(s, pre, AugmentConfig.off(), np.random.default_rng(0), num_dense=10)
+    assert ex["has_dense"] == 1 and np.allclose(ex["dense"], ex["landmarks"][:10], atol=1e-4)
+    with pytest.raises(ValueError, match="num_dense"):
+        make_example(s, pre, AugmentConfig.off(), np.random.default_rng(0), num_dense=468)

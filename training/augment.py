@@ -1,0 +1,168 @@
+"""Training examples from FaceSample records: augmentation and targets, through the runtime's preprocessing.
+
+Cropping, warping, normalisation and the mapping of labels into the crop all use
+:mod:`fa3d.runtime.preprocess` (the one implementation); this module only draws the random parameters
+(box centre/scale jitter, in-plane angle, flip, colour, blur, occlusion) and makes negative crops for the
+confidence head. Randomness comes from the generator passed in (one per example, seeded by
+``(seed, epoch, index)`` in the dataset), so an example does not depend on worker scheduling.
+
+Horizontal flips mirror the image, the 68 landmarks (:func:`fa3d.runtime.schema.mirror_landmarks`), the
+pose (:func:`fa3d.runtime.pose.mirror_euler`), the AFLW-21 points (:data:`AFLW21_MIRROR`, defined here)
+and the dense points with the template's nearest-point mirror permutation
+(:func:`fa3d.training.dense_template.mirror_permutation`; without one, dense labels of flipped samples
+are dropped for that example, not guessed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fa3d.runtime import pose, preprocess
+from fa3d.runtime.schema import NUM_LANDMARKS, mirror_landmarks
+
+from .samples import FaceSample
+
+#: AFLW-21 point i of a flipped face is point AFLW21_MIRROR[i] of the original
+AFLW21_MIRROR = np.array([5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 16, 15, 14, 13, 12, 19, 18, 17, 20])
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    scale_jitter: float = 0.1  # crop side multiplied by U(1 - j, 1 + j)
+    shift_jitter: float = 0.08  # crop centre moved by U(-j, j) * side in x and y
+    rotation_deg: float = 30.0  # in-plane angle U(-r, r)
+    flip_prob: float = 0.5
+    color_jitter: float = 0.3  # per-channel gain U(1 - c, 1 + c) and brightness offset
+    blur_prob: float = 0.2
+    occlusion_prob: float = 0.2
+    noise_std: float = 3.0
+    negative_prob: float = 0.1  # an example becomes a background / far-shifted crop (confidence target 0)
+
+    @classmethod
+    def off(cls) -> "AugmentConfig":
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _flip(sample: FaceSample, dense_mirror: np.ndarray | None) -> dict:
+    w = sample.image.shape[1]
+    out = {"image": np.ascontiguousarray(sample.image[:, ::-1]),
+           "box": np.array([w - 1 - sample.box[2], sample.box[1], w - 1 - sample.box[0], sample.box[3]])}
+    out["landmarks"] = None if sample.landmarks is None else mirror_landmarks(sample.landmarks, w)
+    out["ypr"] = None if sample.ypr is None else pose.mirror_euler(sample.ypr)
+    out["yaw_gt"] = None if sample.yaw_gt is None else -float(sample.yaw_gt)
+    if sample.pts21 is not None:
+        p = np.asarray(sample.pts21, dtype=np.float64)[AFLW21_MIRROR].copy()
+        p[:, 0] = w - 1 - p[:, 0]
+        out["pts21"] = p
+    else:
+        out["pts21"] = None
+    if sample.dense is not None and dense_mirror is not None and len(dense_mirror) == len(sample.dense):
+        d = np.asarray(sample.dense, dtype=np.float64)[dense_mirror].copy()
+        d[:, 0] = w - 1 - d[:, 0]
+        out["dense"] = d
+    else:
+        out["dense"] = None
+    return out
+
+
+def _photometric(crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    img = crop.astype(np.float32)
+    if cfg.color_jitter > 0:
+        gain = rng.uniform(1 - cfg.color_jitter, 1 + cfg.color_jitter, size=3)
+        offset = rng.uniform(-40, 40) * cfg.color_jitter
+        img = img * gain.astype(np.float32) + np.float32(offset)
+    if cfg.occlusion_prob > 0 and rng.random() < cfg.occlusion_prob:
+        s = img.shape[0]
+        ow, oh = rng.uniform(0.15, 0.45, size=2) * s
+        x0, y0 = rng.uniform(0, s - ow), rng.uniform(0, s - oh)
+        img[int(y0):int(y0 + oh), int(x0):int(x0 + ow)] = rng.uniform(0, 255, size=3).astype(np.float32)
+    if cfg.blur_prob > 0 and rng.random() < cfg.blur_prob:
+        k = int(rng.choice([3, 5]))
+        img = cv2.GaussianBlur(img, (k, k), 0)
+    if cfg.noise_std > 0:
+        img = img + rng.normal(0, cfg.noise_std, size=img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_example(sample: FaceSample, pre: preprocess.PreprocessConfig, cfg: AugmentConfig,
+                 rng: np.random.Generator, num_dense: int, dense_mirror: np.ndarray | None = None) -> dict:
+    """One training example as numpy arrays: ``image`` (3, S, S) float32 normalised, crop-frame targets and
+    masks (see :func:`collate` for the keys)."""
+    s = pre.input_size
+    if cfg.flip_prob > 0 and rng.random() < cfg.flip_prob:
+        lab = _flip(sample, dense_mirror)
+    else:
+        lab = {"image": sample.image, "box": np.asarray(sample.box, dtype=np.float64),
+               "landmarks": sample.landmarks, "ypr": sample.ypr, "yaw_gt": sample.yaw_gt,
+               "pts21": sample.pts21, "dense": sample.dense}
+    # the sample's face box (loaders give the tight 68-point box, preprocess.landmark_box, when they can)
+    face_box = np.asarray(lab["box"], dtype=np.float64)[None]
+    cb = preprocess.crop_boxes(face_box, pre.crop_scale)[0]
+    side = cb[2] - cb[0]
+    centre = (cb[:2] + cb[2:]) / 2
+    negative = cfg.negative_prob > 0 and rng.random() < cfg.negative_prob
+    if negative:
+        a = rng.uniform(0, 2 * np.pi)
+        centre = centre + side * rng.uniform(0.8, 1.3) * np.array([np.cos(a), np.sin(a)])
+        side = side * rng.uniform(0.7, 1.3)
+    else:
+        centre = centre + rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, size=2) * side
+        side = side * rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
+    angle = float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)) if cfg.rotation_deg > 0 else 0.0
+    crop_box = np.concatenate([centre - side / 2, centre + side / 2])[None]
+    m = preprocess.crop_transforms(crop_box, s, angle)
+    crop = preprocess.warp_crops(lab["image"], m, pre)[0]
+    crop = _photometric(crop, cfg, rng)
+    ex = {"image": preprocess.normalize(crop[None], pre)[0], "angle": np.float32(angle),
+          "is_face": np.float32(0.0 if negative else 1.0)}
+
+    def keep(v):
+        return v is not None and not negative
+
+    lm = np.zeros((NUM_LANDMARKS, 3), np.float32)
+    z_mean = None
+    if keep(lab["landmarks"]):
+        lc = preprocess.to_crop(np.asarray(lab["landmarks"], np.float64)[None], m)[0]
+        z_mean = lc[:, 2].mean()
+        lc[:, 2] -= z_mean
+        lm = lc.astype(np.float32)
+    ex.update(landmarks=lm, has_landmarks=np.float32(keep(lab["landmarks"])),
+              landmarks_weight=np.float32(sample.landmarks_weight))
+    rot = np.eye(3, dtype=np.float32)
+    if keep(lab["ypr"]):
+        rot = preprocess.rotation_to_crop(pose.euler_to_matrix(np.asarray(lab["ypr"], np.float64))[None], m)[0]
+    ex.update(rotation=rot.astype(np.float32), has_pose=np.float32(keep(lab["ypr"])),
+              pose_weight=np.float32(sample.pose_weight))
+    ex.update(yaw_gt=np.float32(lab["yaw_gt"] if keep(lab["yaw_gt"]) else 0.0),
+              has_yaw=np.float32(keep(lab["yaw_gt"])))
+    p21 = np.zeros((21, 2), np.float32)
+    vis = np.zeros(21, np.float32)
+    if keep(lab["pts21"]):
+        p = np.asarray(lab["pts21"], np.float64)
+        ok = np.isfinite(p).all(axis=1)
+        pc = preprocess.to_crop(np.where(ok[:, None], p, 0.0)[None], m)[0]
+        inside = ok & (pc >= -0.5).all(axis=1) & (pc <= s - 0.5).all(axis=1)
+        p21[inside] = pc[inside]
+        vis = inside.astype(np.float32)
+    ex.update(pts21=p21, pts21_visible=vis)
+    dense = np.zeros((num_dense, 3), np.float32)
+    has_dense = keep(lab["dense"]) and len(lab["dense"]) == num_dense
+    if keep(lab["dense"]) and len(lab["dense"]) != num_dense:
+        raise ValueError(f"{sample.name or sample.source}: {len(lab['dense'])} dense points but the model has "
+                         f"num_dense={num_dense}; set [model] num_dense to the teacher's point count")
+    if has_dense:
+        dc = preprocess.to_crop(np.asarray(lab["dense"], np.float64)[None], m)[0]
+        dc[:, 2] -= z_mean if z_mean is not None else dc[:, 2].mean()
+        dense = dc.astype(np.float32)
+    ex.update(dense=dense, has_dense=np.float32(has_dense), dense_weight=np.float32(sample.dense_weight))
+    return ex
+
+
+def collate(examples: list[dict]):
+    """Stack examples into a batch of torch tensors (keys as :func:`make_example`)."""
+    import torch
+
+    return {k: torch.from_numpy(np.stack([e[k] for e in examples])) for k in examples[0]}

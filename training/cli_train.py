@@ -1,0 +1,72 @@
+"""``fa-train --config FILE.toml``: train the pose-fused alignment network."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fa-train", description="Train the pose-fused 3D face alignment network from a TOML config "
+        "(examples: training/configs/edge.toml, paper.toml, smoke.toml). Several GPUs: "
+        "torchrun --nproc_per_node N -m fa3d.training.cli_train --config FILE.")
+    p.add_argument("--config", required=True, help="training config (TOML); see fa3d.training.config for the tables")
+    p.add_argument("--resume", action="store_true",
+                   help="continue exactly where a killed run stopped, from OUT_DIR/last.pt")
+    p.add_argument("--out-dir", help="override [run] out_dir (where checkpoints and logs go)")
+    p.add_argument("--epochs", type=int, help="override [optim] epochs")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override [run] device")
+    p.add_argument("--stop-after-steps", type=int,
+                   help="stop after this global step, leaving a resumable last.pt (for staged runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from dataclasses import replace
+
+    from .config import ConfigError, load_config
+    from .checkpoint import CheckpointError
+    from .train import train
+
+    try:
+        cfg = load_config(args.config)
+        run = {}
+        if args.out_dir:
+            run["out_dir"] = args.out_dir
+        if args.device:
+            run["device"] = args.device
+        if args.stop_after_steps is not None:
+            run["stop_after_steps"] = args.stop_after_steps
+        if run:
+            cfg = cfg.with_run(**run)
+        if args.epochs is not None:
+            cfg = replace(cfg, optim=replace(cfg.optim, epochs=args.epochs))
+        result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    except (ConfigError, CheckpointError) as e:
+        print(f"fa-train: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fa-train: interrupted; resume with --resume (last.pt holds the last saved step)", file=sys.stderr)
+        return 130
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
+    summary = {"out_dir": str(result.out_dir), "step": result.step, "epochs_done": result.epochs_done,
+               "stopped_early": result.stopped_early, "best_metric": result.best_metric,
+               "last_epoch": result.history["epochs"][-1] if result.history.get("epochs") else None}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"fa-train: {result.epochs_done} epoch(s), {result.step} steps; checkpoints in {result.out_dir}")
+        if summary["last_epoch"]:
+            print("  " + ", ".join(f"{k}={v:.4g}" for k, v in summary["last_epoch"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

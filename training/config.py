@@ -1,0 +1,166 @@
+"""The training configuration: a TOML file with the tables below, parsed into frozen dataclasses.
+
+```toml
+[model]      preset = "edge", fuse_pose = true, num_dense = 468, dense_template = "template.npy" (optional)
+[model.overrides]  any ModelConfig field, e.g. depth_bins = 32
+[data]       batch_size, num_workers, samples_per_epoch (0 = the training set's size), val_batch_size
+[[data.sources]]  kind = "synthetic" | "aflw19k" | "labelled" | "python", path, split, weight, count, seed,
+                  size, loader = "module:function" (kind python), dense_labels, box, [data.sources.mix]
+[[data.val]]      the same, for validation (no augmentation)
+[augment]    fa3d.training.augment.AugmentConfig fields
+[loss]       fa3d.training.losses.LossWeights fields
+[optim]      lr, weight_decay, epochs, warmup_steps, grad_clip, amp
+[teacher_forcing]  p0, anneal_fraction
+[run]        out_dir, seed, checkpoint_every, log_every, tensorboard, device, stop_after_steps, select_metric
+```
+Relative paths are relative to the current working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .augment import AugmentConfig
+from .losses import LossWeights
+
+
+class ConfigError(ValueError):
+    """A training configuration is malformed."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str
+    path: str = ""
+    split: str = "train"
+    weight: float = 1.0  # relative sampling weight of the source (per sample: weight / len(source))
+    count: int = 0  # synthetic: number of faces
+    seed: int = 0  # synthetic: seed
+    size: int = 160  # synthetic: image size
+    loader: str = ""  # python: "module:function" called as function(path, split) -> Sequence[FaceSample]
+    label_weight: float = 1.0  # labelled: weight of the folder's (teacher) labels
+    dense_labels: str = ""  # aflw19k: an fa-label output folder of MediaPipe dense points for these crops
+    mix: dict = field(default_factory=dict)  # aflw19k: fa3d.training.data.mix.MixWeights fields
+    box: str = "teacher"  # aflw19k: "teacher" (tight 68-point box) or "protocol"
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    preset: str = "edge"
+    fuse_pose: bool = True
+    num_dense: int | None = None
+    dense_template: str = ""  # optional .npy (N, 3) template in the mean-shape model frame
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    sources: tuple[SourceConfig, ...] = ()
+    val: tuple[SourceConfig, ...] = ()
+    batch_size: int = 32
+    val_batch_size: int = 64
+    num_workers: int = 2
+    samples_per_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 30
+    warmup_steps: int = 500
+    grad_clip: float = 5.0
+    amp: bool = True  # only takes effect on CUDA
+
+
+@dataclass(frozen=True)
+class TeacherForcingSection:
+    p0: float = 0.8
+    anneal_fraction: float = 0.6  # p reaches 0 after this fraction of the total steps
+
+
+@dataclass(frozen=True)
+class RunSection:
+    out_dir: str = "runs/train"
+    seed: int = 0
+    checkpoint_every: int = 500  # steps; last.pt is also written at every epoch end
+    log_every: int = 10
+    tensorboard: bool = True
+    device: str = "auto"  # auto | cpu | cuda
+    stop_after_steps: int = 0  # > 0: stop (as if killed) after this global step, leaving last.pt
+    select_metric: str = "nme68"  # validation metric (lower is better) that picks best.pt
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossWeights = LossWeights()
+    optim: OptimSection = OptimSection()
+    teacher_forcing: TeacherForcingSection = TeacherForcingSection()
+    run: RunSection = RunSection()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["data"]["sources"] = [asdict(s) for s in self.data.sources]
+        d["data"]["val"] = [asdict(s) for s in self.data.val]
+        if d["model"]["num_dense"] is None:
+            del d["model"]["num_dense"]
+        return d
+
+    def with_run(self, **changes) -> "TrainConfig":
+        from dataclasses import replace
+        return replace(self, run=replace(self.run, **changes))
+
+
+def _section(cls, d: Any, where: str):
+    if d is None:
+        return cls()
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a table")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; valid keys are {sorted(names)}")
+    try:
+        return cls(**d)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown tables {unknown}; valid tables are {sorted(known)}")
+    data = dict(d.get("data") or {})
+    sources = tuple(_section(SourceConfig, s, f"{where} [[data.sources]]") for s in data.pop("sources", []))
+    val = tuple(_section(SourceConfig, s, f"{where} [[data.val]]") for s in data.pop("val", []))
+    data_sec = _section(DataSection, data, f"{where} [data]")
+    from dataclasses import replace
+    data_sec = replace(data_sec, sources=sources, val=val)
+    if not sources:
+        raise ConfigError(f"{where}: [data] needs at least one [[data.sources]] entry")
+    return TrainConfig(
+        model=_section(ModelSection, d.get("model"), f"{where} [model]"), data=data_sec,
+        augment=_section(AugmentConfig, d.get("augment"), f"{where} [augment]"),
+        loss=_section(LossWeights, d.get("loss"), f"{where} [loss]"),
+        optim=_section(OptimSection, d.get("optim"), f"{where} [optim]"),
+        teacher_forcing=_section(TeacherForcingSection, d.get("teacher_forcing"), f"{where} [teacher_forcing]"),
+        run=_section(RunSection, d.get("run"), f"{where} [run]"))
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: training config not found (see training/configs/*.toml for examples)")
+    try:
+        d = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return config_from_dict(d, where=str(path))

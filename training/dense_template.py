@@ -1,0 +1,69 @@
+"""The dense head's fixed geometry: a template of N points and the linear map from 68 keypoints to them.
+
+Design (documented choice for the paper's "dense geometric landmarks by knowledge distillation"):
+``dense = W @ landmarks + residual``. ``W`` (N, 68) is the 3D thin-plate spline (kernel ``phi(r) = r``)
+that maps the 68-point mean shape onto the 68 predicted keypoints, evaluated at the template points.
+It is linear in the keypoints and reproduces any similarity transform exactly (``W @ (s R M + t) =
+s R T + t``), so the predicted keypoints drive the dense points; the network adds a small learnt
+residual for what the keypoints cannot explain. The teacher's points are the distillation targets.
+
+Templates live in the model frame of :func:`fa3d.runtime.schema.mean_shape` (x right, y up, z towards
+the viewer, centred, unit RMS radius). Without a template (e.g. before teacher labels exist) the default
+is deterministic: the 68 mean-shape points followed by points on the triangles formed by each keypoint
+and its two nearest neighbours, with barycentric weights from a seeded generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fa3d.runtime.schema import NUM_LANDMARKS, mean_shape
+
+
+def default_template(num_points: int, seed: int = 0) -> np.ndarray:
+    """A deterministic (N, 3) float32 template on the 68-point mean-shape surface."""
+    if num_points < 1:
+        raise ValueError(f"num_points must be >= 1, got {num_points}")
+    m = mean_shape().astype(np.float64)
+    d = np.linalg.norm(m[:, None] - m[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    nn2 = np.argsort(d, axis=1)[:, :2]
+    rng = np.random.default_rng(seed)
+    extra = max(num_points - NUM_LANDMARKS, 0)
+    idx = rng.integers(0, NUM_LANDMARKS, size=extra)
+    bary = rng.dirichlet((2.0, 2.0, 2.0), size=extra)
+    tri = m[idx] * bary[:, :1] + m[nn2[idx, 0]] * bary[:, 1:2] + m[nn2[idx, 1]] * bary[:, 2:3]
+    pts = np.concatenate([m, tri])[:num_points]
+    return pts.astype(np.float32)
+
+
+def tps_weights(template: np.ndarray, anchors: np.ndarray | None = None, regularisation: float = 1e-3) -> np.ndarray:
+    """(N, 68) float32 weights ``W`` with ``W @ keypoints`` = the TPS warp of ``template`` from ``anchors``
+    (default: the mean shape) to the keypoints."""
+    t = np.asarray(template, dtype=np.float64)
+    m = mean_shape().astype(np.float64) if anchors is None else np.asarray(anchors, dtype=np.float64)
+    if t.ndim != 2 or t.shape[1] != 3 or not np.isfinite(t).all():
+        raise ValueError(f"dense template must be a finite (N, 3) array, got shape {t.shape}")
+    if m.shape != (NUM_LANDMARKS, 3):
+        raise ValueError(f"anchors must be (68, 3), got {m.shape}")
+    k = np.linalg.norm(m[:, None] - m[None], axis=-1) + regularisation * np.eye(NUM_LANDMARKS)
+    p = np.concatenate([np.ones((NUM_LANDMARKS, 1)), m], axis=1)
+    a = np.zeros((NUM_LANDMARKS + 4, NUM_LANDMARKS + 4))
+    a[:NUM_LANDMARKS, :NUM_LANDMARKS] = k
+    a[:NUM_LANDMARKS, NUM_LANDMARKS:] = p
+    a[NUM_LANDMARKS:, :NUM_LANDMARKS] = p.T
+    inv = np.linalg.inv(a)[:, :NUM_LANDMARKS]
+    basis = np.concatenate([np.linalg.norm(t[:, None] - m[None], axis=-1), np.ones((len(t), 1)), t], axis=1)
+    return (basis @ inv).astype(np.float32)
+
+
+def mirror_permutation(template: np.ndarray) -> np.ndarray:
+    """For a horizontal flip: dense point i of the flipped face is point ``perm[i]`` of the original.
+
+    Taken as the template point nearest to each point's mirror image ``(-x, y, z)``; exact for a
+    symmetric template, the nearest approximation otherwise.
+    """
+    t = np.asarray(template, dtype=np.float64)
+    mirrored = t * np.array([-1.0, 1.0, 1.0])
+    d = np.linalg.norm(mirrored[:, None] - t[None], axis=-1)
+    return np.argmin(d, axis=1).astype(np.int64)
