@@ -1,0 +1,227 @@
+"""Numerical parity of exported models: PyTorch vs ONNX Runtime, FP32 vs FP16 ONNX, ONNX vs TensorRT.
+
+Inputs are real face crops made by the one preprocessing implementation (:mod:`fa3d.runtime.preprocess`):
+the bundled public-domain sample portrait and any images the user adds, each cut several times (scales,
+in-plane rotations, shifts) so that one face gives a small batch with realistic image statistics.
+Synthetic faces (:mod:`fa3d.runtime.synthetic`) are the fallback for tests only.
+
+The comparison is the maximum absolute difference per output, against a stated tolerance per output
+(:data:`FP32_TOLERANCE`, :data:`FP16_TOLERANCE`). Landmark and dense tolerances are in crop pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_LAYOUTS
+from fa3d.runtime.preprocess import PreprocessConfig, prepare
+
+if TYPE_CHECKING:
+    import torch
+
+OUTPUT_NAMES: tuple[str, ...] = tuple(OUTPUT_LAYOUTS)
+
+
+class ParityError(RuntimeError):
+    """A candidate model's outputs differ from the reference beyond the tolerance."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Largest accepted absolute difference per output (landmarks and dense in crop pixels)."""
+
+    landmarks: float
+    rotation: float
+    dense: float
+    confidence: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+#: PyTorch FP32 vs ONNX Runtime FP32: only operator-order rounding differs (measured ~1e-5 px on the
+#: fixture and the edge model); 0.01 px is 1/100 of a pixel of the crop.
+FP32_TOLERANCE = Tolerance(landmarks=1e-2, rotation=1e-3, dense=1e-2, confidence=1e-3)
+#: FP32 vs FP16 ONNX (ONNX Runtime CPU): half precision has an 11-bit mantissa; 0.5 crop pixel is about a
+#: quarter of a pixel of a typical 250-px face at 128 input, well under the model's own error.
+FP16_TOLERANCE = Tolerance(landmarks=0.5, rotation=0.02, dense=0.5, confidence=0.02)
+
+
+@dataclass(frozen=True)
+class FaceCrops:
+    inputs: np.ndarray  # (B, 3, S, S) float32
+    source: str  # where the crops came from, for the report
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    reference: str
+    candidate: str
+    source: str
+    n_faces: int
+    max_abs: dict[str, float]
+    tolerance: dict[str, float]
+
+    @property
+    def failures(self) -> dict[str, float]:
+        return {k: v for k, v in self.max_abs.items() if not v <= self.tolerance[k]}  # NaN fails too
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k} {self.max_abs[k]:.2e} (tol {self.tolerance[k]:.0e})" for k in self.max_abs)
+        return f"{self.candidate} vs {self.reference} on {self.n_faces} crops ({self.source}): max |diff| {parts}"
+
+    def raise_if_failed(self) -> None:
+        if not self.passed:
+            bad = ", ".join(f"{k} {v:.3g} > {self.tolerance[k]:.3g}" for k, v in self.failures.items())
+            raise ParityError(f"parity failed, {self.candidate} vs {self.reference}: {bad} "
+                              f"({self.n_faces} crops from {self.source})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "candidate": self.candidate, "source": self.source,
+                "n_faces": self.n_faces, "max_abs": dict(self.max_abs), "tolerance": dict(self.tolerance),
+                "passed": self.passed}
+
+
+# ---------------------------------------------------------------- face crops
+
+#: crop variations applied to every face: (scale of the box, in-plane angle deg, shift as a box fraction)
+_JITTER: tuple[tuple[float, float, float], ...] = (
+    (1.0, 0.0, 0.0), (0.9, 10.0, 0.03), (1.1, -15.0, -0.03), (1.0, 30.0, 0.05))
+
+
+def detect_face_box(image: np.ndarray) -> np.ndarray:
+    """The largest face's tight box found by the runtime's default detector, else the central square.
+
+    Only to place parity crops on a face; alignment quality does not matter here.
+    """
+    from fa3d.runtime.detect import make_detector
+
+    try:
+        found = make_detector("haar").detect(image)
+    except (FileNotFoundError, RuntimeError):  # no cascade in this OpenCV build
+        found = None
+    if found is not None and len(found.boxes):
+        return np.asarray(found.boxes[0], dtype=np.float64)
+    h, w = image.shape[:2]
+    side = 0.5 * min(h, w)
+    cx, cy = w / 2, h / 2
+    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
+
+
+def crops_from_image(image: np.ndarray, face_box: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Several model inputs (len(_JITTER), 3, S, S) of one face, through the runtime's preprocessing."""
+    box = np.asarray(face_box, dtype=np.float64).reshape(4)
+    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2
+    boxes, angles = [], []
+    for scale, angle, shift in _JITTER:
+        c = centre + shift * 2 * half
+        boxes.append(np.concatenate([c - scale * half, c + scale * half]))
+        angles.append(angle)
+    return prepare(image, np.stack(boxes), config, angle_deg=np.array(angles)).inputs
+
+
+def image_crops(images: Sequence[Path], config: PreprocessConfig) -> FaceCrops:
+    """Crops of the largest face of each image (read with OpenCV, BGR)."""
+    import cv2
+
+    batches, names = [], []
+    for p in images:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"{p}: not a readable image (OpenCV could not decode it); give a JPEG or PNG "
+                                    "with a face")
+        batches.append(crops_from_image(img, detect_face_box(img), config))
+        names.append(Path(p).name)
+    if not batches:
+        raise ValueError("no images given for parity crops")
+    return FaceCrops(inputs=np.concatenate(batches).astype(np.float32), source="images: " + ", ".join(names))
+
+
+def synthetic_crops(config: PreprocessConfig, n_faces: int = 2, seed: int = 0) -> FaceCrops:
+    """Crops of synthetic faces (:mod:`fa3d.runtime.synthetic`): for tests where no real image is available."""
+    from fa3d.runtime import synthetic
+
+    batches = [crops_from_image(face.image, face.box, config) for face in synthetic.synth_faces(n_faces, seed)]
+    return FaceCrops(inputs=np.concatenate(batches).astype(np.float32),
+                     source=f"{n_faces} synthetic faces (seed {seed}), not real data")
+
+
+def parity_crops(config: PreprocessConfig, images: Sequence[Path] = (), *, bundled: bool = True,
+                 synthetic_fallback: bool = False) -> FaceCrops:
+    """The parity set: the bundled sample face (when installed) plus ``images``; synthetic faces only as a fallback."""
+    from .defaults import sample_image_path
+
+    paths = list(images)
+    sample = sample_image_path()
+    if bundled and sample.is_file():
+        paths.insert(0, sample)
+    if paths:
+        return image_crops(paths, config)
+    if synthetic_fallback:
+        return synthetic_crops(config)
+    raise FileNotFoundError(f"no real face image for the parity check: the bundled sample {sample} is not "
+                            "installed and no --parity-image was given")
+
+
+# ---------------------------------------------------------------- running models
+
+def run_torch(model: "torch.nn.Module", inputs: np.ndarray) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        out = model.eval()(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)))
+    return {k: out[k].detach().cpu().numpy().astype(np.float32) for k in OUTPUT_NAMES}
+
+
+def run_onnx(path: Path, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """One ONNX Runtime CPU run over the whole batch (which also exercises the dynamic batch axis)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    outs = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(inputs, dtype=np.float32)})
+    return {k: np.asarray(v, dtype=np.float32) for k, v in zip(OUTPUT_NAMES, outs)}
+
+
+def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], tol: Tolerance, *,
+            reference_name: str, candidate_name: str, source: str) -> ParityReport:
+    """Max absolute difference per output; shapes must agree exactly."""
+    max_abs = {}
+    for k in OUTPUT_NAMES:
+        a, b = np.asarray(reference[k]), np.asarray(candidate[k])
+        if a.shape != b.shape:
+            raise ParityError(f"{candidate_name}: output {k!r} has shape {b.shape}, {reference_name} gives {a.shape}")
+        max_abs[k] = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+    n = int(np.asarray(reference[OUTPUT_NAMES[0]]).shape[0])
+    return ParityReport(reference=reference_name, candidate=candidate_name, source=source, n_faces=n,
+                        max_abs=max_abs, tolerance=tol.as_dict())
+
+
+def torch_vs_onnx(model: "torch.nn.Module", onnx_path: Path, crops: FaceCrops,
+                  tol: Tolerance = FP32_TOLERANCE) -> ParityReport:
+    return compare(run_torch(model, crops.inputs), run_onnx(onnx_path, crops.inputs), tol,
+                   reference_name="PyTorch", candidate_name=f"ONNX Runtime ({Path(onnx_path).name})",
+                   source=crops.source)
+
+
+def onnx_vs_onnx(reference: Path, candidate: Path, crops: FaceCrops, tol: Tolerance) -> ParityReport:
+    return compare(run_onnx(reference, crops.inputs), run_onnx(candidate, crops.inputs), tol,
+                   reference_name=Path(reference).name, candidate_name=Path(candidate).name, source=crops.source)
+
+
+def onnx_vs_runner(reference: Path, run: Callable[[np.ndarray], Mapping[str, np.ndarray]], name: str,
+                   crops: FaceCrops, tol: Tolerance) -> ParityReport:
+    """ONNX Runtime against any runner (a TensorRT engine on a GPU machine)."""
+    return compare(run_onnx(reference, crops.inputs), run(crops.inputs), tol, reference_name=Path(reference).name,
+                   candidate_name=name, source=crops.source)
