@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_path
+from .videofile import mp4v_writer
 
 #: the bundled portrait's face centre as a fraction of the image (x, y), measured by eye
 ASTRONAUT_FOCUS = (0.44, 0.25)
@@ -94,27 +94,10 @@ def make_sample_clip(image_bgr: np.ndarray, out_path: str | os.PathLike, n_frame
         raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {img.dtype} {img.shape}")
     w, h = (int(v) for v in size)
     ms = clip_transforms((img.shape[1], img.shape[0]), n_frames, (w, h), seed, focus)
-    path = os.fspath(out_path)
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(os.fspath(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
-        if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write mp4v video to {path}; check the OpenCV build's video support")
-        try:
-            for m in ms:
-                writer.write(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR,
-                                            borderMode=cv2.BORDER_CONSTANT, borderValue=(40, 40, 40)))
-        finally:
-            writer.release()
-        cap = cv2.VideoCapture(os.fspath(tmp))
-        try:
-            count = 0
-            while cap.read()[0]:
-                count += 1
-        finally:
-            cap.release()
-        if count != n_frames:
-            raise RuntimeError(f"{path}: OpenCV read back {count} frames, wrote {n_frames}; "
-                               "the OpenCV build's mp4v codec is not working")
+    with mp4v_writer(out_path, fps, (w, h), n_frames) as write:
+        for m in ms:
+            write(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(40, 40, 40)))
     return ms
 
 

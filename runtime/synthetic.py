@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from . import pose, schema
-from .atomic import atomic_path
+from .videofile import mp4v_writer
 from .preprocess import landmark_box
 
 # head ellipsoid in the model frame (centre, semi-axes): it contains the jaw and the inner face
@@ -505,44 +505,27 @@ def synthetic_video(path: str | os.PathLike, n_frames: int = 60, size: tuple[int
             amp_ang=np.array([rng.uniform(40, 70), rng.uniform(10, 25), rng.uniform(10, 25)]),
             freq=rng.uniform(0.5, 1.5, 6), phase=rng.uniform(0, 2 * np.pi, 6)))
     truth: list[tuple[np.ndarray, np.ndarray]] = []
-    path = os.fspath(path)
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(os.fspath(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
-        if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write mp4v video to {path}; check the OpenCV build's video support")
-        try:
-            for f in range(n_frames):
-                t = 2 * np.pi * f / max(n_frames, 2)
-                frame = bg + rng.normal(0, 2, bg.shape).astype(np.float32)
-                lms, yprs = [], []
-                order = []
-                for tr in tracks:
-                    fq, ph = tr["freq"], tr["phase"]
-                    ypr = tr["amp_ang"] * np.sin(fq[:3] * t + ph[:3])
-                    scale = tr["base"] * (1 + 0.25 * np.sin(fq[3] * t + ph[3]))
-                    centre = tr["c0"] + tr["amp"] * np.sin(fq[4:6] * t + ph[4:6])
-                    order.append((scale, tr, ypr, centre))
-                results = {}
-                for scale, tr, ypr, centre in sorted(order, key=lambda o: o[0]):  # far (small) faces first
-                    lm = _draw_face(frame, tr["model"], pose.euler_to_matrix(ypr), scale, centre, tr["look"])
-                    results[id(tr)] = (lm, ypr)
-                for tr in tracks:
-                    lm, ypr = results[id(tr)]
-                    lms.append(lm)
-                    yprs.append(ypr)
-                frame = cv2.GaussianBlur(frame, (0, 0), 0.6)
-                writer.write(np.clip(np.round(frame), 0, 255).astype(np.uint8))
-                truth.append((np.asarray(lms, np.float32), np.asarray(yprs, np.float32)))
-        finally:
-            writer.release()
-        cap = cv2.VideoCapture(os.fspath(tmp))
-        try:
-            count = 0
-            while cap.read()[0]:
-                count += 1
-        finally:
-            cap.release()
-        if count != n_frames:
-            raise RuntimeError(f"{path}: OpenCV read back {count} frames, wrote {n_frames}; "
-                               "the OpenCV build's mp4v codec is not working")
+    with mp4v_writer(path, fps, (w, h), n_frames) as write:
+        for f in range(n_frames):
+            t = 2 * np.pi * f / max(n_frames, 2)
+            frame = bg + rng.normal(0, 2, bg.shape).astype(np.float32)
+            lms, yprs = [], []
+            order = []
+            for tr in tracks:
+                fq, ph = tr["freq"], tr["phase"]
+                ypr = tr["amp_ang"] * np.sin(fq[:3] * t + ph[:3])
+                scale = tr["base"] * (1 + 0.25 * np.sin(fq[3] * t + ph[3]))
+                centre = tr["c0"] + tr["amp"] * np.sin(fq[4:6] * t + ph[4:6])
+                order.append((scale, tr, ypr, centre))
+            results = {}
+            for scale, tr, ypr, centre in sorted(order, key=lambda o: o[0]):  # far (small) faces first
+                lm = _draw_face(frame, tr["model"], pose.euler_to_matrix(ypr), scale, centre, tr["look"])
+                results[id(tr)] = (lm, ypr)
+            for tr in tracks:
+                lm, ypr = results[id(tr)]
+                lms.append(lm)
+                yprs.append(ypr)
+            frame = cv2.GaussianBlur(frame, (0, 0), 0.6)
+            write(np.clip(np.round(frame), 0, 255).astype(np.uint8))
+            truth.append((np.asarray(lms, np.float32), np.asarray(yprs, np.float32)))
     return truth

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -12,19 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FA3D_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-def _gpu_reason() -> str | None:
-    """Why gpu tests cannot run here, or None. Probes without constructing any TensorRT object."""
-    if importlib.util.find_spec("tensorrt") is None:
-        return "TensorRT is not installed (gpu tests run on a Jetson or a desktop NVIDIA GPU)"
-    if importlib.util.find_spec("pycuda") is None:
-        return "pycuda is not installed"
-    if not (Path("/dev/nvidia0").exists() or Path("/dev/nvhost-ctrl").exists()):
-        return "no NVIDIA device node (/dev/nvidia0 or /dev/nvhost-ctrl)"
-    return None
-
-
 def pytest_collection_modifyitems(config, items):
-    reason = _gpu_reason()
+    from fa3d.runtime.backends.trt import gpu_probe  # never constructs a TensorRT object
+
+    reason = gpu_probe()
     if reason is None:
         return
     skip = pytest.mark.skip(reason=reason)
