@@ -173,10 +173,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Loade
                             train_config=dict(ckpt.get("train_config") or {}), resume=ckpt.get("resume"))
 
 
-def export_weights_only(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy a checkpoint without its resume state (optimizer, RNG, history): the file to ship."""
+def export_weights_only(src: str | os.PathLike, dst: str | os.PathLike, half: bool = False) -> Path:
+    """Copy a checkpoint without its resume state (optimizer, RNG, history): the file to ship.
+
+    ``half`` stores floating-point weights as float16 (half the size); :func:`load_checkpoint` loads them
+    back into the float32 model, so the model computes in float32 from the rounded weights.
+    """
     ckpt = read_checkpoint(src)
     ckpt.pop("resume", None)
+    if half:
+        ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     dst = Path(dst)
     with atomic_path(dst) as tmp:
         torch.save(ckpt, tmp)

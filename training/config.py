@@ -46,6 +46,7 @@ class SourceConfig:
     dense_labels: str = ""  # aflw19k: an fa-label output folder of MediaPipe dense points for these crops
     mix: dict = field(default_factory=dict)  # aflw19k: fa3d.training.data.mix.MixWeights fields
     box: str = "teacher"  # aflw19k: "teacher" (tight 68-point box) or "protocol"
+    stride: int = 1  # keep every stride-th sample (e.g. a quicker validation subset)
 
 
 @dataclass(frozen=True)

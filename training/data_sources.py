@@ -83,6 +83,10 @@ class MixedSamples(Sequence):
             if src.kind not in registry:
                 raise ConfigError(f"unknown data source kind {src.kind!r}; known kinds: {sorted(registry)}")
             part = registry[src.kind](src)
+            if src.stride < 1:
+                raise ConfigError(f"data source {src.kind} {src.path!r}: stride must be >= 1, got {src.stride}")
+            if src.stride > 1:
+                part = _Strided(part, src.stride)
             if len(part) == 0:
                 raise ConfigError(f"data source {src.kind} {src.path!r} ({src.split}) is empty")
             self.parts.append(part)
@@ -97,6 +101,21 @@ class MixedSamples(Sequence):
     def __getitem__(self, i: int) -> FaceSample:
         k = int(np.searchsorted(self.offsets, i, side="right") - 1)
         return self.parts[k][int(i - self.offsets[k])]
+
+
+class _Strided(Sequence):
+    """Every ``stride``-th sample of a sequence, without loading the others."""
+
+    def __init__(self, base: Sequence[FaceSample], stride: int) -> None:
+        self.base, self.stride = base, int(stride)
+
+    def __len__(self) -> int:
+        return -(-len(self.base) // self.stride)
+
+    def __getitem__(self, i: int) -> FaceSample:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.base[int(i) * self.stride]
 
 
 class AlignmentDataset:

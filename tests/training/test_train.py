@@ -71,6 +71,14 @@ def test_smoke_run_learns_and_leaves_a_loadable_checkpoint(tmp_path, capsys):
     shipped = export_weights_only(out / "last.pt", tmp_path / "ship.pt")
     assert "resume" not in torch.load(shipped, weights_only=True)
     assert load_checkpoint(shipped).model_config == ck.model_config
+    # float16 storage: half the weight bytes, loaded back into the float32 model with the rounded values
+    half = export_weights_only(out / "last.pt", tmp_path / "ship16.pt", half=True)
+    sd16 = torch.load(half, weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in sd16.values() if v.is_floating_point())
+    m16 = load_checkpoint(half).model
+    name, p = next(iter(m16.named_parameters()))
+    assert p.dtype == torch.float32
+    torch.testing.assert_close(p, ck.model.state_dict()[name].half().float())
 
 
 def _resume_cfg(out: Path):
