@@ -158,17 +158,19 @@ def synthetic_crops(config: PreprocessConfig, n_faces: int = 2, seed: int = 0) -
 def parity_crops(config: PreprocessConfig, images: Sequence[Path] = (), *, bundled: bool = True,
                  synthetic_fallback: bool = False) -> FaceCrops:
     """The parity set: the bundled sample face (when installed) plus ``images``; synthetic faces only as a fallback."""
-    from .defaults import sample_image_path
+    from fa3d.runtime.default_model import DefaultModelMissing, sample_path
 
     paths = list(images)
-    sample = sample_image_path()
-    if bundled and sample.is_file():
-        paths.insert(0, sample)
+    if bundled:
+        try:
+            paths.insert(0, sample_path("astronaut.png"))
+        except DefaultModelMissing:
+            pass  # an installation without the bundled sample: the caller's images (or synthetic faces) only
     if paths:
         return image_crops(paths, config)
     if synthetic_fallback:
         return synthetic_crops(config)
-    raise FileNotFoundError(f"no real face image for the parity check: the bundled sample {sample} is not "
+    raise FileNotFoundError("no real face image for the parity check: the bundled sample astronaut.png is not "
                             "installed and no --parity-image was given")
 
 

@@ -140,12 +140,13 @@ def choose_build_source(src: Path, precision: str, trt_version: Any, report: Cal
 
 
 def _export_from_checkpoint(req: ExportRequest, out_dir: Path, outcome: ExportOutcome, report: Report) -> Path:
-    from .defaults import default_checkpoint
+    from fa3d.runtime.default_model import default_checkpoint_path
+
     from .onnx_export import OnnxExportError, export_onnx
     from .parity import FP32_TOLERANCE, parity_crops, torch_vs_onnx
 
     try:
-        ckpt = Path(req.checkpoint) if req.checkpoint is not None else default_checkpoint()
+        ckpt = Path(req.checkpoint) if req.checkpoint is not None else default_checkpoint_path()
     except FileNotFoundError as e:
         raise ExportFailure(EXIT_USAGE, str(e)) from None
     if not ckpt.is_file():

@@ -1,33 +1,53 @@
-"""Where the shipped default model and the bundled sample clip live inside the installed package."""
+"""Where the shipped default model and the bundled samples live inside the installed package.
+
+The one place that knows the asset layout: ``fa3d/runtime/assets/default/`` (the default model:
+``model.onnx`` + ``model.onnx.json`` for the runtime, ``model.pt`` for fa-export) and
+``fa3d/runtime/assets/samples/`` (the public-domain portrait and the clip made from it).
+"""
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
 
+SAMPLES = ("astronaut.png", "astronaut.mp4")
+
 
 class DefaultModelMissing(FileNotFoundError):
-    """This installation has no shipped default model (or sample clip)."""
+    """This installation lacks a shipped asset (the default model or a sample)."""
 
 
-def _asset(relative: str) -> Path:
+def asset_path(relative: str) -> Path:
+    """The path of ``assets/<relative>`` inside the installed package (it may not exist)."""
     return Path(str(resources.files("fa3d.runtime").joinpath("assets", *relative.split("/"))))
 
 
-def default_model_path() -> Path:
-    """``fa3d/runtime/assets/default/model.onnx`` (with its ``model.onnx.json`` sidecar); a clear error if absent."""
-    path = _asset("default/model.onnx")
+def _existing(relative: str, hint: str) -> Path:
+    path = asset_path(relative)
     if not path.is_file():
-        raise DefaultModelMissing(
-            f"the shipped default model is not in this installation ({path} does not exist); give a model "
-            "explicitly (--model model.onnx or --engine model.plan, made by fa-export)")
+        raise DefaultModelMissing(f"{path} is not in this installation; {hint}")
     return path
+
+
+def default_model_path() -> Path:
+    """The shipped default model's ONNX file (with its ``model.onnx.json`` sidecar)."""
+    return _existing("default/model.onnx", "the shipped default model is missing: give a model explicitly "
+                     "(--model model.onnx or --engine model.plan, made by fa-export)")
+
+
+def default_checkpoint_path() -> Path:
+    """The shipped default model's weights-only checkpoint (what fa-export starts from)."""
+    return _existing("default/model.pt", "the shipped default model is not in this installation: give a "
+                     "checkpoint explicitly (fa-export path/to/model.pt) or train one with fa-train")
+
+
+def sample_path(name: str = "astronaut.mp4") -> Path:
+    """A bundled sample: ``astronaut.png`` (public-domain NASA portrait) or ``astronaut.mp4`` (a clip of it)."""
+    if name not in SAMPLES:
+        raise ValueError(f"unknown sample {name!r}; bundled samples: {', '.join(SAMPLES)}")
+    return _existing(f"samples/{name}", "the bundled sample is missing: give a source explicitly "
+                     "(--source clip.mp4 or --camera 0), or reinstall fa3d")
 
 
 def sample_clip_path() -> Path:
-    """The bundled sample clip ``fa3d/runtime/assets/samples/astronaut.mp4``; a clear error if absent."""
-    path = _asset("samples/astronaut.mp4")
-    if not path.is_file():
-        raise DefaultModelMissing(f"the bundled sample clip is not in this installation ({path} does not exist); "
-                                  "give a source explicitly (--source clip.mp4 or --camera 0)")
-    return path
+    return sample_path("astronaut.mp4")

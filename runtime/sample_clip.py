@@ -20,24 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .default_model import sample_path
 from .videofile import mp4v_writer
 
 #: the bundled portrait's face centre as a fraction of the image (x, y), measured by eye
 ASTRONAUT_FOCUS = (0.44, 0.25)
-SAMPLES = ("astronaut.png", "astronaut.mp4")
-
-
-def sample_path(name: str = "astronaut.mp4") -> Path:
-    """Path of a bundled sample (``astronaut.png`` or ``astronaut.mp4``) inside the installed package."""
-    if name not in SAMPLES:
-        raise ValueError(f"unknown sample {name!r}; bundled samples: {', '.join(SAMPLES)}")
-    path = Path(str(resources.files("fa3d.runtime").joinpath("assets", "samples", name)))
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: bundled sample missing; reinstall fa3d "
-                                "(package data 'assets/samples/*' in pyproject.toml)")
-    return path
-
-
 def clip_transforms(image_size: tuple[int, int], n_frames: int = 90, size: tuple[int, int] = (640, 480),
                     seed: int = 0, focus: tuple[float, float] | None = None) -> np.ndarray:
     """The clip's affine warps (n_frames, 2, 3), source image pixels -> frame pixels.

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from fa3d.export.defaults import sample_image_path
+from fa3d.runtime.default_model import asset_path
 from fa3d.export.fp16 import is_fp16_model, make_fp16
 from fa3d.export.parity import (FP16_TOLERANCE, FP32_TOLERANCE, ParityError, onnx_vs_onnx, parity_crops,
                                 synthetic_crops, torch_vs_onnx)
@@ -28,8 +28,8 @@ def test_parity_passes_on_synthetic_faces(tiny_model, tiny_onnx):
 
 
 def test_parity_on_the_bundled_real_face(tiny_model, tiny_onnx):
-    if not sample_image_path().is_file():
-        pytest.skip(f"bundled sample {sample_image_path()} not installed")
+    if not asset_path("samples/astronaut.png").is_file():
+        pytest.skip(f"bundled sample {asset_path('samples/astronaut.png')} not installed")
     crops = parity_crops(CONFIG)
     assert crops.source == "images: astronaut.png"
     # the crops are cut around a detected face: the centre of the crop is not background

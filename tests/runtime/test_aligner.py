@@ -191,7 +191,7 @@ def test_thread_safety_serialises_calls(plumbing_model):
 def test_default_model_absent_is_a_clear_error(monkeypatch, tmp_path):
     import fa3d.runtime.default_model as dm
 
-    monkeypatch.setattr(dm, "_asset", lambda rel: tmp_path / rel)
+    monkeypatch.setattr(dm, "asset_path", lambda rel: tmp_path / rel)
     with pytest.raises(DefaultModelMissing, match="--model"):
         FaceAligner.from_artifact(None)
 

@@ -139,8 +139,8 @@ def test_bad_inputs_give_clear_messages_and_exit_codes(case, tmp_path, plumbing_
     elif case == "no_default_model":
         import fa3d.runtime.default_model as dm
 
-        monkeypatch.setattr(dm, "_asset", lambda rel: tmp_path / "absent" / rel)
-        args, code, msg = ["--source", str(blob_video)], 4, "shipped default model is not in this installation"
+        monkeypatch.setattr(dm, "asset_path", lambda rel: tmp_path / "absent" / rel)
+        args, code, msg = ["--source", str(blob_video)], 4, "the shipped default model is missing"
     elif case == "bad_output_suffix":
         args, code, msg = model + ["--source", str(blob_video), "--output", str(tmp_path / "o.gif")], 2, "--output"
         outs = []
