@@ -4,9 +4,11 @@ Per frame, :meth:`FaceTracker.boxes_for_frame` returns one tight face box per li
 the tight box of its previous landmarks (:func:`fa3d.runtime.preprocess.landmark_box`): no detector call.
 The detector runs when there is no track, every ``det_every_n`` frames (to find new faces), and on the
 frame after a track's confidence fell below ``min_confidence``. Detections are matched to tracks by IoU
-(greedy, best first); unmatched detections start new tracks with fresh IDs (IDs are never reused); a
-track whose confidence stays low for ``max_misses`` frames is dropped; tracks that converge on the same
-face are merged (the older ID survives).
+(greedy, best first); a track left unmatched that still overlaps an unmatched detection (IoU >=
+``reanchor_iou``) has drifted off its face and restarts from that detection, keeping its ID; the remaining
+unmatched detections start new tracks with fresh IDs (IDs are never reused); a track whose confidence stays
+low for ``max_misses`` frames is dropped; tracks that converge on the same face are merged (the older ID
+survives).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class TrackerOptions:
     min_confidence: float = 0.5
     max_faces: int = 4
     match_iou: float = 0.3
+    reanchor_iou: float = 0.1
     merge_iou: float = 0.6
     max_misses: int = 2
 
@@ -108,6 +111,18 @@ class FaceTracker:
                 if track.misses > 0:  # a track that was losing its face restarts from the detector's box
                     track.box = dets[di].copy()
                     track.misses = 0
+        # a drifted track (landmarks slid off the face) still overlaps the detection of its face: re-anchor it
+        if ious.size:
+            for flat in np.argsort(-ious, axis=None):
+                ti, di = np.unravel_index(flat, ious.shape)
+                if ious[ti, di] < o.reanchor_iou:
+                    break
+                if ti in matched_t or di in matched_d:
+                    continue
+                matched_t.add(ti)
+                matched_d.add(di)
+                self._tracks[ti].box = dets[di].copy()
+                self._tracks[ti].misses = 0
         # tracks with low confidence that the detector did not confirm are dropped
         self._tracks = [t for i, t in enumerate(self._tracks) if i in matched_t or t.misses == 0]
         for di in range(len(dets)):

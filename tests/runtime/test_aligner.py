@@ -133,6 +133,27 @@ def test_tracker_several_faces_stable_ids():
     assert iou_matrix([[0, 0, 10, 10]], [[5, 0, 15, 10]])[0, 0] == pytest.approx(1 / 3)
 
 
+def test_tracker_reanchors_a_drifted_track_instead_of_starting_a_second_one():
+    class Fixed:
+        boxes = np.array([[100, 100, 200, 200]], float)
+
+        def detect(self, image):
+            from fa3d.runtime.detect import Detections
+            return Detections(self.boxes, np.ones(1))
+
+    tr = FaceTracker(Fixed(), TrackerOptions(det_every_n=2))
+    img = np.zeros((10, 10, 3), np.uint8)
+    boxes, ids, detected = tr.boxes_for_frame(img)
+    assert ids == [0] and detected
+    # the landmarks slide up and right, off the face, confidence staying high
+    for k in range(1, 3):
+        drifted = np.array([[[100 + 20 * k, 100 - 20 * k, 0], [200 + 20 * k, 200 - 20 * k, 0]]], float)
+        tr.update(drifted, np.ones(1))
+        boxes, ids, detected = tr.boxes_for_frame(img)
+    assert detected and ids == [0], "the drifted track keeps its ID and no second track starts"
+    np.testing.assert_allclose(boxes[0], [100, 100, 200, 200])
+
+
 def test_one_euro_filter_reduces_jitter_and_follows_motion():
     rng = np.random.default_rng(0)
     f = OneEuroFilter(OneEuroOptions(enabled=True, min_cutoff=1.0, beta=0.0))

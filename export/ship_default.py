@@ -1,0 +1,64 @@
+"""Make a trained checkpoint the package's shipped default model (a maintainers' tool).
+
+``python -m fa3d.export.ship_default runs/default/best.pt`` writes, into ``fa3d/runtime/assets/default/``:
+
+* ``model.pt``: the weights-only checkpoint, weights stored as float16 (the model computes in float32);
+* ``model.onnx`` + ``model.onnx.json``: its ONNX export, made by the fa-export pipeline from that very
+  ``model.pt`` (opset 17, checked, parity-tested against PyTorch), so the two files agree.
+
+Everything is first built in a temporary folder beside the destination and moved in at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from fa3d.runtime.default_model import asset_path
+
+from .defaults import ONNX_NAME
+from .pipeline import ExportFailure, ExportRequest, run_export
+
+SHIPPED = ("model.pt", ONNX_NAME, ONNX_NAME + ".json")
+
+
+def ship_default(checkpoint: str | os.PathLike, dest: str | os.PathLike | None = None) -> dict[str, int]:
+    """Ship ``checkpoint`` as the default model into ``dest`` (default: the package's assets); file sizes."""
+    from fa3d.training.checkpoint import export_weights_only
+
+    dest = Path(dest) if dest is not None else asset_path("default")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".ship-", dir=dest) as tmp:
+        tmp = Path(tmp)
+        export_weights_only(checkpoint, tmp / "model.pt", half=True)
+        run_export(ExportRequest(out_dir=tmp, checkpoint=tmp / "model.pt", onnx_only=True),
+                   report=lambda step: print(f"[{step.name}] {step.message}"))
+        for name in SHIPPED:
+            os.replace(tmp / name, dest / name)
+    return {name: (dest / name).stat().st_size for name in SHIPPED}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fa3d.export.ship_default", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", help="the trained checkpoint to ship (e.g. runs/default/best.pt)")
+    ap.add_argument("--dest", help="destination folder (default: the installed package's assets/default)")
+    args = ap.parse_args(argv)
+    from fa3d.training.checkpoint import CheckpointError
+
+    try:
+        sizes = ship_default(args.checkpoint, args.dest)
+    except (ExportFailure, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"ship_default: error: {e}", file=sys.stderr)
+        return getattr(e, "status", 2)
+    for name, size in sizes.items():
+        print(f"{name}: {size / 1e6:.2f} MB")
+    print(f"total: {sum(sizes.values()) / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
