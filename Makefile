@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 OUT    ?= out
 
-.PHONY: run test env-run env-test teacher-env clean
+.PHONY: run test env-run env-test teacher-env test-teacher clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ test: env-test
 teacher-env:
 	$(PYTHON) -m venv .venv-teacher
 	.venv-teacher/bin/python -m pip install --quiet --upgrade pip
-	.venv-teacher/bin/python -m pip install --quiet -e ".[teacher]"
+	.venv-teacher/bin/python -m pip install --quiet -e ".[teacher]" pytest
+
+# the MediaPipe teacher's own tests (skipped, with the reason, by `make test`, which has no MediaPipe)
+test-teacher: teacher-env
+	.venv-teacher/bin/python -m pytest tests/training/test_label.py
 
 clean:
 	rm -rf $(VENV) .venv-teacher $(OUT) build *.egg-info
