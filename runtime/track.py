@@ -34,6 +34,19 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def _greedy_pairs(ious: np.ndarray, threshold: float, matched_t: set[int], matched_d: set[int]):
+    """(track, detection) pairs by decreasing IoU >= threshold, each side used once; updates the matched sets."""
+    for flat in np.argsort(-ious, axis=None):
+        ti, di = (int(v) for v in np.unravel_index(flat, ious.shape))
+        if ious[ti, di] < threshold:
+            break
+        if ti in matched_t or di in matched_d:
+            continue
+        matched_t.add(ti)
+        matched_d.add(di)
+        yield ti, di
+
+
 @dataclass(frozen=True)
 class TrackerOptions:
     det_every_n: int = 10
@@ -97,32 +110,17 @@ class FaceTracker:
     def _match(self, dets: np.ndarray) -> None:
         o = self.options
         ious = iou_matrix([t.box for t in self._tracks], dets)
-        matched_t, matched_d = set(), set()
-        if ious.size:
-            for flat in np.argsort(-ious, axis=None):
-                ti, di = np.unravel_index(flat, ious.shape)
-                if ious[ti, di] < o.match_iou:
-                    break
-                if ti in matched_t or di in matched_d:
-                    continue
-                matched_t.add(ti)
-                matched_d.add(di)
-                track = self._tracks[ti]
-                if track.misses > 0:  # a track that was losing its face restarts from the detector's box
-                    track.box = dets[di].copy()
-                    track.misses = 0
+        matched_t: set[int] = set()
+        matched_d: set[int] = set()
+        for ti, di in _greedy_pairs(ious, o.match_iou, matched_t, matched_d):
+            track = self._tracks[ti]
+            if track.misses > 0:  # a track that was losing its face restarts from the detector's box
+                track.box = dets[di].copy()
+                track.misses = 0
         # a drifted track (landmarks slid off the face) still overlaps the detection of its face: re-anchor it
-        if ious.size:
-            for flat in np.argsort(-ious, axis=None):
-                ti, di = np.unravel_index(flat, ious.shape)
-                if ious[ti, di] < o.reanchor_iou:
-                    break
-                if ti in matched_t or di in matched_d:
-                    continue
-                matched_t.add(ti)
-                matched_d.add(di)
-                self._tracks[ti].box = dets[di].copy()
-                self._tracks[ti].misses = 0
+        for ti, di in _greedy_pairs(ious, o.reanchor_iou, matched_t, matched_d):
+            self._tracks[ti].box = dets[di].copy()
+            self._tracks[ti].misses = 0
         # tracks with low confidence that the detector did not confirm are dropped
         self._tracks = [t for i, t in enumerate(self._tracks) if i in matched_t or t.misses == 0]
         for di in range(len(dets)):
