@@ -67,3 +67,74 @@ def mirror_permutation(template: np.ndarray) -> np.ndarray:
     mirrored = t * np.array([-1.0, 1.0, 1.0])
     d = np.linalg.norm(mirrored[:, None] - t[None], axis=-1)
     return np.argmin(d, axis=1).astype(np.int64)
+
+
+def template_from_labels(landmarks: np.ndarray, dense: np.ndarray, max_abs_yaw: float = 30.0,
+                         ypr: np.ndarray | None = None, limit: int = 4000) -> np.ndarray:
+    """A template (N, 3) from a teacher's labels: each face's dense points brought into the model frame.
+
+    ``landmarks`` (B, 68, 3) and ``dense`` (B, N, 3) are image points of the same faces (e.g. an fa-label
+    ``labels.npz``). For each face the similarity mean shape -> landmarks is fitted
+    (:func:`fa3d.runtime.pose.fit_similarity`) and inverted on its dense points; the template is the
+    per-point median over up to ``limit`` faces with |yaw| <= ``max_abs_yaw`` (when ``ypr`` is given).
+    """
+    from fa3d.runtime import pose
+
+    lm = np.asarray(landmarks, np.float64)
+    de = np.asarray(dense, np.float64)
+    if lm.ndim != 3 or lm.shape[1:] != (NUM_LANDMARKS, 3) or de.ndim != 3 or de.shape[2] != 3 or len(de) != len(lm):
+        raise ValueError(f"expected landmarks (B, 68, 3) and dense (B, N, 3) of the same faces, got {lm.shape} "
+                         f"and {de.shape}")
+    keep = np.arange(len(lm))
+    if ypr is not None:
+        keep = keep[np.abs(np.asarray(ypr)[:, 0]) <= max_abs_yaw]
+    keep = keep[:limit]
+    if len(keep) == 0:
+        raise ValueError(f"no face with |yaw| <= {max_abs_yaw} deg to build a template from")
+    m = mean_shape().astype(np.float64)
+    frames = []
+    for i in keep:
+        r, s, t = pose.fit_similarity(m, pose.image_to_view(lm[i]))
+        frames.append((pose.image_to_view(de[i]) - t) @ r / s)
+    return np.median(np.stack(frames), axis=0).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fa3d.training.dense_template LABELS.npz OUT.npy``: a template from fa-label output."""
+    import argparse
+    import sys
+
+    from fa3d.runtime.atomic import atomic_path
+
+    ap = argparse.ArgumentParser(prog="python -m fa3d.training.dense_template",
+                                 description="Build the dense head's template (N, 3) from an fa-label labels.npz.")
+    ap.add_argument("labels", help="fa-label output labels.npz (lm68, dense, ypr, confidence)")
+    ap.add_argument("out", help="output .npy, e.g. runs/mediapipe_template.npy ([model] dense_template)")
+    ap.add_argument("--names-from", help="only faces whose image name is in this split: PATH.npz:split "
+                    "(e.g. ../shared/data/aflw19k/labels.npz:train)")
+    ap.add_argument("--min-confidence", type=float, default=0.5, help="skip faces below this teacher confidence")
+    ap.add_argument("--max-abs-yaw", type=float, default=30.0, help="use near-frontal faces only (degrees)")
+    ap.add_argument("--limit", type=int, default=4000, help="at most this many faces")
+    a = ap.parse_args(argv)
+    try:
+        with np.load(a.labels, allow_pickle=False) as z:
+            names, lm, dense, ypr, conf = (z[k] for k in ("names", "lm68", "dense", "ypr", "confidence"))
+        keep = conf >= a.min_confidence
+        if a.names_from:
+            path, _, split = a.names_from.rpartition(":")
+            with np.load(path, allow_pickle=False) as z:
+                allowed = set(z["names"][z["split"] == split].tolist())
+            keep &= np.array([n in allowed for n in names.tolist()])
+        tmpl = template_from_labels(lm[keep], dense[keep], a.max_abs_yaw, ypr[keep], a.limit)
+    except (OSError, KeyError, ValueError) as e:
+        print(f"dense_template: error: {e}", file=sys.stderr)
+        return 2
+    with atomic_path(a.out) as tmp:
+        np.save(tmp, tmpl)
+    print(f"wrote {a.out}: template {tmpl.shape}, median over up to {a.limit} of {int(keep.sum())} labelled faces "
+          f"with |yaw| <= {a.max_abs_yaw:g} deg")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
