@@ -6,6 +6,10 @@ SRC is a folder of images (searched recursively), one image, or a video. Faces a
 runtime's detector and cropped with the model's preprocessing (read from MODEL.onnx's sidecar), so
 the set fits that model. Quantization itself runs in ``fa-export --int8 --calib calib.npz``.
 
+A labelled folder written by ``fa-label`` (it holds ``labels.npz``) gives a *labelled* set: its faces are
+cropped at their labelled boxes and keep their 68 points and pose, so ``fa-export --int8 --val set.npz``
+gates on the accuracy loss against those labels instead of the deviation from FP32.
+
 Exit codes: 0 written; 2 bad arguments or inputs (missing file, no face found, bad model sidecar).
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Calibrate on frames from the camera you deploy with: activation ranges depend on the "
                "lighting, optics and face sizes of the real input.")
-    p.add_argument("src", help="a folder of images, an image file, or a video file")
+    p.add_argument("src", help="a folder of images, an image file, a video file, or an fa-label folder (labelled set)")
     p.add_argument("--model", required=True, help="the FP32 ONNX model (with its .json sidecar) the set is for")
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
     p.add_argument("--max", type=int, default=256, help="at most this many faces (default 256)")
@@ -42,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from fa3d.runtime.metadata import MetadataError, read_sidecar
 
-    from .calibset import (CalibrationSetError, build_calibration_set, save_calibration_set, spread_by_yaw,
-                           yaw_histogram)
+    from .calibset import (CalibrationSetError, build_calibration_set, build_from_samples, save_calibration_set,
+                           spread_by_yaw, yaw_histogram)
     try:
         config = read_sidecar(args.model).preprocess
         from fa3d.runtime.detect import make_detector
@@ -53,8 +58,14 @@ def main(argv: list[str] | None = None) -> int:
             return np.asarray(det_obj.detect(img).boxes, dtype=np.float64).reshape(-1, 4)
 
         want = args.max * 3 if args.spread_yaw else args.max
-        cs = build_calibration_set(args.src, config, detector=detector, max_faces=want, every=args.every,
-                                   progress=not args.no_progress)
+        if (Path(args.src) / "labels.npz").is_file():  # an fa-label folder: keep its labels
+            from fa3d.training.data.labelled import LabelledFolder
+
+            cs = build_from_samples(LabelledFolder(args.src), config, max_faces=want,
+                                    source=f"labelled folder {args.src}")
+        else:
+            cs = build_calibration_set(args.src, config, detector=detector, max_faces=want, every=args.every,
+                                       progress=not args.no_progress)
         hist = None
         if args.spread_yaw:
             from fa3d.runtime.pose import matrix_to_euler

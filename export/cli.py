@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", type=Path, default=None, metavar="PATH",
                    help="--int8: calibration set .npz of your camera's face crops (fa3d.calibration); default: the "
                         "shipped calibration set")
+    p.add_argument("--val", type=Path, default=None, metavar="PATH",
+                   help="--int8: labelled validation set .npz for the accuracy gate (fa-calib on an fa-label folder); "
+                        "with labels the gate measures the accuracy loss, without them the deviation from FP32; "
+                        "default: every 4th face of --calib, or the shipped (unlabelled) validation set")
     p.add_argument("--calib-method", choices=("percentile", "entropy", "minmax"), default="percentile",
                    help="--int8: activation range calibration (default %(default)s)")
     p.add_argument("--force", action="store_true",
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     req = ExportRequest(out_dir=args.out, checkpoint=args.checkpoint, from_onnx=args.from_onnx,
                         precision=args.precision, batch=args.batch, workspace_mb=args.workspace,
-                        dla_core=args.dla_core, triton=args.triton, calib=args.calib, calib_method=args.calib_method,
+                        dla_core=args.dla_core, triton=args.triton, calib=args.calib, val=args.val,
+                        calib_method=args.calib_method,
                         force=args.force, onnx_only=args.onnx_only, parity_images=tuple(args.parity_image))
 
     def show(step: Step) -> None:

@@ -51,6 +51,7 @@ class ExportRequest:
     dla_core: int | None = None
     triton: Path | None = None
     calib: Path | None = None
+    val: Path | None = None  # --int8: (labelled) validation set for the gate
     calib_method: str = "percentile"
     force: bool = False
     onnx_only: bool = False
@@ -203,7 +204,7 @@ def _precision_variant(req: ExportRequest, onnx_path: Path, outcome: ExportOutco
         from fa3d.calibration.int8 import make_int8, make_int8_cli_summary
 
         try:
-            res = make_int8(onnx_path, out_dir / INT8_ONNX_NAME, calib=req.calib, method=req.calib_method,
+            res = make_int8(onnx_path, out_dir / INT8_ONNX_NAME, calib=req.calib, val=req.val, method=req.calib_method,
                             force=req.force, report_path=out_dir / INT8_REPORT_NAME)
         except (ValueError, FileNotFoundError) as e:
             raise ExportFailure(EXIT_USAGE, f"INT8 calibration: {e}") from None

@@ -80,3 +80,22 @@ def test_default_set_from_bundled_sample(preprocess_config):
         pytest.skip("the bundled sample runtime/assets/samples/astronaut.png is not in this checkout yet")
     cs = default_calibration_set(preprocess_config, count=12)
     assert len(cs) == 12 and np.isfinite(cs.inputs).all()
+
+
+def test_cli_keeps_the_labels_of_an_fa_label_folder(tmp_path, tiny_onnx, preprocess_config, capsys):
+    from fa3d.runtime.synthetic import synth_faces
+    from fa3d.training.data.labelled import write_labelled
+
+    folder = tmp_path / "labelled"
+    (folder / "images").mkdir(parents=True)
+    faces = synth_faces(4, seed=5, size=64)
+    for i, f in enumerate(faces):
+        cv2.imwrite(str(folder / "images" / f"{i}.png"), f.image)
+    write_labelled(folder, teacher="synthetic-test", image_dir="images", names=[f"{i}.png" for i in range(4)],
+                   lm68=[f.landmarks for f in faces], ypr=[f.ypr for f in faces], dense=np.zeros((4, 5, 3)),
+                   confidence=np.ones(4), boxes=[f.box for f in faces])
+    out = tmp_path / "val.npz"
+    assert cli.main([str(folder), "--model", str(tiny_onnx), "--out", str(out), "--no-progress"]) == 0
+    cs = load_calibration_set(out, preprocess_config)
+    assert len(cs) == 4 and cs.landmarks is not None and cs.ypr is not None
+    np.testing.assert_allclose(cs.ypr, [f.ypr for f in faces], atol=1e-4)

@@ -202,11 +202,12 @@ class _Int8StandIn:
     def __init__(self, passed: bool) -> None:
         self.passed, self.calls = passed, []
 
-    def __call__(self, fp32_onnx, out_onnx, *, calib=None, method="percentile", force=False, report_path=None,
-                 **kw):
+    def __call__(self, fp32_onnx, out_onnx, *, calib=None, val=None, method="percentile", force=False,
+                 report_path=None, **kw):
         from fa3d.calibration.int8 import Int8Result
 
-        self.calls.append({"calib": calib, "method": method, "force": force, "report_path": report_path})
+        self.calls.append({"calib": calib, "val": val, "method": method, "force": force,
+                           "report_path": report_path})
         written = self.passed or force
         if written:
             shutil.copyfile(fp32_onnx, out_onnx)
@@ -224,11 +225,11 @@ def test_int8_gate_decides_the_engine(tiny_checkpoint, tmp_path, monkeypatch, ca
     monkeypatch.setattr(int8, "make_int8", stand_in)
     monkeypatch.setattr(int8, "make_int8_cli_summary", lambda r: f"stand-in gate passed={r.passed}")
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    calib = tmp_path / "frames.npz"
+    calib, val = tmp_path / "frames.npz", tmp_path / "labelled_val.npz"
     argv = [str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--int8", "--calib", str(calib),
-            "--calib-method", "entropy"] + (["--force"] if force else [])
+            "--val", str(val), "--calib-method", "entropy"] + (["--force"] if force else [])
     assert main(argv) == rc
-    assert stand_in.calls == [{"calib": calib, "method": "entropy", "force": force,
+    assert stand_in.calls == [{"calib": calib, "val": val, "method": "entropy", "force": force,
                                "report_path": tmp_path / "o" / "int8_report.json"}]
     text = capsys.readouterr()
     if rc == 5:
