@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fa3d.runtime.atomic import atomic_path
-from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_LAYOUTS, ArtifactMetadata, sidecar_path, write_metadata
+from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_NAMES, ArtifactMetadata, sidecar_path, write_metadata
 
 from .defaults import OPSET
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # heavy imports only for type checkers
     import onnx
     import torch
 
-OUTPUT_NAMES: tuple[str, ...] = tuple(OUTPUT_LAYOUTS)
 
 
 class OnnxExportError(RuntimeError):

@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_LAYOUTS
+from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_NAMES
 from fa3d.runtime.preprocess import PreprocessConfig, prepare
 
 if TYPE_CHECKING:
     import torch
 
-OUTPUT_NAMES: tuple[str, ...] = tuple(OUTPUT_LAYOUTS)
 
 
 class ParityError(RuntimeError):

@@ -32,6 +32,8 @@ OUTPUT_LAYOUTS: dict[str, str] = {
     "dense": "B,N,3 crop pixels (x, y down, z near)",
     "confidence": "B,1 face probability in [0, 1]",
 }
+#: the model outputs, in order (ONNX output names, engine tensor names, the keys of every backend's result)
+OUTPUT_NAMES: tuple[str, ...] = tuple(OUTPUT_LAYOUTS)
 
 
 class MetadataError(ValueError):

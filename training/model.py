@@ -25,7 +25,6 @@ from fa3d.runtime.schema import NUM_LANDMARKS, mean_shape
 from .blocks import (CoordConv2d, FusedConv3dBlock, FusedConvBlock, Hourglass, rotation_from_6d_torch)
 from .dense_template import default_template, tps_weights
 
-OUTPUT_NAMES = ("landmarks", "rotation", "dense", "confidence")
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ class PoseFusedAlignmentNet(nn.Module):
 
     ``rotation`` (B, 3, 3) feeds the fused blocks instead of the predicted rotation (teacher forcing);
     with ``force_mask`` (B,) bool only the masked samples get it and the others their own (detached)
-    prediction. In eval mode the dict has exactly :data:`OUTPUT_NAMES`; in training mode it also has
+    prediction. In eval mode the dict has exactly :data:`fa3d.runtime.metadata.OUTPUT_NAMES`; in training mode it also has
     ``heatmaps`` (list of (B, D, H, W), one per stack) and ``rotation_6d`` (B, 6).
     """
 

@@ -15,10 +15,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..metadata import ArtifactMetadata, MetadataError
+from ..metadata import OUTPUT_NAMES, ArtifactMetadata, MetadataError
 from ..schema import NUM_LANDMARKS
 
-OUTPUT_NAMES: tuple[str, ...] = ("landmarks", "rotation", "dense", "confidence")
 
 
 class BackendError(RuntimeError):
