@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.pose import geodesic_deg, matrix_to_euler
-from fa3d.runtime.preprocess import landmark_box
 
 REFERENCES = ("auto", "fp32", "labels")
 
@@ -79,10 +78,9 @@ def run_model(onnx_path: str | os.PathLike, inputs: np.ndarray, *, batch_size: i
 
 def nme_percent(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Per-face NME (%) of (N, 68, >=2) points against (N, 68, >=2), normalised by sqrt(w*h) of ref's box."""
-    pred, ref = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
-    box = landmark_box(ref[..., :2])
-    norm = np.sqrt(np.maximum((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]), 1e-12))
-    return 100.0 * np.linalg.norm(pred[..., :2] - ref[..., :2], axis=-1).mean(axis=1) / norm
+    from fa3d.training.metrics import nme  # numpy only: the one NME of the package
+
+    return nme(pred, ref)
 
 
 def ypr_mae(r_pred: np.ndarray, ypr_ref: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ import numpy as np
 
 from fa3d.runtime import schema
 from fa3d.runtime.atomic import atomic_path
+from fa3d.runtime.track import iou_matrix
 
 from . import metrics
 
@@ -213,11 +214,7 @@ def _open_aligner(model: str | os.PathLike):
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return float(iou_matrix(a, b)[0, 0])
 
 
 def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt",

@@ -10,6 +10,7 @@ import numpy as np
 
 from fa3d.runtime import pose as pose_mod
 from fa3d.runtime import schema
+from fa3d.runtime.preprocess import landmark_box
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -49,8 +50,7 @@ def load_mat(path: str | os.PathLike, required: dict[str, tuple[int, ...] | None
 
 def tight_box(points: np.ndarray) -> np.ndarray:
     """(4,) float32 tight box of (N, >=2) points, NaN ignored."""
-    p = np.asarray(points, dtype=np.float64)[:, :2]
-    return np.concatenate([np.nanmin(p, 0), np.nanmax(p, 0)]).astype(np.float32)
+    return landmark_box(points)[0].astype(np.float32)
 
 
 def depth_from_mean_shape(xy: np.ndarray, rotation: np.ndarray | None = None) -> np.ndarray:

@@ -29,6 +29,8 @@ import numpy as np
 
 from fa3d.runtime import pose as pose_mod
 from fa3d.runtime import schema
+from fa3d.runtime.preprocess import landmark_box
+from fa3d.runtime.track import iou_matrix
 
 from .mapping import map_dense_to_68
 
@@ -93,11 +95,7 @@ def pose_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    return float(iou_matrix(a, b)[0, 0])
 
 
 class MediaPipeTeacher:
@@ -137,7 +135,7 @@ class MediaPipeTeacher:
         for dense, score in self._run(image_bgr, with_scores=True):
             lm = map_dense_to_68(dense)
             ypr = pose_from_landmarks(lm)
-            box = np.concatenate([lm[:, :2].min(0), lm[:, :2].max(0)])
+            box = landmark_box(lm)[0]
             out.append(TeacherLabel(dense=dense.astype(np.float32), landmarks=lm.astype(np.float32),
                                     ypr=ypr.astype(np.float32), confidence=float(score),
                                     box=box.astype(np.float32)))
@@ -172,7 +170,7 @@ class MediaPipeTeacher:
                                         (bb.ymin + bb.height) * h - p]), float(det.score[0])))
         out = []
         for f in faces:
-            fbox = np.concatenate([f[:, :2].min(0), f[:, :2].max(0)])
+            fbox = landmark_box(f)[0]
             best = 0.0
             for b, s in det_boxes:
                 if _iou(fbox, b) > 0.3:
