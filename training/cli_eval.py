@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=DATASETS,
                    help="protocol: aflw2000-3d (68-point NME + pose), aflw (AFLW crops in the aflw19k layout, "
                         "NME over the visible checked points + yaw), aflw19k-val (the same on the val split), "
-                        "biwi (pose MAE)")
+                        "aflw19k-val-teacher (the val crops against the 3DDFA_V2 teacher's 68 points and "
+                        "angles), biwi (pose MAE)")
     p.add_argument("--data", required=True, metavar="DIR",
                    help="the dataset folder (AFLW2000-3D: the image*.jpg/.mat folder; aflw: images/ + "
                         "labels.npz; biwi: the folder holding hpdb/)")
@@ -40,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BIWI: every frame (all) or the test 30%% of the 70/30 split by sequence (split70)")
     p.add_argument("--save-predictions", metavar="PRED.npz",
                    help="model mode: also write the model's predictions in the --predictions format")
+    p.add_argument("--compare", action="append", default=[], metavar="[LABEL=]PRED.npz",
+                   help="also score these predictions (repeatable; e.g. another model's --save-predictions "
+                        "output) on the same images: their tables follow the main one and their curves are "
+                        "drawn on the --plot CED; --json stays the main result's. LABEL defaults to the file name")
+    p.add_argument("--label", default=None,
+                   help="the main result's name in the tables and the CED legend (default: the model or "
+                        "predictions path)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (smoke runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -67,26 +76,41 @@ def main(argv: list[str] | None = None) -> int:
             if args.save_predictions:
                 ev.save_predictions(args.save_predictions, preds)
         result = ev.evaluate(gt, preds)
+        compared = []
+        for spec in args.compare:
+            label, sep, path = spec.partition("=")
+            if not sep:
+                label, path = Path(spec).stem, spec
+            if not label or not path:
+                raise ValueError(f"--compare {spec!r}: expected [LABEL=]PRED.npz")
+            compared.append((label, ev.evaluate(gt, ev.load_predictions(path))))
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"fa-eval: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fa-eval: interrupted", file=sys.stderr)
         return 130
-    print(result.table())
-    if result.failed_names:
-        shown = ", ".join(result.failed_names[:10])
-        more = f" (+{len(result.failed_names) - 10} more)" if len(result.failed_names) > 10 else ""
-        print(f"failures: {shown}{more}")
+    main_label = args.label or str(args.model or args.predictions)
+    for i, (label, res) in enumerate([(main_label, result)] + compared):
+        if compared:
+            print(("" if i == 0 else "\n") + f"== {label}")
+        print(res.table())
+        if res.failed_names:
+            shown = ", ".join(res.failed_names[:10])
+            more = f" (+{len(res.failed_names) - 10} more)" if len(res.failed_names) > 10 else ""
+            print(f"failures: {shown}{more}")
     if args.json:
         atomic_write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n")
     if args.plot:
         if result.nme2d is None:
             print("fa-eval: no NME for this protocol; no CED plot written", file=sys.stderr)
         else:
-            label = args.model or args.predictions
-            metrics.plot_ced({str(label): (result.per_image_nme, result.failures)}, args.plot,
-                             title=f"CED on {args.dataset}")
+            curves = {main_label: (result.per_image_nme, result.failures)}
+            for label, res in compared:
+                if label in curves:
+                    label = f"{label} ({len(curves) + 1})"
+                curves[label] = (res.per_image_nme, res.failures)
+            metrics.plot_ced(curves, args.plot, title=f"CED on {args.dataset}")
     return 0
 
 

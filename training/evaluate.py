@@ -10,6 +10,10 @@ Protocols (``DATASETS``):
   correspondence (``schema.AFLW21_TO_IBUG68``: 4 eye corners, nose tip, 2 mouth corners, chin),
   normalised by ``sqrt(w*h)`` of the box of *all* visible GT points of the crop, binned by |GT yaw|;
   yaw MAE against AFLW's yaw (pitch and roll are not labelled: ``None``).
+* ``aflw19k-val-teacher``: the aflw19k val crops scored against the 3DDFA_V2 teacher's labels
+  (``teacher_3ddfa_v2_mb05.npz``): 2D NME over the 68 points normalised by ``sqrt(w*h)`` of the teacher's
+  68-point box, binned by the teacher's |yaw|; pose MAE against the teacher's angles (every crop: no +-99 deg
+  filter). Same crops and boxes as ``aflw19k-val``, so one predictions file serves both.
 * ``biwi``: pose MAE (yaw, pitch, roll) over every frame (failures = frames without a face).
 
 Failures (an image without a prediction) are excluded from the means, counted, and listed
@@ -37,7 +41,7 @@ from fa3d.runtime.track import iou_matrix
 
 from . import metrics
 
-DATASETS = ("aflw2000-3d", "aflw", "aflw19k-val", "biwi")
+DATASETS = ("aflw2000-3d", "aflw", "aflw19k-val", "aflw19k-val-teacher", "biwi")
 PRED_VERSION = 1
 
 
@@ -100,9 +104,9 @@ class GroundTruth:
     paths: tuple[Path, ...]  # image files
     boxes: np.ndarray  # (N, 4) face boxes for box='gt'
     yaw: np.ndarray  # (N,) GT yaw for the bins
-    lm68: np.ndarray | None = None  # (N, 68, 2|3) (aflw2000-3d)
+    lm68: np.ndarray | None = None  # (N, 68, 2|3) (aflw2000-3d, aflw19k-val-teacher)
     pts21: np.ndarray | None = None  # (N, 21, 2) NaN = invisible (aflw)
-    ypr: np.ndarray | None = None  # (N, 3) (aflw2000-3d, biwi)
+    ypr: np.ndarray | None = None  # (N, 3) (aflw2000-3d, aflw19k-val-teacher, biwi)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -122,20 +126,27 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
         return GroundTruth(dataset, np.array([f"{s}.jpg" for s in stems]),
                            tuple(data / f"{s}.jpg" for s in stems),
                            np.stack([tight_box(p) for p in lm]), np.stack(yprs)[:, 0], lm68=lm, ypr=np.stack(yprs))
-    if dataset in ("aflw", "aflw19k-val"):
+    if dataset in ("aflw", "aflw19k-val", "aflw19k-val-teacher"):
         import cv2
 
         from .data.aflw import protocol_box, read_aflw_labels
 
         lab = read_aflw_labels(data)
-        rows = lab.select("val" if dataset == "aflw19k-val" else None)[:limit]
+        rows = lab.select(None if dataset == "aflw" else "val")[:limit]
         names = lab.names[rows].astype(str)
         first = cv2.imread(str(data / "images" / names[0]))
         if first is None:
             raise FileNotFoundError(f"{data / 'images' / names[0]}: cannot read the first crop")
         box = protocol_box(first.shape[1], first.shape[0])
-        return GroundTruth(dataset, names, tuple(data / "images" / n for n in names),
-                           np.repeat(box[None], len(rows), 0), lab.yaw_deg[rows].astype(np.float64),
+        paths = tuple(data / "images" / n for n in names)
+        boxes = np.repeat(box[None], len(rows), 0)
+        if dataset == "aflw19k-val-teacher":
+            from .data.mix import read_teacher
+
+            lm, ypr = read_teacher(data, lab.names)
+            lm, ypr = lm[rows].astype(np.float64), ypr[rows].astype(np.float64)
+            return GroundTruth(dataset, names, paths, boxes, ypr[:, 0], lm68=lm, ypr=ypr)
+        return GroundTruth(dataset, names, paths, boxes, lab.yaw_deg[rows].astype(np.float64),
                            pts21=lab.pts21[rows].astype(np.float64))
     if dataset == "biwi":
         from .data.biwi import Biwi
@@ -169,11 +180,12 @@ def evaluate(gt: GroundTruth, preds: Predictions) -> metrics.EvalResult:
     nme2d = pose = None
     per_image = np.zeros(0)
     unscored = 0
-    if gt.dataset == "aflw2000-3d":
+    if gt.dataset in ("aflw2000-3d", "aflw19k-val-teacher"):
         if n_ok:
             per_image = metrics.nme(preds.landmarks[r], gt.lm68[have])
             nme2d = metrics.yaw_bin_means(per_image, gt.yaw[have])
-            pose = metrics.pose_mae(preds.pose[r], gt.ypr[have])
+            limit = metrics.POSE_FILTER_DEG if gt.dataset == "aflw2000-3d" else None
+            pose = metrics.pose_mae(preds.pose[r], gt.ypr[have], limit=limit)
     elif gt.dataset in ("aflw", "aflw19k-val"):
         if n_ok:
             p21, m21 = _aflw_from_68(preds.landmarks[r])

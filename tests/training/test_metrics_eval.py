@@ -141,3 +141,51 @@ def test_model_path_passes_gt_boxes_and_counts_missing_faces(format_samples):
 def test_fa_eval_requires_exactly_one_source(tmp_path, capsys):
     assert main(["--dataset", "aflw", "--data", str(tmp_path)]) == 2
     assert "exactly one" in capsys.readouterr().err
+
+
+def test_teacher_protocol_scores_68_points_and_angles_against_the_teacher(tmp_path):
+    from fa3d.runtime.pose import euler_to_pose_para
+
+    names, _, _ = _aflw_fixture(tmp_path)
+    rng = np.random.default_rng(1)
+    lm_t = rng.uniform(20, 100, (2, 68, 3)).astype(np.float32)
+    ypr_t = np.array([[20.0, 5.0, -3.0], [-50.0, 10.0, 2.0]])
+    np.savez(tmp_path / "teacher_3ddfa_v2_mb05.npz", names=names, lm68_crop=lm_t,
+             pose_para_rad=euler_to_pose_para(ypr_t).astype(np.float32))
+    gt = ev.load_ground_truth("aflw19k-val-teacher", tmp_path)
+    aflw = ev.load_ground_truth("aflw19k-val", tmp_path)
+    np.testing.assert_array_equal(gt.boxes, aflw.boxes)  # same crops and boxes: one predictions file for both
+    lm = lm_t.astype(np.float64).copy()
+    lm[..., 0] += 3.0
+    lm[..., 1] -= 4.0
+    r = ev.evaluate(gt, ev.Predictions(names, lm, ypr_t + [2.0, -1.0, 4.0]))
+    expect = 5.0 / gt_box_size(lm_t) * 100
+    np.testing.assert_allclose(r.per_image_nme, expect, rtol=1e-5)
+    assert r.nme2d["0-30"] == pytest.approx(expect[0], rel=1e-5)  # bins by the teacher's yaw
+    assert r.nme2d["30-60"] == pytest.approx(expect[1], rel=1e-5) and r.nme2d["60-90"] is None
+    assert r.pose_mae == pytest.approx({"yaw": 2.0, "pitch": 1.0, "roll": 4.0, "mean": 7 / 3}, rel=1e-5)
+    (tmp_path / "teacher_3ddfa_v2_mb05.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="teacher labels are missing"):
+        ev.load_ground_truth("aflw19k-val-teacher", tmp_path)
+
+
+def test_cli_compare_scores_each_file_and_keeps_json_for_the_main_one(format_samples, tmp_path, capsys):
+    data = format_samples / "aflw2000_3d"
+    gt = ev.load_ground_truth("aflw2000-3d", data)
+    ev.save_predictions(tmp_path / "a.npz", _aflw2000_preds(gt, shift=(3.0, 4.0)))
+    ev.save_predictions(tmp_path / "b.npz", _aflw2000_preds(gt, shift=(6.0, 8.0), drop=0))
+    rc = main(["--predictions", str(tmp_path / "a.npz"), "--label", "mine", "--compare", f"other={tmp_path / 'b.npz'}",
+               "--compare", str(tmp_path / "a.npz"), "--dataset", "aflw2000-3d", "--data", str(data),
+               "--json", str(tmp_path / "out.json"), "--plot", str(tmp_path / "ced.png")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "== mine" in out and "== other" in out and "== a\n" in out
+    assert out.count("protocol aflw2000-3d") == 3 and "image00002.jpg" in out.split("== other")[1]
+    j = json.loads((tmp_path / "out.json").read_text())
+    assert j["failures"] == 0  # the main result's, not the compared file's
+    expect = (5.0 / gt_box_size(gt.lm68) * 100).mean()
+    assert j["nme2d"]["all"] == pytest.approx(expect)
+    assert (tmp_path / "ced.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["--predictions", str(tmp_path / "a.npz"), "--compare", "x=", "--dataset", "aflw2000-3d",
+                 "--data", str(data)]) == 2
+    assert "expected [LABEL=]PRED.npz" in capsys.readouterr().err
