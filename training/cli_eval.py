@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def build_parser() -> argparse.ArgumentParser:
     from fa3d.training.evaluate import DATASETS
@@ -54,6 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _paired_difference(main_result, other, main_label: str) -> str:
+    """One line: the compared result's mean NME minus the main one's on the images both scored, with a
+    paired-bootstrap 95 % interval (which images were drawn; not training noise)."""
+    from fa3d.training.metrics import paired_bootstrap
+
+    if not len(main_result.per_image_nme) or not len(other.per_image_nme):
+        return f"difference to {main_label}: no NME to compare"
+    a = dict(zip(main_result.scored_names, main_result.per_image_nme))
+    b = dict(zip(other.scored_names, other.per_image_nme))
+    common = [n for n in a if n in b]
+    if not common:
+        return f"difference to {main_label}: no image scored by both"
+    d, lo, hi = paired_bootstrap(np.array([a[n] for n in common]), np.array([b[n] for n in common]))
+    return (f"NME minus {main_label}'s on the {len(common)} images both scored: {d:+.3f} points "
+            f"(95 % paired-bootstrap interval {lo:+.3f} to {hi:+.3f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (args.model is None) == (args.predictions is None):
@@ -99,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             shown = ", ".join(res.failed_names[:10])
             more = f" (+{len(res.failed_names) - 10} more)" if len(res.failed_names) > 10 else ""
             print(f"failures: {shown}{more}")
+        if i > 0:
+            print(_paired_difference(result, res, main_label))
     if args.json:
         atomic_write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n")
     if args.plot:

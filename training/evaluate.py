@@ -179,6 +179,7 @@ def evaluate(gt: GroundTruth, preds: Predictions) -> metrics.EvalResult:
     n_ok = int(have.sum())
     nme2d = pose = None
     per_image = np.zeros(0)
+    scored = gt.names[have]
     unscored = 0
     if gt.dataset in ("aflw2000-3d", "aflw19k-val-teacher"):
         if n_ok:
@@ -197,6 +198,7 @@ def evaluate(gt: GroundTruth, preds: Predictions) -> metrics.EvalResult:
             unscored = int((~usable).sum())
             norm = metrics.gt_box_size(g21)
             per_image = metrics.nme(p21[usable], g21[usable], mask[usable], norm[usable])
+            scored = scored[usable]
             nme2d = metrics.yaw_bin_means(per_image, gt.yaw[have][usable])
             pose = metrics.pose_mae(preds.pose[r][:, :1], gt.yaw[have][:, None], angles=("yaw",))
     elif gt.dataset == "biwi":
@@ -210,6 +212,7 @@ def evaluate(gt: GroundTruth, preds: Predictions) -> metrics.EvalResult:
         pose = {k: None for k in ("yaw", "pitch", "roll", "mean")}
     return metrics.EvalResult(protocol=gt.dataset, num_images=len(gt), failures=len(failed), nme2d=nme2d,
                               pose_mae=pose, per_image_nme=per_image, failed_names=failed,
+                              scored_names=tuple(str(n) for n in scored) if len(per_image) else (),
                               unscored=unscored)
 
 

@@ -148,6 +148,27 @@ def plot_ced(curves: dict[str, tuple[np.ndarray, int]], path, max_error: float =
     plt.close(fig)
 
 
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``b - a`` over paired per-image errors and its bootstrap confidence interval.
+
+    Images are resampled with replacement (the pairs stay together), so the interval covers the
+    uncertainty from *which images* were evaluated, not from training (another seed may differ more).
+    Returns (mean difference, low, high).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"paired errors must be two non-empty 1-D arrays of one length, got {a.shape} and {b.shape}")
+    d = b - a
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for i in range(n_boot):
+        means[i] = d[rng.integers(0, len(d), len(d))].mean()
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(d.mean()), float(lo), float(hi)
+
+
 @dataclass(frozen=True)
 class EvalResult:
     """The result of one protocol; :meth:`to_json` gives exactly the keys ``nme2d``, ``pose_mae``,
@@ -160,6 +181,7 @@ class EvalResult:
     pose_mae: dict | None
     per_image_nme: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     failed_names: tuple[str, ...] = ()
+    scored_names: tuple[str, ...] = field(repr=False, default=())  # the image of each per_image_nme entry
     unscored: int = 0  # predicted, but no evaluable GT point (AFLW crop without a visible checked point)
 
     def to_json(self) -> dict:

@@ -181,6 +181,11 @@ def test_cli_compare_scores_each_file_and_keeps_json_for_the_main_one(format_sam
     out = capsys.readouterr().out
     assert "== mine" in out and "== other" in out and "== a\n" in out
     assert out.count("protocol aflw2000-3d") == 3 and "image00002.jpg" in out.split("== other")[1]
+    # paired difference on the images both scored: b is 5 px further off than a on the two it kept
+    size = gt_box_size(gt.lm68)[1:]
+    line = [ln for ln in out.split("== other")[1].splitlines() if ln.startswith("NME minus mine's")][0]
+    assert f"on the 2 images both scored: {(5.0 / size * 100).mean():+.3f} points" in line
+    assert "on the 3 images both scored: +0.000 points (95 % paired-bootstrap interval +0.000 to +0.000)" in out
     j = json.loads((tmp_path / "out.json").read_text())
     assert j["failures"] == 0  # the main result's, not the compared file's
     expect = (5.0 / gt_box_size(gt.lm68) * 100).mean()
@@ -189,3 +194,19 @@ def test_cli_compare_scores_each_file_and_keeps_json_for_the_main_one(format_sam
     assert main(["--predictions", str(tmp_path / "a.npz"), "--compare", "x=", "--dataset", "aflw2000-3d",
                  "--data", str(data)]) == 2
     assert "expected [LABEL=]PRED.npz" in capsys.readouterr().err
+
+
+def test_paired_bootstrap_interval():
+    from fa3d.training.metrics import paired_bootstrap
+
+    a = np.linspace(2.0, 6.0, 200)
+    d, lo, hi = paired_bootstrap(a, a + 0.5)
+    assert (d, lo, hi) == pytest.approx((0.5, 0.5, 0.5))  # a constant shift has no spread
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0.2, 1.0, 400)
+    d, lo, hi = paired_bootstrap(a.repeat(2), a.repeat(2) + noise)
+    se = noise.std() / np.sqrt(400)
+    assert d == pytest.approx(noise.mean()) and lo < d < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)  # the normal-theory width
+    with pytest.raises(ValueError, match="one length"):
+        paired_bootstrap(a, a[:-1])
