@@ -8,7 +8,10 @@ the set fits that model. Quantization itself runs in ``fa-export --int8 --calib 
 
 A labelled folder written by ``fa-label`` (it holds ``labels.npz``) gives a *labelled* set: its faces are
 cropped at their labelled boxes and keep their 68 points and pose, so ``fa-export --int8 --val set.npz``
-gates on the accuracy loss against those labels instead of the deviation from FP32.
+gates on the accuracy loss against those labels instead of the deviation from FP32. So does a data set
+of the training side: ``--dataset aflw19k --split val`` reads SRC as an aflw19k folder and keeps its
+3DDFA_V2 teacher labels (68 points and pose, crops at the teacher's tight box); ``--stride K`` keeps every
+K-th face of the split (research-only data: use it to measure, never ship the set).
 
 Exit codes: 0 written; 2 bad arguments or inputs (missing file, no face found, bad model sidecar).
 """
@@ -32,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="a folder of images, an image file, a video file, or an fa-label folder (labelled set)")
     p.add_argument("--model", required=True, help="the FP32 ONNX model (with its .json sidecar) the set is for")
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
+    p.add_argument("--dataset", choices=("aflw19k",), default=None,
+                   help="read SRC as a data set folder of this kind and keep its labels (aflw19k: the 3DDFA_V2 "
+                        "teacher's 68 points and pose); default: SRC is images, a video or an fa-label folder")
+    p.add_argument("--split", choices=("train", "val", "all"), default="val",
+                   help="--dataset: which split (default val)")
+    p.add_argument("--stride", type=int, default=1,
+                   help="--dataset: keep every K-th face of the split, before --max (default 1)")
     p.add_argument("--max", type=int, default=256, help="at most this many faces (default 256)")
     p.add_argument("--every", type=int, default=5, help="video: take every K-th frame (default 5)")
     p.add_argument("--detector", default="haar",
@@ -58,7 +68,17 @@ def main(argv: list[str] | None = None) -> int:
             return np.asarray(det_obj.detect(img).boxes, dtype=np.float64).reshape(-1, 4)
 
         want = args.max * 3 if args.spread_yaw else args.max
-        if (Path(args.src) / "labels.npz").is_file():  # an fa-label folder: keep its labels
+        if args.stride < 1:
+            raise ValueError(f"--stride must be >= 1, got {args.stride}")
+        if args.dataset == "aflw19k":
+            from fa3d.training.data.mix import load_aflw19k
+
+            samples = load_aflw19k(args.src, args.split, teacher=True, box="teacher")
+            picked = (samples[i] for i in range(0, len(samples), args.stride))  # lazy: images read one by one
+            cs = build_from_samples(picked, config, max_faces=want,
+                                    source=f"aflw19k {args.split} split of {args.src} (stride {args.stride}), "
+                                           "3DDFA_V2 teacher labels")
+        elif (Path(args.src) / "labels.npz").is_file():  # an fa-label folder: keep its labels
             from fa3d.training.data.labelled import LabelledFolder
 
             cs = build_from_samples(LabelledFolder(args.src), config, max_faces=want,

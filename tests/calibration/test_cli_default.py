@@ -99,3 +99,24 @@ def test_cli_keeps_the_labels_of_an_fa_label_folder(tmp_path, tiny_onnx, preproc
     cs = load_calibration_set(out, preprocess_config)
     assert len(cs) == 4 and cs.landmarks is not None and cs.ypr is not None
     np.testing.assert_allclose(cs.ypr, [f.ypr for f in faces], atol=1e-4)
+
+
+def test_cli_dataset_keeps_teacher_labels(aflw19k, tmp_path, tiny_onnx, preprocess_config, capsys):
+    """--dataset aflw19k: a labelled set (teacher 68 points + pose) from every K-th crop of a split."""
+    out = tmp_path / "val.npz"
+    assert cli.main([str(aflw19k), "--dataset", "aflw19k", "--split", "val", "--stride", "100", "--max", "12",
+                     "--model", str(tiny_onnx), "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["count"] == 12 and "stride 100" in summary["source"]
+    cs = load_calibration_set(out, preprocess_config)
+    assert cs.landmarks is not None and cs.ypr is not None
+    s = preprocess_config.input_size
+    # the teacher's tight box is enlarged by the sqrt(2) rule: the points sit well inside the crop
+    assert (cs.landmarks[..., :2] > 0).all() and (cs.landmarks[..., :2] < s).all()
+    assert np.abs(cs.ypr).max() <= 100
+    with np.load(aflw19k / "labels.npz") as z:
+        val_names = set(z["names"][z["split"] == "val"][::100].tolist())
+    assert set(cs.names) <= val_names
+    assert cli.main([str(aflw19k), "--dataset", "aflw19k", "--stride", "0", "--model", str(tiny_onnx),
+                     "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--stride must be >= 1" in capsys.readouterr().err
