@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .clihelp import HelpFormatter
+
 
 def _parse_batches(text: str) -> list[int]:
     try:
@@ -52,8 +54,9 @@ def _parse_batches(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fa-bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", help="FP32 (or FP16) ONNX model, run by ONNX Runtime")
+                                formatter_class=HelpFormatter)
+    p.add_argument("--model", help="FP32 (or FP16) ONNX model, run by ONNX Runtime (default, when no model of "
+                                   "any kind is given: the model shipped inside fa3d)")
     p.add_argument("--int8", help="INT8 Q/DQ ONNX model, run by ONNX Runtime")
     p.add_argument("--engine", help="TensorRT engine (.plan), run by TensorRT + pycuda")
     p.add_argument("--checkpoint", help="PyTorch checkpoint (.pt), run by PyTorch on CPU (needs fa3d[train])")

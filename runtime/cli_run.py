@@ -41,6 +41,8 @@ import os
 import sys
 from pathlib import Path
 
+from .clihelp import HelpFormatter
+
 EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
@@ -50,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Exit codes: 0 ok, 2 usage, 3 source, 4 model/sidecar, 5 output, "
                                        "130 interrupted. The JSON-lines schema is in `python -m pydoc "
                                        "fa3d.runtime.cli_run`.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     m = p.add_mutually_exclusive_group()
-    m.add_argument("--model", help="ONNX model (with its .onnx.json sidecar), run by ONNX Runtime")
+    m.add_argument("--model", help="ONNX model (with its .onnx.json sidecar), run by ONNX Runtime "
+                                   "(default: the model shipped inside fa3d)")
     m.add_argument("--engine", help="TensorRT engine .plan (with its .plan.json sidecar), run by TensorRT + pycuda")
     s = p.add_mutually_exclusive_group()
     s.add_argument("--source", help="video file, image, folder of images, rtsp:// URL, or a GStreamer pipeline "

@@ -165,8 +165,12 @@ def test_folder_with_corrupt_frame(tmp_path, plumbing_model, blob_detector, caps
     assert "decode failures 1" in capsys.readouterr().out
 
 
-def test_help_and_usage():
+def test_help_and_usage(capsys):
     assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: None" not in text and "(default: False)" not in text
+    assert "(default: the model shipped inside fa3d)" in text and "every N frames (default: 10)" in text
+    assert text.count("bundled sample clip") == 1  # the source's default, said once
     assert main(["--bogus"]) == 2
     assert main(["--intrinsics", "a.json", "--fov", "60"]) == 2
 
