@@ -38,9 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=("aflw19k",), default=None,
                    help="read SRC as a data set folder of this kind and keep its labels (aflw19k: the 3DDFA_V2 "
                         "teacher's 68 points and pose); default: SRC is images, a video or an fa-label folder")
-    p.add_argument("--split", choices=("train", "val", "all"), default="val",
+    p.add_argument("--split", choices=("train", "val", "all"), default=None,
                    help="--dataset: which split (default val)")
-    p.add_argument("--stride", type=int, default=1,
+    p.add_argument("--stride", type=int, default=None,
                    help="--dataset: keep every K-th face of the split, before --max (default 1)")
     p.add_argument("--max", type=int, default=256, help="at most this many faces (default 256)")
     p.add_argument("--every", type=int, default=5, help="video: take every K-th frame (default 5)")
@@ -68,15 +68,18 @@ def main(argv: list[str] | None = None) -> int:
             return np.asarray(det_obj.detect(img).boxes, dtype=np.float64).reshape(-1, 4)
 
         want = args.max * 3 if args.spread_yaw else args.max
-        if args.stride < 1:
-            raise ValueError(f"--stride must be >= 1, got {args.stride}")
+        if args.dataset is None and (args.split is not None or args.stride is not None):
+            raise ValueError("--split and --stride select from a data set: give --dataset too")
+        split, stride = args.split or "val", 1 if args.stride is None else args.stride
+        if stride < 1:
+            raise ValueError(f"--stride must be >= 1, got {stride}")
         if args.dataset == "aflw19k":
             from fa3d.training.data.mix import load_aflw19k
 
-            samples = load_aflw19k(args.src, args.split, teacher=True, box="teacher")
-            picked = (samples[i] for i in range(0, len(samples), args.stride))  # lazy: images read one by one
+            samples = load_aflw19k(args.src, split, teacher=True, box="teacher")
+            picked = (samples[i] for i in range(0, len(samples), stride))  # lazy: images read one by one
             cs = build_from_samples(picked, config, max_faces=want,
-                                    source=f"aflw19k {args.split} split of {args.src} (stride {args.stride}), "
+                                    source=f"aflw19k {split} split of {args.src} (stride {stride}), "
                                            "3DDFA_V2 teacher labels")
         elif (Path(args.src) / "labels.npz").is_file():  # an fa-label folder: keep its labels
             from fa3d.training.data.labelled import LabelledFolder

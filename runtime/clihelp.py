@@ -15,7 +15,7 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
-                or action.option_strings == [] or isinstance(action, argparse._HelpAction)):
+                or not action.option_strings):
             return text
         if isinstance(default, (list, tuple)):
             default = ",".join(str(v) for v in default)

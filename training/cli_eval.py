@@ -84,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         gt = ev.load_ground_truth(args.dataset, args.data, limit=args.limit, biwi_protocol=args.biwi_protocol)
+        others = []  # read and checked before a model runs, so a bad file fails fast
+        for spec in args.compare:
+            label, sep, path = spec.partition("=")
+            if not sep:
+                label, path = Path(spec).stem, spec
+            if not label or not path:
+                raise ValueError(f"--compare {spec!r}: expected [LABEL=]PRED.npz")
+            others.append((label, ev.load_predictions(path)))
         if args.predictions:
             preds = ev.load_predictions(args.predictions)
         else:
@@ -95,14 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.save_predictions:
                 ev.save_predictions(args.save_predictions, preds)
         result = ev.evaluate(gt, preds)
-        compared = []
-        for spec in args.compare:
-            label, sep, path = spec.partition("=")
-            if not sep:
-                label, path = Path(spec).stem, spec
-            if not label or not path:
-                raise ValueError(f"--compare {spec!r}: expected [LABEL=]PRED.npz")
-            compared.append((label, ev.evaluate(gt, ev.load_predictions(path))))
+        compared = [(label, ev.evaluate(gt, p)) for label, p in others]
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"fa-eval: error: {e}", file=sys.stderr)
         return 2

@@ -194,6 +194,11 @@ def test_cli_compare_scores_each_file_and_keeps_json_for_the_main_one(format_sam
     assert main(["--predictions", str(tmp_path / "a.npz"), "--compare", "x=", "--dataset", "aflw2000-3d",
                  "--data", str(data)]) == 2
     assert "expected [LABEL=]PRED.npz" in capsys.readouterr().err
+    # a bad comparison file fails before the model is opened (else the error would name model.onnx)
+    assert main([str(tmp_path / "model.onnx"), "--compare", str(tmp_path / "missing.npz"), "--dataset",
+                 "aflw2000-3d", "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.npz" in err and "model.onnx" not in err
 
 
 def test_paired_bootstrap_interval():
