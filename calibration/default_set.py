@@ -36,8 +36,9 @@ SAMPLE_VIDEO = "astronaut.mp4"
 
 
 def sample_dir() -> Path:
-    import fa3d.runtime
-    return Path(fa3d.runtime.__file__).resolve().parent / "assets" / "samples"
+    """The package's bundled samples folder (the asset layout is known to fa3d.runtime.default_model only)."""
+    from fa3d.runtime.default_model import asset_path
+    return asset_path("samples")
 
 
 def _augmented_real(image: np.ndarray, box: np.ndarray, n: int, config: PreprocessConfig,

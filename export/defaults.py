@@ -1,8 +1,7 @@
-"""Defaults of fa-export: the shipped model, the batch profile, the workspace and the file names."""
+"""Defaults of fa-export: the batch profile, the workspace and the file names (the shipped model: see
+:mod:`fa3d.runtime.default_model`)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 #: TensorRT optimisation profile (min, opt, max batch): one face is the common case, a crowd the rare one.
 DEFAULT_BATCH = (1, 4, 16)

@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # heavy imports only for type checkers
     import torch
 
 
-
 class OnnxExportError(RuntimeError):
     """The model could not be exported, or the exported graph failed a check."""
 

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import torch
 
 
-
 class ParityError(RuntimeError):
     """A candidate model's outputs differ from the reference beyond the tolerance."""
 

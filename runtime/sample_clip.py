@@ -1,5 +1,5 @@
 """Turn a still portrait into a short clip (zoom, in-plane rotation, drift) that exercises detection
-and tracking, and locate the bundled samples.
+and tracking.
 
 The bundled clip ``assets/samples/astronaut.mp4`` is made from ``assets/samples/astronaut.png`` (a
 public-domain NASA portrait, see ``assets/samples/NOTICE.md``) with::
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from importlib import resources
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,6 +23,8 @@ from .videofile import mp4v_writer
 
 #: the bundled portrait's face centre as a fraction of the image (x, y), measured by eye
 ASTRONAUT_FOCUS = (0.44, 0.25)
+
+
 def clip_transforms(image_size: tuple[int, int], n_frames: int = 90, size: tuple[int, int] = (640, 480),
                     seed: int = 0, focus: tuple[float, float] | None = None) -> np.ndarray:
     """The clip's affine warps (n_frames, 2, 3), source image pixels -> frame pixels.

@@ -34,6 +34,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two (4,) boxes x1, y1, x2, y2 (0 when they do not overlap)."""
+    return float(iou_matrix(a, b)[0, 0])
+
+
 def _greedy_pairs(ious: np.ndarray, threshold: float, matched_t: set[int], matched_d: set[int]):
     """(track, detection) pairs by decreasing IoU >= threshold, each side used once; updates the matched sets."""
     for flat in np.argsort(-ious, axis=None):

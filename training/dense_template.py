@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         keep = conf >= a.min_confidence
         if a.names_from:
             path, _, split = a.names_from.rpartition(":")
+            if not path or not split:
+                raise ValueError(f"--names-from {a.names_from!r}: expected PATH.npz:split")
             with np.load(path, allow_pickle=False) as z:
                 allowed = set(z["names"][z["split"] == split].tolist())
             keep &= np.array([n in allowed for n in names.tolist()])

@@ -37,7 +37,7 @@ import numpy as np
 
 from fa3d.runtime import schema
 from fa3d.runtime.atomic import atomic_path
-from fa3d.runtime.track import iou_matrix
+from fa3d.runtime.track import box_iou
 
 from . import metrics
 
@@ -228,10 +228,6 @@ def _open_aligner(model: str | os.PathLike):
     return FaceAligner.from_artifact(model)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float(iou_matrix(a, b)[0, 0])
-
-
 def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt",
                        progress: Callable[[Iterator], Iterator] | None = None,
                        aligner=None) -> Predictions:
@@ -264,8 +260,8 @@ def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt
                 face = None
                 if res:
                     if np.isfinite(gt.boxes[i]).all():
-                        face = max(res, key=lambda f: _iou(np.asarray(f.box, float), gt.boxes[i]))
-                        if _iou(np.asarray(face.box, float), gt.boxes[i]) <= 0.0:
+                        face = max(res, key=lambda f: box_iou(np.asarray(f.box, float), gt.boxes[i]))
+                        if box_iou(np.asarray(face.box, float), gt.boxes[i]) <= 0.0:
                             face = None
                     else:
                         face = max(res, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))

@@ -26,7 +26,6 @@ from .blocks import (CoordConv2d, FusedConv3dBlock, FusedConvBlock, Hourglass, r
 from .dense_template import default_template, tps_weights
 
 
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Every size of the network. Stored in checkpoints (``to_dict``/``from_dict``)."""
@@ -110,8 +109,8 @@ class PoseFusedAlignmentNet(nn.Module):
 
     ``rotation`` (B, 3, 3) feeds the fused blocks instead of the predicted rotation (teacher forcing);
     with ``force_mask`` (B,) bool only the masked samples get it and the others their own (detached)
-    prediction. In eval mode the dict has exactly :data:`fa3d.runtime.metadata.OUTPUT_NAMES`; in training mode it also has
-    ``heatmaps`` (list of (B, D, H, W), one per stack) and ``rotation_6d`` (B, 6).
+    prediction. In eval mode the dict has exactly :data:`fa3d.runtime.metadata.OUTPUT_NAMES`; in training
+    mode it also has ``heatmaps`` (list of (B, D, H, W), one per stack) and ``rotation_6d`` (B, 6).
     """
 
     def __init__(self, config: ModelConfig, dense_template: np.ndarray | None = None):

@@ -19,7 +19,6 @@ from ..metadata import OUTPUT_NAMES, ArtifactMetadata, MetadataError
 from ..schema import NUM_LANDMARKS
 
 
-
 class BackendError(RuntimeError):
     """A model artifact cannot be loaded or run by a backend (the message says how to fix it)."""
 

@@ -12,7 +12,6 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnx_graphsurgeon")
 
 from fa3d.runtime.metadata import ArtifactMetadata  # noqa: E402
-from fa3d.runtime.preprocess import PreprocessConfig  # noqa: E402
 
 from export_fixtures import TINY_SIZE, TinyAligner, tiny_metadata  # noqa: E402,F401
 

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fa3d.runtime.sample_clip import ASTRONAUT_FOCUS, clip_transforms, make_sample_clip, sample_path
+from fa3d.runtime.default_model import sample_path
+from fa3d.runtime.sample_clip import ASTRONAUT_FOCUS, clip_transforms, make_sample_clip
 
 
 def _read_all(path) -> list[np.ndarray]:

@@ -30,7 +30,7 @@ import numpy as np
 from fa3d.runtime import pose as pose_mod
 from fa3d.runtime import schema
 from fa3d.runtime.preprocess import landmark_box
-from fa3d.runtime.track import iou_matrix
+from fa3d.runtime.track import box_iou
 
 from .mapping import map_dense_to_68
 
@@ -92,10 +92,6 @@ def pose_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
     """Yaw, pitch, roll (degrees) of 68 image landmarks: similarity fit of the mean shape, then Euler angles."""
     rot, _, _ = pose_mod.fit_similarity(schema.mean_shape(), pose_mod.image_to_view(landmarks))
     return pose_mod.matrix_to_euler(rot)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float(iou_matrix(a, b)[0, 0])
 
 
 class MediaPipeTeacher:
@@ -173,7 +169,7 @@ class MediaPipeTeacher:
             fbox = landmark_box(f)[0]
             best = 0.0
             for b, s in det_boxes:
-                if _iou(fbox, b) > 0.3:
+                if box_iou(fbox, b) > 0.3:
                     best = max(best, s)
             out.append((f, best))
         return out
