@@ -18,14 +18,15 @@ sensitive layers in float until the gate holds.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fa3d.runtime.backends.onnxrt import cpu_session
 from fa3d.runtime.pose import geodesic_deg, matrix_to_euler
+from fa3d.runtime.timing import summarize_ms, time_calls
 
 REFERENCES = ("auto", "fp32", "labels")
 
@@ -51,12 +52,7 @@ class Gate:
 # --------------------------------------------------------------------------------------------- inference
 
 def session(onnx_path: str | os.PathLike, threads: int = 1):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = max(1, int(threads))
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    return cpu_session(onnx_path, threads)
 
 
 def run_model(onnx_path: str | os.PathLike, inputs: np.ndarray, *, batch_size: int = 16,
@@ -245,14 +241,6 @@ def benchmark_ms(onnx_path: str | os.PathLike, sample: np.ndarray, *, runs: int 
     """Latency of one batch on ONNX Runtime CPU: median, p10 and p90 in milliseconds."""
     sess = session(onnx_path, threads)
     feed = {sess.get_inputs()[0].name: np.ascontiguousarray(sample, dtype=np.float32)}
-    for _ in range(warmup):
-        sess.run(None, feed)
-    times = []
-    for _ in range(max(1, runs)):
-        t = time.perf_counter()
-        sess.run(None, feed)
-        times.append((time.perf_counter() - t) * 1e3)
-    t = np.asarray(times)
-    return {"median_ms": float(np.median(t)), "p10_ms": float(np.percentile(t, 10)),
-            "p90_ms": float(np.percentile(t, 90)), "runs": int(len(t)), "batch": int(len(sample)),
-            "threads": int(threads)}
+    stats = summarize_ms(time_calls(lambda: sess.run(None, feed), warmup, max(1, runs)) * 1e3)
+    return {"median_ms": stats["median_ms"], "p10_ms": stats["p10_ms"], "p90_ms": stats["p90_ms"],
+            "runs": stats["runs"], "batch": int(len(sample)), "threads": int(threads)}

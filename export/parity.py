@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fa3d.runtime.backends.onnxrt import cpu_session
 from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_NAMES
 from fa3d.runtime.preprocess import PreprocessConfig, prepare
 
@@ -184,12 +185,7 @@ def run_torch(model: "torch.nn.Module", inputs: np.ndarray) -> dict[str, np.ndar
 
 def run_onnx(path: Path, inputs: np.ndarray) -> dict[str, np.ndarray]:
     """One ONNX Runtime CPU run over the whole batch (which also exercises the dynamic batch axis)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(path, 1)
     outs = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(inputs, dtype=np.float32)})
     return {k: np.asarray(v, dtype=np.float32) for k, v in zip(OUTPUT_NAMES, outs)}
 

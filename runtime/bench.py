@@ -34,12 +34,12 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .clihelp import HelpFormatter
+from .timing import time_calls
 
 
 def _parse_batches(text: str) -> list[int]:
@@ -75,18 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="haar", help="pipeline: 'haar' or a YuNet / SCRFD ONNX file")
     p.add_argument("--json", dest="json_out", help="write all figures as JSON (atomically)")
     return p
-
-
-def time_calls(fn, warmup: int, iters: int) -> np.ndarray:
-    """Seconds per call of ``fn()`` over ``iters`` timed calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    t = np.empty(iters)
-    for i in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        t[i] = time.perf_counter() - t0
-    return t
 
 
 def row(backend: str, precision: str, batch: int, t: np.ndarray) -> dict:

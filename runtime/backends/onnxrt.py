@@ -36,6 +36,19 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
     return [p for p in PROVIDERS[device] if p in available]
 
 
+def cpu_session(path: str | os.PathLike, threads: int | None = 1):
+    """A bare ONNX Runtime CPU session (quiet log) for tools that need every output of any ONNX model
+    (parity checks, the INT8 gate, benchmarks). ``threads=None`` leaves the thread count to ONNX Runtime."""
+    import onnxruntime as ort  # lazy: keeps `import fa3d.runtime` light
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 class OrtBackend(BackendBase):
     name = "onnxruntime"
 
