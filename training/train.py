@@ -37,7 +37,7 @@ from .data_sources import AlignmentDataset, Loader, MixedSamples, ResumableSampl
 from .dense_template import mirror_permutation
 from .losses import compute_losses, teacher_forcing_probability, yaw_of
 from .metrics import nme
-from .model import PoseFusedAlignmentNet, build_model
+from .model import build_model
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _lr_lambda(warmup: int, total: int):
     return f
 
 
-def build_from_config(cfg: TrainConfig) -> PoseFusedAlignmentNet:
+def build_from_config(cfg: TrainConfig) -> torch.nn.Module:
     template = None
     if cfg.model.dense_template:
         p = Path(cfg.model.dense_template)
@@ -109,7 +109,7 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: PoseFusedAlignmentNet, loader, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
     """Validation metrics: ``nme68`` (%, 2D, normalised by sqrt(w*h) of the GT landmark box), pose MAE
     (degrees, crop frame), ``yaw_mae`` where only a yaw is known, and the loss without heatmap terms."""
     model.eval()
