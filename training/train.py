@@ -104,8 +104,16 @@ def build_from_config(cfg: TrainConfig) -> torch.nn.Module:
                        dense_template=template, **cfg.model.overrides)
 
 
+def _memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on CPUs: oneDNN's depthwise and 1x1 convolutions train several times faster in NHWC
+    (measured on our 2-core CPU with the edge preset); the default layout elsewhere."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out["image"] = out["image"].contiguous(memory_format=_memory_format(device))
+    return out
 
 
 @torch.no_grad()
@@ -195,7 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False, registry: Mapping[str, Loader]
     out_dir = Path(cfg.run.out_dir)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
 
-    model = build_from_config(cfg).to(device)
+    model = build_from_config(cfg).to(device, memory_format=_memory_format(device))
     mc = model.config
     pre = PreprocessConfig(input_size=mc.input_size)
     registry = registry or default_registry()
@@ -217,7 +225,8 @@ def train(cfg: TrainConfig, resume: bool = False, registry: Mapping[str, Loader]
     total_steps = cfg.optim.epochs * steps_per_epoch
     weighted = len(cfg.data.sources) > 1
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                  foreach=True)  # one kernel per step, not one per tensor (CPU default: per tensor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.optim.warmup_steps, total_steps))
     use_amp = cfg.optim.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
