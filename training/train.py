@@ -203,7 +203,10 @@ def train(cfg: TrainConfig, resume: bool = False, registry: Mapping[str, Loader]
     out_dir = Path(cfg.run.out_dir)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
 
-    model = build_from_config(cfg).to(device, memory_format=_memory_format(device))
+    model = build_from_config(cfg).to(device)
+    for mod in model.modules():  # 2D convolutions only: Conv3d weights (the hourglass family) stay as they are
+        if isinstance(mod, torch.nn.Conv2d):
+            mod.to(memory_format=_memory_format(device))
     mc = model.config
     pre = PreprocessConfig(input_size=mc.input_size)
     registry = registry or default_registry()
