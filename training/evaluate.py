@@ -89,6 +89,25 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     return Predictions(names=names, landmarks=lm.astype(np.float64), pose=pose.astype(np.float64))
 
 
+POSE_SOURCES = ("model", "landmarks", "blend")
+
+
+def with_pose_from(preds: Predictions, source: str) -> Predictions:
+    """The predictions with their pose taken from ``source``: ``model`` (as predicted: the pose head),
+    ``landmarks`` (the rotation fitted to the predicted 3D landmarks, :func:`fa3d.runtime.pose.rotation_from_landmarks`)
+    or ``blend`` (the chordal mean of the two)."""
+    from fa3d.runtime import pose
+
+    if source not in POSE_SOURCES:
+        raise ValueError(f"pose source must be one of {POSE_SOURCES}, got {source!r}")
+    if source == "model" or not len(preds.names):
+        return preds
+    r_lm = pose.rotation_from_landmarks(preds.landmarks)
+    if source == "blend":
+        r_lm = pose.blend_rotations(pose.euler_to_matrix(preds.pose), r_lm)
+    return Predictions(names=preds.names, landmarks=preds.landmarks, pose=pose.matrix_to_euler(r_lm))
+
+
 def save_predictions(path: str | os.PathLike, preds: Predictions) -> None:
     with atomic_path(path) as tmp:
         np.savez(tmp, names=np.asarray(preds.names, dtype=np.str_),
