@@ -229,6 +229,8 @@ def test_pose_from_landmarks_and_blend(format_samples):
     gap = pose.geodesic_deg(pose.euler_to_matrix(preds.pose), pose.euler_to_matrix(fitted.pose))
     half = pose.geodesic_deg(pose.euler_to_matrix(preds.pose), pose.euler_to_matrix(blend.pose))
     np.testing.assert_allclose(half, gap / 2, atol=0.05)
-    assert ev.with_pose_from(preds, "model") is preds
+    assert ev.with_pose_from(preds, "predicted") is preds
     with pytest.raises(ValueError, match="pose source"):
         ev.with_pose_from(preds, "magic")
+    with pytest.raises(ValueError, match="holds one pose"):
+        ev.with_pose_from(preds, "head")
