@@ -23,6 +23,7 @@ an internal lock; for parallel throughput create one aligner per thread (or per 
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -44,6 +45,75 @@ MODES = ("image", "video", "live")
 #: landmarks (the default: measured better on aflw19k val, see the README), or the chordal mean of the two
 POSE_SOURCES = ("head", "landmarks", "blend")
 STAGES = ("detect", "preprocess", "infer", "postprocess")
+#: the most faces one call takes (``process(boxes=...)``, ``max_faces``): memory and time stay bounded
+MAX_BOXES_PER_CALL = 256
+#: faces cropped and inferred together; larger calls run in chunks of this size (bounded memory)
+ALIGN_CHUNK = 32
+DEVICES = ("cpu", "cuda", "tensorrt", "auto")
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_option_values(o: "FaceAlignerOptions") -> None:
+    """Types and ranges of every option, one clear ValueError naming the first bad one."""
+    def bad(name: str, want: str) -> ValueError:
+        return ValueError(f"FaceAlignerOptions.{name} must be {want}, got {getattr(o, name)!r}")
+
+    if o.model_path is not None and not isinstance(o.model_path, (str, os.PathLike)):
+        raise bad("model_path", "a path or None")
+    if o.device not in DEVICES:
+        raise bad("device", f"one of {DEVICES}")
+    if o.num_threads is not None and not (_is_int(o.num_threads) and o.num_threads >= 1):
+        raise bad("num_threads", "an integer >= 1 or None")
+    if not isinstance(o.detector, (str, os.PathLike)) or not str(o.detector):
+        raise bad("detector", "'haar' or a detector ONNX path")
+    if not (_is_int(o.det_every_n) and o.det_every_n >= 1):
+        raise bad("det_every_n", "an integer >= 1")
+    if not (_is_int(o.max_faces) and 1 <= o.max_faces <= MAX_BOXES_PER_CALL):
+        raise bad("max_faces", f"an integer in [1, {MAX_BOXES_PER_CALL}]")
+    if not (_is_real(o.min_confidence) and 0.0 <= o.min_confidence <= 1.0):
+        raise bad("min_confidence", "a number in [0, 1]")
+    if not isinstance(o.smoothing, OneEuroOptions):
+        raise bad("smoothing", "a OneEuroOptions")
+    if o.intrinsics is not None and not isinstance(o.intrinsics, CameraIntrinsics):
+        raise bad("intrinsics", "a CameraIntrinsics or None")
+    if o.fov_deg is not None and not (_is_real(o.fov_deg) and 1.0 < o.fov_deg < 179.0):
+        raise bad("fov_deg", "a number of degrees in (1, 179) or None")
+    if not (_is_real(o.eye_span_m) and math.isfinite(o.eye_span_m) and o.eye_span_m > 0):
+        raise bad("eye_span_m", "a positive number of metres")
+
+
+def check_boxes(boxes) -> np.ndarray:
+    """``boxes`` as a (B, 4) float64 array of finite x1, y1, x2, y2 with x2 > x1 and y2 > y1, at most
+    :data:`MAX_BOXES_PER_CALL` of them; a ValueError that says what is wrong otherwise."""
+    try:
+        b = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("boxes must be a (B, 4) array of numbers x1, y1, x2, y2") from None
+    if b.ndim == 1 and b.shape[0] == 4:
+        b = b[None]
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (B, 4) (x1, y1, x2, y2), got {b.shape}")
+    if len(b) > MAX_BOXES_PER_CALL:
+        raise ValueError(f"{len(b)} boxes in one call; at most {MAX_BOXES_PER_CALL} (split the call)")
+    if not np.isfinite(b).all():
+        raise ValueError("boxes hold NaN or infinite values")
+    if len(b) and ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any():
+        raise ValueError("every box needs x2 > x1 and y2 > y1 (x1, y1, x2, y2 order)")
+    return b
+
+
+def check_timestamp(timestamp_ms) -> float:
+    """A finite, non-negative timestamp in milliseconds, or a ValueError (NaN would poison smoothing)."""
+    if not _is_real(timestamp_ms) or not math.isfinite(timestamp_ms) or timestamp_ms < 0:
+        raise ValueError(f"timestamp_ms must be a finite number >= 0 (milliseconds), got {timestamp_ms!r}")
+    return float(timestamp_ms)
 
 
 @dataclass(frozen=True)
@@ -65,6 +135,7 @@ class FaceAlignerOptions:
     pose_source: str = "landmarks"  # head | landmarks | blend (see POSE_SOURCES)
 
     def __post_init__(self) -> None:
+        _check_option_values(self)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.pose_source not in POSE_SOURCES:
@@ -134,7 +205,7 @@ class FaceAligner:
                 faces, _ = self._align(frame_bgr, b, [None] * len(b), timings)
                 faces = [f for f in faces if f.confidence >= self.options.min_confidence]
             else:
-                b = np.asarray(boxes, np.float64).reshape(-1, 4)
+                b = check_boxes(boxes)
                 faces, _ = self._align(frame_bgr, b, [None] * len(b), timings)
             self.last_timings = timings
             return faces
@@ -146,6 +217,7 @@ class FaceAligner:
             if self.options.mode == "image":
                 raise ValueError("process_video() needs FaceAlignerOptions(mode='video' or 'live')")
             self._check_frame(frame_bgr)
+            timestamp_ms = check_timestamp(timestamp_ms)
             if self._last_ts is not None and timestamp_ms <= self._last_ts:
                 raise ValueError(f"timestamps must increase: got {timestamp_ms} ms after {self._last_ts} ms")
             self._last_ts = float(timestamp_ms)
@@ -193,7 +265,12 @@ class FaceAligner:
     @staticmethod
     def _check_frame(frame: np.ndarray) -> None:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError("expected an OpenCV BGR frame: a uint8 numpy array (H, W, 3)")
+            got = (f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray)
+                   else type(frame).__name__)
+            raise ValueError(f"expected an OpenCV BGR frame: a uint8 numpy array (H, W, 3), got {got} "
+                             "(convert with cv2.cvtColor / astype(np.uint8))")
+        if frame.shape[0] == 0 or frame.shape[1] == 0:
+            raise ValueError(f"the frame is empty ({frame.shape[1]}x{frame.shape[0]} pixels)")
 
     def _intrinsics(self, frame: np.ndarray) -> CameraIntrinsics | None:
         o = self.options
@@ -210,11 +287,17 @@ class FaceAligner:
             return [], np.zeros((0, 68, 3))
         cfg = self.backend.metadata.preprocess
         t0 = time.perf_counter()
-        prep = prepare(frame, boxes, cfg)
-        t1 = time.perf_counter()
-        out = self.backend.infer(prep.inputs)
+        t1 = t0
+        parts, transforms = [], []
+        for i in range(0, len(boxes), ALIGN_CHUNK):  # bounded memory: crops of ALIGN_CHUNK faces at a time
+            ta = time.perf_counter()
+            prep = prepare(frame, boxes[i:i + ALIGN_CHUNK], cfg)
+            t1 += time.perf_counter() - ta
+            parts.append(self.backend.infer(prep.inputs))
+            transforms.append(prep.transforms)
+        out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        m = transforms[0] if len(transforms) == 1 else np.concatenate(transforms)
         t2 = time.perf_counter()
-        m = prep.transforms
         lm = to_image(out["landmarks"], m)
         dense = to_image(out["dense"], m) if out["dense"].shape[1] else np.zeros((len(m), 0, 3))
         rot = rotation_to_image(out["rotation"], m)
@@ -249,4 +332,5 @@ class FaceAligner:
         return faces, lm
 
 
-__all__ = ["FaceAligner", "FaceAlignerOptions", "POSE_SOURCES", "STAGES"]
+__all__ = ["MAX_BOXES_PER_CALL", "FaceAligner", "FaceAlignerOptions", "POSE_SOURCES", "STAGES", "check_boxes",
+           "check_timestamp"]

@@ -29,7 +29,9 @@ shorter files, the timings are printed and the exit code is 130. On any error no
 
 Exit codes: 0 done; 2 usage error; 3 source not found / cannot be opened / nothing decodable;
 4 model or sidecar missing, invalid or incompatible (wrong TensorRT version, GPU or metadata schema);
-5 an output cannot be written; 130 interrupted (Ctrl-C).
+5 an output cannot be written (or would overwrite the input: refused before anything runs, exit 2);
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM, e.g. ``docker stop``, systemd): finalised like Ctrl-C.
+In an image folder, an image that cannot be decoded or is too small to hold a face is skipped and counted.
 """
 
 from __future__ import annotations
@@ -41,16 +43,21 @@ import os
 import sys
 from pathlib import Path
 
+from . import cli_errors
+from .cli_errors import float_in, int_at_least
 from .clihelp import HelpFormatter
 
-EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT = 0, 2, 3, 4, 5
+EXIT_INTERRUPTED, EXIT_TERMINATED = cli_errors.EXIT_INTERRUPTED, cli_errors.EXIT_TERMINATED
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+MAX_FACES = 256  # fa3d.runtime.aligner.MAX_BOXES_PER_CALL
+_POSITIVE = float_in(0.0, 1e6, low_open=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fa-run", description=__doc__.split("\n\n")[0],
                                 epilog="Exit codes: 0 ok, 2 usage, 3 source, 4 model/sidecar, 5 output, "
-                                       "130 interrupted. The JSON-lines schema is in `python -m pydoc "
+                                       "130 interrupted (Ctrl-C), 143 terminated (SIGTERM; outputs finalised as on Ctrl-C). The JSON-lines schema is in `python -m pydoc "
                                        "fa3d.runtime.cli_run`.",
                                 formatter_class=HelpFormatter)
     m = p.add_mutually_exclusive_group()
@@ -64,23 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="annotated video to write (.mp4 or .avi)")
     p.add_argument("--json", dest="json_out", help="JSON lines to write, one record per frame (schema: see module doc)")
     p.add_argument("--headless", action="store_true", help="never open a window (also implied without a display)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-frames", type=int_at_least(1), help="stop after this many frames")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt", "auto"],
                    help="ONNX Runtime execution provider (ignored for --engine)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice)")
+    p.add_argument("--threads", type=int_at_least(1), help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice)")
     p.add_argument("--detector", default="haar",
                    help="'haar' (OpenCV's bundled cascade) or a YuNet / SCRFD ONNX file")
-    p.add_argument("--det-every", type=int, default=10, help="run the detector at least every N frames")
-    p.add_argument("--min-confidence", type=float, default=0.5, help="drop faces below this confidence")
-    p.add_argument("--max-faces", type=int, default=4, help="track at most this many faces")
+    p.add_argument("--det-every", type=int_at_least(1), default=10, help="run the detector at least every N frames")
+    p.add_argument("--min-confidence", type=float_in(0.0, 1.0), default=0.5, help="drop faces below this confidence")
+    p.add_argument("--max-faces", type=int_at_least(1, MAX_FACES), default=4, help="track at most this many faces")
     p.add_argument("--no-track", action="store_true",
                    help="detect on every frame, no tracking (default for image folders)")
     p.add_argument("--intrinsics", help="camera intrinsics JSON {fx, fy, cx, cy[, dist]}: adds head_pose_cam (PnP)")
-    p.add_argument("--fov", type=float, help="horizontal field of view in degrees, a guess for intrinsics")
+    p.add_argument("--fov", type=float_in(1.0, 179.0, low_open=True, high_open=True), help="horizontal field of view in degrees, a guess for intrinsics")
     p.add_argument("--smooth", action="store_true", help="One Euro smoothing of landmarks, dense points and pose")
-    p.add_argument("--smooth-min-cutoff", type=float, default=1.0, help="One Euro min cut-off (Hz): lower = less jitter")
-    p.add_argument("--smooth-beta", type=float, default=0.01, help="One Euro speed coefficient: higher = less lag")
-    p.add_argument("--smooth-d-cutoff", type=float, default=1.0, help="One Euro derivative cut-off (Hz)")
+    p.add_argument("--smooth-min-cutoff", type=_POSITIVE, default=1.0, help="One Euro min cut-off (Hz): lower = less jitter")
+    p.add_argument("--smooth-beta", type=float_in(0.0, 1e6), default=0.01, help="One Euro speed coefficient: higher = less lag")
+    p.add_argument("--smooth-d-cutoff", type=_POSITIVE, default=1.0, help="One Euro derivative cut-off (Hz)")
     p.add_argument("--dense", action="store_true", help="include the dense points in the JSON lines")
     return p
 
@@ -92,7 +99,18 @@ def display_available() -> bool:
 
 
 def _err(msg: str) -> None:
-    print(f"fa-run: error: {msg}", file=sys.stderr)
+    cli_errors.error("fa-run", msg)
+
+
+def _check_args(args) -> str | None:
+    """A one-line usage problem with the arguments, or None."""
+    if args.output and Path(args.output).suffix.lower() not in VIDEO_FOURCC:
+        return f"--output must end in one of {sorted(VIDEO_FOURCC)}, got {args.output!r}"
+    if args.intrinsics and args.fov:
+        return "give --intrinsics or --fov, not both"
+    inputs = [args.source, args.model, args.engine, args.intrinsics,
+              None if args.detector == "haar" else args.detector]
+    return cli_errors.output_clash({"--output": args.output, "--json": args.json_out}, inputs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,13 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 for --help
         return int(e.code or 0)
-    if args.output and Path(args.output).suffix.lower() not in VIDEO_FOURCC:
-        _err(f"--output must end in one of {sorted(VIDEO_FOURCC)}, got {args.output!r}")
+    problem = _check_args(args)
+    if problem:
+        _err(problem)
         return EXIT_USAGE
-    if args.intrinsics and args.fov:
-        _err("give --intrinsics or --fov, not both")
-        return EXIT_USAGE
+    with cli_errors.graceful_signals() as guard:  # SIGTERM stops the run like Ctrl-C
+        try:
+            return _main(args, guard)
+        except KeyboardInterrupt as e:  # before or after the frame loop (it handles its own)
+            print(f"fa-run: {guard.name}", file=sys.stderr)
+            return guard.interrupted(e)
 
+
+def _main(args, guard) -> int:
     from .aligner import FaceAligner, FaceAlignerOptions
     from .backends import BackendError
     from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
@@ -160,15 +184,18 @@ def main(argv: list[str] | None = None) -> int:
             except SourceError as e:
                 _err(str(e))
                 return EXIT_SOURCE
+            except BackendError as e:  # an artifact that loaded but returns what it should not
+                _err(str(e))
+                return EXIT_MODEL
             except OSError as e:
                 _err(f"cannot write an output: {e}")
                 return EXIT_OUTPUT
     print(report.format_table())
     if report.interrupted:
         outs = [p for p in (args.output, args.json_out) if p]
-        print(f"fa-run: interrupted after {report.frames} frames; finalised {', '.join(outs) or 'no outputs'}",
+        print(f"fa-run: {guard.name} after {report.frames} frames; finalised {', '.join(outs) or 'no outputs'}",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return guard.interrupted()
     return EXIT_OK
 
 

@@ -106,6 +106,8 @@ class HaarDetector:
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
         g = _gray(image_bgr)
+        if min(g.shape[:2]) * min(1.0, self.max_side / max(*g.shape[:2], 1)) < self.min_size:
+            return Detections(np.zeros((0, 4)), np.zeros(0))  # no face fits (and resize would make 0 rows)
         k = min(1.0, self.max_side / max(g.shape[:2]))
         if k < 1.0:
             g = cv2.resize(g, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from .aligner import STAGES, FaceAligner
@@ -33,6 +34,8 @@ class PipelineReport:
     times: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in ALL_STAGES})
     decode_failures: int = 0
     reconnects: int = 0
+    skipped: int = 0  # frames read but not processed: too small, or refused by the aligner (see first_skip)
+    first_skip: str = ""
 
     @property
     def fps(self) -> float:
@@ -46,14 +49,14 @@ class PipelineReport:
             stages[s] = ({"median_ms": float(np.median(a)), "p10_ms": float(np.percentile(a, 10)),
                           "p90_ms": float(np.percentile(a, 90)), "mean_ms": float(a.mean())} if len(a) else None)
         return {"frames": self.frames, "faces": self.faces, "frames_with_face": self.frames_with_face,
-                "decode_failures": self.decode_failures, "reconnects": self.reconnects,
+                "decode_failures": self.decode_failures, "skipped": self.skipped, "reconnects": self.reconnects,
                 "wall_s": round(self.wall_s, 4), "fps": round(self.fps, 2), "interrupted": self.interrupted,
                 "stages_ms": stages}
 
     def format_table(self) -> str:
         s = self.summary()
         lines = [f"frames {s['frames']} (with a face {s['frames_with_face']}, faces {s['faces']}, "
-                 f"decode failures {s['decode_failures']}, reconnects {s['reconnects']}), "
+                 f"decode failures {s['decode_failures']}, skipped {s['skipped']}, reconnects {s['reconnects']}), "
                  f"wall {s['wall_s']:.2f} s, {s['fps']:.1f} fps" + (" [interrupted]" if s["interrupted"] else ""),
                  f"{'stage':<12}{'median ms':>10}{'p10':>9}{'p90':>9}{'mean':>9}"]
         for name, st in s["stages_ms"].items():
@@ -77,10 +80,13 @@ def run_pipeline(aligner: FaceAligner, source: FrameSource, *, track: bool = Tru
             t1 = time.perf_counter()
             if frame is None:
                 break
-            if track:
-                faces = aligner.process_video(frame.image, frame.timestamp_ms)
-            else:
-                faces = aligner.process(frame.image)
+            try:
+                faces = (aligner.process_video(frame.image, frame.timestamp_ms) if track
+                         else aligner.process(frame.image))
+            except (ValueError, cv2.error) as e:  # one bad frame (odd size, bad timestamp): skip and count it
+                rep.skipped += 1
+                rep.first_skip = rep.first_skip or f"frame {frame.index}: {' '.join(str(e).split())}"
+                continue
             t2 = time.perf_counter()
             keep_going = sink(frame, faces) if sink is not None else None
             t3 = time.perf_counter()
@@ -99,7 +105,9 @@ def run_pipeline(aligner: FaceAligner, source: FrameSource, *, track: bool = Tru
     rep.wall_s = time.perf_counter() - t_start
     rep.decode_failures = source.stats.decode_failures
     rep.reconnects = source.stats.reconnects
+    rep.skipped += source.stats.skipped
     if rep.frames == 0 and not rep.interrupted:
-        raise SourceError(f"{source.description}: no frame could be read"
-                          + (f" ({rep.decode_failures} failed to decode)" if rep.decode_failures else ""))
+        why = [f"{rep.decode_failures} failed to decode"] if rep.decode_failures else []
+        why += [f"{rep.skipped} skipped" + (f", {rep.first_skip}" if rep.first_skip else "")] if rep.skipped else []
+        raise SourceError(f"{source.description}: no frame could be read" + (f" ({'; '.join(why)})" if why else ""))
     return rep

@@ -22,8 +22,10 @@ class OneEuroOptions:
     d_cutoff: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0:
-            raise ValueError("One Euro options need min_cutoff > 0, d_cutoff > 0 and beta >= 0, got "
+        values = (self.min_cutoff, self.d_cutoff, self.beta)
+        if (not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+                or self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0):
+            raise ValueError("One Euro options need finite min_cutoff > 0, d_cutoff > 0 and beta >= 0, got "
                              f"{self.min_cutoff}, {self.d_cutoff}, {self.beta}")
 
 

@@ -13,6 +13,7 @@ source was opened (monotonic clock), in milliseconds.
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 import time
@@ -25,6 +26,8 @@ import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 MAX_CONSECUTIVE_FAILURES = 25
+#: images whose shorter side is below this are skipped (no face fits; OpenCV's resizes fail on them)
+MIN_IMAGE_SIDE = 16
 
 
 class SourceError(RuntimeError):
@@ -43,6 +46,7 @@ class SourceStats:
     frames: int = 0
     decode_failures: int = 0
     reconnects: int = 0
+    skipped: int = 0  # decoded, but unusable (an image too small to hold a face)
 
 
 def jetson_csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30,
@@ -88,6 +92,28 @@ class FrameSource:
         self.close()
 
 
+#: suffixes FFmpeg's "tty" demuxer turns into a video of rendered text: never a camera's recording
+TEXT_SUFFIXES = (".txt", ".ans", ".art", ".asc", ".diz", ".ice", ".nfo", ".vt", ".json", ".jsonl", ".csv", ".md",
+                 ".toml", ".yaml", ".yml", ".xml", ".html", ".py", ".log")
+
+
+def _not_a_video(path: Path) -> str | None:
+    """Why ``path`` is certainly no video (a text file, which FFmpeg would happily render), else None."""
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        return f"a {path.suffix} file is not a video"
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "the file is empty"
+    if b"\0" not in head and not head.startswith(b"YUV4MPEG2"):  # every binary container has NUL bytes
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a cut last character is fine
+        except UnicodeDecodeError:
+            return None
+        return "the file holds text, not a video"
+    return None
+
+
 class VideoFileSource(FrameSource):
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__()
@@ -95,6 +121,10 @@ class VideoFileSource(FrameSource):
         self.description = str(self.path)
         if not self.path.is_file():
             raise SourceError(f"{self.path}: video file not found")
+        why = _not_a_video(self.path)
+        if why:
+            raise SourceError(f"{self.path}: {why}; give a video (.mp4, .avi, ...), an image, a folder of "
+                              "images, a camera index or a stream URL")
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
             raise SourceError(f"{self.path}: OpenCV cannot open this video (unknown or corrupt container)")
@@ -158,6 +188,12 @@ class ImageSource(FrameSource):
                 self.stats.decode_failures += 1
                 if len(self._files) == 1:
                     raise SourceError(f"{p}: OpenCV cannot decode this image")
+                continue
+            if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+                self.stats.skipped += 1
+                if len(self._files) == 1:
+                    raise SourceError(f"{p}: the image is {image.shape[1]}x{image.shape[0]} px, too small to "
+                                      f"hold a face (both sides must be >= {MIN_IMAGE_SIDE} px)")
                 continue
             self.stats.frames += 1
             yield Frame(i, i * 1000.0 / self._fps, image)

@@ -145,6 +145,23 @@ def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     return ckpt
 
 
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "epoch", "step", "position", "history", "best")
+
+
+def check_resume_state(ckpt: dict, path: str | os.PathLike) -> dict:
+    """The ``resume`` dict of a checkpoint read by :func:`read_checkpoint`, or a :class:`CheckpointError`
+    naming what is missing (a weights-only export, a file from another tool or an older fa3d)."""
+    r = ckpt.get("resume")
+    if not isinstance(r, dict):
+        raise CheckpointError(f"{path}: has no resume state (a weights-only export?); cannot --resume from it; "
+                              "start a new run without --resume, or point --out-dir at the run to continue")
+    missing = [k for k in RESUME_KEYS if k not in r]
+    if missing:
+        raise CheckpointError(f"{path}: its resume state lacks {missing}; it cannot continue exactly; start a "
+                              "new run without --resume (or with another --out-dir)")
+    return r
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> LoadedCheckpoint:
     """Rebuild the model of a checkpoint (eval mode) with its metadata, config and metrics."""
     ckpt = read_checkpoint(path, map_location)

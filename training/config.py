@@ -19,8 +19,11 @@ Relative paths are relative to the current working directory.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -121,6 +124,67 @@ class TrainConfig:
         return replace(self, run=replace(self.run, **changes))
 
 
+#: numeric fields that must be > 0 (every other number must be >= 0; none may be NaN or infinite)
+POSITIVE = frozenset({"epochs", "batch_size", "val_batch_size", "lr", "log_every", "checkpoint_every", "stride",
+                      "size", "heatmap_sigma", "wing_w", "wing_eps"})
+#: numeric fields that are fractions in [0, 1] (also every field whose name ends in ``_prob``)
+FRACTIONS = frozenset({"p0", "anneal_fraction"})
+
+
+def _type_name(tp) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table",
+             type(None): "absent"}
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if tp is tuple or typing.get_origin(tp) is tuple:
+        return "an array"
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _type_ok(value: Any, tp) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is dict or origin is dict:
+        return isinstance(value, dict)
+    if tp is tuple or origin is tuple:
+        return isinstance(value, (list, tuple))
+    return True
+
+
+def check_fields(cls, d: dict[str, Any], where: str) -> None:
+    """Check every key of ``d`` against the type of ``cls``'s field of that name, then its range: numbers
+    finite and >= 0, :data:`POSITIVE` ones > 0, probabilities (``*_prob``, :data:`FRACTIONS`) in [0, 1].
+    Raises :class:`ConfigError` naming the key, the value and what it must be."""
+    hints = typing.get_type_hints(cls)
+    for key, value in d.items():
+        tp = hints.get(key)
+        if tp is None:
+            continue
+        if not _type_ok(value, tp):
+            raise ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
+        if key in POSITIVE and value <= 0:
+            raise ConfigError(f"{where}: {key} must be > 0, got {value!r}")
+        if (key in FRACTIONS or key.endswith("_prob")) and not 0 <= value <= 1:
+            raise ConfigError(f"{where}: {key} must be in [0, 1], got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{where}: {key} must be >= 0, got {value!r}")
+
+
 def _section(cls, d: Any, where: str):
     if d is None:
         return cls()
@@ -130,6 +194,7 @@ def _section(cls, d: Any, where: str):
     unknown = sorted(set(d) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; valid keys are {sorted(names)}")
+    check_fields(cls, d, where)
     try:
         return cls(**d)
     except (TypeError, ValueError) as e:

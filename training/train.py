@@ -31,7 +31,7 @@ from fa3d.runtime.pose import matrix_to_euler
 from fa3d.runtime.preprocess import PreprocessConfig
 
 from .augment import AugmentConfig, collate
-from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import check_resume_state, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig
 from .data_sources import AlignmentDataset, Loader, MixedSamples, ResumableSampler, default_registry, epoch_indices
 from .dense_template import mirror_permutation
@@ -249,7 +249,7 @@ def train(cfg: TrainConfig, resume: bool = False, registry: Mapping[str, Loader]
         except RuntimeError as e:
             raise ConfigError(f"{last_path}: was trained with another [model] section than this config ({e}); "
                               "resume with the config of that run") from None
-        r = ckpt["resume"]
+        r = check_resume_state(ckpt, last_path)
         optimizer.load_state_dict(r["optimizer"])
         scheduler.load_state_dict(r["scheduler"])
         scaler.load_state_dict(r["scaler"])

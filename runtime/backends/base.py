@@ -97,6 +97,27 @@ class BackendBase:
         return result
 
 
+def expected_output_shapes(meta: ArtifactMetadata) -> dict[str, tuple[int, ...]]:
+    """The shape of each output without the batch axis, as the runtime needs it."""
+    return {"landmarks": (NUM_LANDMARKS, 3), "rotation": (3, 3), "dense": (meta.num_dense, 3), "confidence": (1,)}
+
+
+def check_output_shapes(shapes: dict[str, list], meta: ArtifactMetadata, where: str) -> None:
+    """Refuse, at load time, a model whose declared output shapes (batch axis first; symbolic or unknown
+    dimensions are strings or None and pass) contradict what the runtime and the sidecar need."""
+    for name, want in expected_output_shapes(meta).items():
+        shape = shapes.get(name)
+        if shape is None:
+            continue
+        dims = list(shape)
+        ok = len(dims) == len(want) + 1 and all(not isinstance(d, int) or d == w for d, w in zip(dims[1:], want))
+        if not ok:
+            hint = (f" (the sidecar says num_dense={meta.num_dense})" if name == "dense" else "")
+            raise BackendError(f"{where}: output {name!r} has shape {dims}, the runtime needs (B, "
+                               f"{', '.join(map(str, want))}){hint}; the model and its sidecar do not match: "
+                               "re-export both with fa-export")
+
+
 def check_format(meta: ArtifactMetadata, expected: str, where: str) -> None:
     if meta.format != expected:
         raise MetadataError(f"{where}: the sidecar describes a {meta.format!r} artifact, expected {expected!r}; "

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metadata import read_sidecar
-from .base import OUTPUT_NAMES, BackendBase, BackendError, check_format
+from .base import OUTPUT_NAMES, BackendBase, BackendError, check_format, check_output_shapes
 
 #: device -> execution providers, best first
 PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -88,6 +88,7 @@ class OrtBackend(BackendBase):
         missing = [o for o in OUTPUT_NAMES if o not in out_names]
         if missing:
             raise BackendError(f"{self.path}: the model lacks the outputs {missing}; re-export it with fa-export")
+        check_output_shapes({o.name: o.shape for o in self._session.get_outputs()}, self.metadata, str(self.path))
         self.max_batch = int(shape[0]) if isinstance(shape[0], int) else int(max_batch)
 
     def _infer_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
