@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if stride < 1:
             raise ValueError(f"--stride must be >= 1, got {stride}")
         if args.dataset == "aflw19k":
-            from fa3d.training.data.mix import load_aflw19k
+            from fa3d.runtime.datasets.mix import load_aflw19k
 
             samples = load_aflw19k(args.src, split, teacher=True, box="teacher")
             picked = (samples[i] for i in range(0, len(samples), stride))  # lazy: images read one by one
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                                     source=f"aflw19k {split} split of {args.src} (stride {stride}), "
                                            "3DDFA_V2 teacher labels")
         elif (Path(args.src) / "labels.npz").is_file():  # an fa-label folder: keep its labels
-            from fa3d.training.data.labelled import LabelledFolder
+            from fa3d.runtime.datasets.labelled import LabelledFolder
 
             cs = build_from_samples(LabelledFolder(args.src), config, max_faces=want,
                                     source=f"labelled folder {args.src}")

@@ -7,7 +7,7 @@ without ``--calib``, from
   portrait of Eileen Collins that scikit-image ships), face found by the runtime's detector, augmented:
   crop scale and shift jitter, in-plane rotation (+-30 deg), horizontal flips, brightness, contrast,
   gamma and blur;
-* synthetic faces (:mod:`fa3d.runtime.synthetic`) over the full yaw range, with their exact boxes.
+* synthetic faces (:mod:`fa3d.runtime.datasets.synthetic`) over the full yaw range, with their exact boxes.
 
 The validation set uses other augmentation draws and other synthetic seeds than the calibration set
 (held-out crops); when the sample clip ``astronaut.mp4`` is present, some of its frames are added.
@@ -68,7 +68,7 @@ def _augmented_real(image: np.ndarray, box: np.ndarray, n: int, config: Preproce
 
 
 def _synthetic(n: int, seed: int, config: PreprocessConfig) -> tuple[list[np.ndarray], list[str], np.ndarray]:
-    from fa3d.runtime.synthetic import synth_faces
+    from fa3d.runtime.datasets.synthetic import synth_faces
     faces = synth_faces(n, seed, size=max(2 * config.input_size, 192))
     inputs = [prepare(f.image, f.box[None], config).inputs[0] for f in faces]
     return inputs, [f"synthetic:{seed}:{i}" for i in range(n)], np.stack([f.ypr for f in faces])

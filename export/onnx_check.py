@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from fa3d.runtime.policy import OPSET
+
 TRT_SAFE_OPS: frozenset[str] = frozenset({
     # convolution and normalisation (2D and 3D)
     "Conv", "BatchNormalization",
@@ -51,7 +53,7 @@ def _constants(model) -> set[str]:
     return names
 
 
-def check_trt_safe(model, opset_max: int = 17) -> None:
+def check_trt_safe(model, opset_max: int = OPSET) -> None:
     """Check the opset and every node of ``model`` (an ``onnx.ModelProto``) against :data:`TRT_SAFE_OPS`."""
     from onnx import helper
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .detect import FaceDetector, make_detector
+from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
 from .pose import matrix_to_6d, matrix_to_euler, rotation_from_6d
 from .preprocess import prepare, rotation_to_image, to_image
 from .results import DEFAULT_EYE_SPAN_M, CameraIntrinsics, FaceResult, solve_head_pose
@@ -51,10 +52,10 @@ class FaceAlignerOptions:
     device: str = "cpu"  # ONNX Runtime: cpu | cuda | tensorrt | auto; engines always run on the GPU
     num_threads: int | None = None  # ONNX Runtime intra-op threads (None = its default)
     mode: str = "image"  # image | video | live
-    detector: str = "haar"  # "haar" or a YuNet / SCRFD ONNX path (see fa3d.runtime.detect)
-    det_every_n: int = 10  # video: run the detector at least every N frames
+    detector: str = DEFAULT_DETECTOR  # "haar" or a YuNet / SCRFD ONNX path (see fa3d.runtime.detect)
+    det_every_n: int = DEFAULT_DET_EVERY  # video: run the detector at least every N frames
     min_confidence: float = 0.5  # faces below it are not reported; in video mode they trigger detection
-    max_faces: int = 4
+    max_faces: int = DEFAULT_MAX_FACES
     smoothing: OneEuroOptions = field(default_factory=OneEuroOptions)  # off by default
     intrinsics: CameraIntrinsics | None = None  # enables head_pose_cam (PnP)
     fov_deg: float | None = None  # horizontal FOV guess for intrinsics when none are given

@@ -42,6 +42,7 @@ import sys
 from pathlib import Path
 
 from .clihelp import HelpFormatter
+from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
 
 EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
@@ -68,11 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt", "auto"],
                    help="ONNX Runtime execution provider (ignored for --engine)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice)")
-    p.add_argument("--detector", default="haar",
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help="'haar' (OpenCV's bundled cascade) or a YuNet / SCRFD ONNX file")
-    p.add_argument("--det-every", type=int, default=10, help="run the detector at least every N frames")
+    p.add_argument("--det-every", type=int, default=DEFAULT_DET_EVERY, help="run the detector at least every N frames")
     p.add_argument("--min-confidence", type=float, default=0.5, help="drop faces below this confidence")
-    p.add_argument("--max-faces", type=int, default=4, help="track at most this many faces")
+    p.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES, help="track at most this many faces")
     p.add_argument("--no-track", action="store_true",
                    help="detect on every frame, no tracking (default for image folders)")
     p.add_argument("--intrinsics", help="camera intrinsics JSON {fx, fy, cx, cy[, dist]}: adds head_pose_cam (PnP)")
@@ -177,7 +178,7 @@ def _run(aligner, source, args, track: bool):
 
     from .atomic import atomic_path
     from .draw import draw_results
-    from .pipeline import run_pipeline
+    from .frame_loop import run_pipeline
 
     show = not args.headless and display_available()
     with contextlib.ExitStack() as stack:

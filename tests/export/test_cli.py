@@ -183,7 +183,7 @@ def test_onnx_only_and_json(tiny_checkpoint, tmp_path, capsys):
 def test_usage_errors(tmp_path, monkeypatch, capsys):
     assert main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
-    monkeypatch.setattr("fa3d.runtime.default_model.asset_path", lambda relative: tmp_path / "nope" / relative)
+    monkeypatch.setattr("fa3d.export.defaults.export_asset_path", lambda relative: tmp_path / "nope" / relative)
     assert main(["--out", str(tmp_path / "o")]) == 2
     assert "shipped default model is not in this installation" in capsys.readouterr().err
     assert main(["--dla-core", "0", "--out", str(tmp_path / "o")]) == 2

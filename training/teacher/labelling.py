@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.atomic import atomic_path
-from fa3d.training.data._io import IMAGE_EXTS, read_image
-from fa3d.training.data.labelled import write_labelled
+from fa3d.runtime.datasets._io import IMAGE_EXTS, read_image
+from fa3d.runtime.datasets.labelled import write_labelled
 
 from .mediapipe_teacher import MediaPipeTeacher, TeacherOptions
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import cv2
 import numpy as np
 
-from .atomic import atomic_path
+from fa3d.runtime.atomic import atomic_path
 
 
 def count_frames(path: str | os.PathLike) -> int:

@@ -141,7 +141,7 @@ def choose_build_source(src: Path, precision: str, trt_version: Any, report: Cal
 
 
 def _export_from_checkpoint(req: ExportRequest, out_dir: Path, outcome: ExportOutcome, report: Report) -> Path:
-    from fa3d.runtime.default_model import default_checkpoint_path
+    from .defaults import default_checkpoint_path
 
     from .onnx_export import OnnxExportError, export_onnx
     from .parity import FP32_TOLERANCE, parity_crops, torch_vs_onnx

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import pose, schema
+from fa3d.runtime import pose, schema
 from .videofile import mp4v_writer
-from .preprocess import landmark_box
+from fa3d.runtime.preprocess import landmark_box
 
 # head ellipsoid in the model frame (centre, semi-axes): it contains the jaw and the inner face
 _HEAD_CENTRE = np.array([0.0, 0.1, -0.6])
