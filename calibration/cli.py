@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fa3d.runtime.policy import DEFAULT_DETECTOR
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -44,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="--dataset: keep every K-th face of the split, before --max (default 1)")
     p.add_argument("--max", type=int, default=256, help="at most this many faces (default 256)")
     p.add_argument("--every", type=int, default=5, help="video: take every K-th frame (default 5)")
-    p.add_argument("--detector", default="haar",
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help="'haar' (default, OpenCV) or a YuNet/SCRFD ONNX file (name must contain yunet/scrfd)")
     p.add_argument("--spread-yaw", action="store_true",
                    help="run the model on the crops and keep a set spread over its predicted yaw")

@@ -14,7 +14,7 @@ _LAZY = {
     "FaceAligner": ".aligner",
     "FaceAlignerOptions": ".aligner",
     "FaceResult": ".results",
-    "CameraIntrinsics": ".results",
+    "CameraIntrinsics": ".camera",
     "OneEuroOptions": ".smoothing",
 }
 

@@ -36,7 +36,8 @@ from .detect import FaceDetector, make_detector
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
 from .pose import matrix_to_6d, matrix_to_euler, rotation_from_6d
 from .preprocess import prepare, rotation_to_image, to_image
-from .results import DEFAULT_EYE_SPAN_M, CameraIntrinsics, FaceResult, solve_head_pose
+from .camera import DEFAULT_EYE_SPAN_M, CameraIntrinsics, solve_head_pose
+from .results import FaceResult
 from .smoothing import OneEuroFilter, OneEuroOptions
 from .track import FaceTracker, TrackerOptions
 

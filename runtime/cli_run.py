@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from .backends import BackendError
     from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
     from .metadata import MetadataError
-    from .results import CameraIntrinsics
+    from .camera import CameraIntrinsics
     from .smoothing import OneEuroOptions
     from .sources import ImageSource, SourceError, open_source
 

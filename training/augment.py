@@ -108,11 +108,12 @@ def make_example(sample: FaceSample, pre: preprocess.PreprocessConfig, cfg: Augm
         a = rng.uniform(0, 2 * np.pi)
         centre = centre + side * rng.uniform(0.8, 1.3) * np.array([np.cos(a), np.sin(a)])
         side = side * rng.uniform(0.7, 1.3)
+        scale, shift = 1.0, 0.0
     else:
-        centre = centre + rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, size=2) * side
-        side = side * rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
+        shift = rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, size=2)
+        scale = rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
     angle = float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)) if cfg.rotation_deg > 0 else 0.0
-    crop_box = np.concatenate([centre - side / 2, centre + side / 2])[None]
+    crop_box = preprocess.jitter_box(centre, side, scale, shift)[None]
     m = preprocess.crop_transforms(crop_box, s, angle)
     crop = preprocess.warp_crops(lab["image"], m, pre)[0]
     crop = _photometric(crop, cfg, rng)

@@ -12,8 +12,6 @@ from fa3d.runtime import pose as pose_mod
 from fa3d.runtime import schema
 from fa3d.runtime.preprocess import landmark_box
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """A BGR uint8 image (H, W, 3); grey images are converted. Raises naming the file."""

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.runtime.sources import IMAGE_SUFFIXES
 
-from ._io import IMAGE_EXTS, depth_from_mean_shape, read_image, tight_box
+from ._io import depth_from_mean_shape, read_image, tight_box
 
 SOURCE = "ibug-pts"
 
@@ -47,12 +48,12 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
 
 
 def _image_for(pts: Path) -> Path:
-    for ext in IMAGE_EXTS:
+    for ext in IMAGE_SUFFIXES:
         for e in (ext, ext.upper()):
             p = pts.with_suffix(e)
             if p.is_file():
                 return p
-    raise FileNotFoundError(f"{pts}: no image with the same name ({', '.join(IMAGE_EXTS)})")
+    raise FileNotFoundError(f"{pts}: no image with the same name ({', '.join(IMAGE_SUFFIXES)})")
 
 
 class IbugPts(Sequence):

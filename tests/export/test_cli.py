@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from trt_standin import make_standin
 
-from fa3d.export import pipeline
+from fa3d.export import steps
 from fa3d.export.cli import main
 from fa3d.runtime.metadata import read_sidecar, sha256_file, sidecar_path, write_metadata
 
@@ -69,7 +69,7 @@ def fp16_export(edge_checkpoint, tmp_path_factory):
 
 
 def test_no_tensorrt_exit_status_and_files(fp16_export, edge_checkpoint):
-    assert fp16_export["rc"] == pipeline.EXIT_NO_TENSORRT == 3
+    assert fp16_export["rc"] == steps.EXIT_NO_TENSORRT == 3
     out = fp16_export["out"]
     assert sorted(p.name for p in out.iterdir()) == ["model.fp16.onnx", "model.fp16.onnx.json", "model.onnx",
                                                      "model.onnx.json"]
@@ -166,7 +166,7 @@ def test_from_onnx_fp16_on_11_converts_when_the_fp16_onnx_is_missing(fp16_export
 def test_parse_failure_exit_status(fp16_export, tmp_path, monkeypatch, capsys):
     d = _copy_export(fp16_export["out"], tmp_path / "e")
     monkeypatch.setitem(sys.modules, "tensorrt", make_standin("8.6.1", parse_ok=False))
-    assert main(["--from-onnx", str(d / "model.onnx")]) == pipeline.EXIT_BUILD_FAILED
+    assert main(["--from-onnx", str(d / "model.onnx")]) == steps.EXIT_BUILD_FAILED
     assert "could not parse" in capsys.readouterr().err
     assert not (d / "model.plan").exists()
 
