@@ -254,11 +254,25 @@ def _draw_face(canvas: np.ndarray, model: np.ndarray, rot: np.ndarray, scale: fl
     """Paint one face onto ``canvas`` (H, W, 3) float32 in place; returns its image landmarks (68, 3)."""
     h, w = canvas.shape[:2]
     lm = _project(model, rot, scale, centre)
+    mask, use_neck, hit_h, m_h, normal = _surfaces((h, w), model, rot, scale, centre)
+    albedo = _albedo((h, w), look, use_neck, hit_h, m_h)
+    _paint_features(albedo, model, lm, rot, scale, centre, look)
+    # shading by the light direction on the surface normals
+    lam = np.clip(normal @ look.light, 0, 1).astype(np.float32)
+    shade = look.ambient + (1 - look.ambient) * lam
+    out = albedo * shade[..., None]
+    canvas[mask] = out[mask]
+    return lm
+
+
+def _surfaces(shape: tuple[int, int], model: np.ndarray, rot: np.ndarray, scale: float, centre: np.ndarray):
+    """Per pixel: which pixels the face covers, which of them are neck, the head hits, the head model
+    coordinates and the surface normals (head ellipsoid and neck cylinder, nearest wins; cut at the jaw)."""
+    h, w = shape
 
     def proj(p: np.ndarray) -> np.ndarray:
         return _project(p, rot, scale, centre)
 
-    # surfaces: head ellipsoid and neck cylinder, nearest wins
     hit_h, z_h, n_h, m_h = _raycast((h, w), rot, scale, centre, _HEAD_CENTRE, _HEAD_AXES)
     hit_n, z_n, n_n, m_n = _raycast((h, w), rot, scale, centre, _NECK_CENTRE, _NECK_AXES)
     hit_n &= m_n[..., 1] < _NECK_TOP
@@ -282,8 +296,13 @@ def _draw_face(canvas: np.ndarray, model: np.ndarray, rot: np.ndarray, scale: fl
     use_neck = hit_n & (z_n > z_h)
     mask = hit_h | hit_n
     normal = np.where(use_neck[..., None], n_n, n_h)
+    return mask, use_neck, hit_h, m_h, normal
 
-    # albedo: skin, darker neck, hair on the skull
+
+def _albedo(shape: tuple[int, int], look: _Look, use_neck: np.ndarray, hit_h: np.ndarray,
+            m_h: np.ndarray) -> np.ndarray:
+    """Skin, a darker neck, hair on the skull (unless bald): (H, W, 3) float32."""
+    h, w = shape
     albedo = np.empty((h, w, 3), np.float32)
     albedo[:] = look.skin
     albedo[use_neck] *= 0.82
@@ -295,9 +314,18 @@ def _draw_face(canvas: np.ndarray, model: np.ndarray, rot: np.ndarray, scale: fl
         hair = hit_h & ~use_neck & (my > hairline)
         albedo[hair] = look.hair
 
-    # features, drawn in depth order on the albedo; parts turned away from the camera are skipped
+    return albedo
+
+
+def _paint_features(layer: np.ndarray, model: np.ndarray, lm: np.ndarray, rot: np.ndarray, scale: float,
+                    centre: np.ndarray, look: _Look) -> None:
+    """Brows, eyes, nose and mouth painted on ``layer`` in depth order; parts turned away are skipped."""
+    h, w = layer.shape[:2]
+
+    def proj(p: np.ndarray) -> np.ndarray:
+        return _project(p, rot, scale, centre)
+
     feats = []
-    layer = albedo
 
     def add(name: str, anchor: np.ndarray, fn, min_facing: float = 0.08) -> None:
         f = _facing(anchor, rot)
@@ -360,13 +388,6 @@ def _draw_face(canvas: np.ndarray, model: np.ndarray, rot: np.ndarray, scale: fl
 
     for _, _, fn in sorted(feats, key=lambda t: t[0]):
         fn()
-
-    # shading by the light direction on the surface normals
-    lam = np.clip(normal @ look.light, 0, 1).astype(np.float32)
-    shade = look.ambient + (1 - look.ambient) * lam
-    out = albedo * shade[..., None]
-    canvas[mask] = out[mask]
-    return lm
 
 
 def _occluders(rng: np.random.Generator, img: np.ndarray, box: np.ndarray) -> None:
