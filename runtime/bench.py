@@ -184,14 +184,15 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
 
 
 def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
-    from .aligner import FaceAligner, FaceAlignerOptions
+    from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
     from .default_model import DefaultModelMissing, sample_clip_path
     from .frame_loop import run_pipeline
     from .sources import SourceError, open_source
 
     try:
         video = args.video or str(sample_clip_path())
-        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode="video",
+        mode = RunningMode.IMAGE if args.no_track else RunningMode.VIDEO
+        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode=mode,
                                      max_faces=args.max_faces, det_every_n=args.det_every, detector=args.detector)
         with FaceAligner.from_artifact(model, options) as aligner:
             if args.warmup:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         _err("give --intrinsics or --fov, not both")
         return EXIT_USAGE
 
-    from .aligner import FaceAligner, FaceAlignerOptions
+    from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
     from .backends import BackendError
     from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
     from .metadata import MetadataError
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         intrinsics = CameraIntrinsics.load(args.intrinsics) if args.intrinsics else None
         smoothing = OneEuroOptions(enabled=args.smooth, min_cutoff=args.smooth_min_cutoff,
                                    beta=args.smooth_beta, d_cutoff=args.smooth_d_cutoff)
-        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode="video",
+        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode=RunningMode.VIDEO,
                                      detector=args.detector, det_every_n=args.det_every,
                                      min_confidence=args.min_confidence, max_faces=args.max_faces,
                                      smoothing=smoothing, intrinsics=intrinsics, fov_deg=args.fov)
@@ -142,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(e))
         return EXIT_SOURCE
 
+    track = not args.no_track and not isinstance(source, ImageSource)
+    if not track:
+        options = dataclasses.replace(options, mode=RunningMode.IMAGE)
     with contextlib.closing(source):
         try:
             model = args.engine or args.model or default_model_path()
@@ -155,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
             except (ValueError, FileNotFoundError, RuntimeError) as e:
                 _err(f"--detector: {e}")
                 return EXIT_USAGE
-            track = not args.no_track and not isinstance(source, ImageSource)
             try:
                 report = _run(aligner, source, args, track)
             except SourceError as e:
