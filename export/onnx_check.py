@@ -1,4 +1,4 @@
-"""The TensorRT-safe operator check (DESIGN.md section 3): what TensorRT 8.5 to 11 all parse at opset 17.
+"""The TensorRT-safe operator check: what TensorRT 8.5 to 11 all parse at opset 17 (:mod:`fa3d.runtime.policy`).
 
 ``check_trt_safe(model)`` raises :class:`UnsafeOperatorError` naming the first offending node.
 """
@@ -71,7 +71,7 @@ def check_trt_safe(model, opset_max: int = OPSET) -> None:
             raise UnsafeOperatorError(f"{where} is in the custom domain {node.domain!r}")
         if node.op_type not in TRT_SAFE_OPS:
             raise UnsafeOperatorError(f"{where}: operator {node.op_type} is outside the TensorRT-safe set "
-                                      "(DESIGN.md section 3); rewrite the layer with safe operators")
+                                      "(fa3d.export.onnx_check.TRT_SAFE_OPS); rewrite the layer with safe operators")
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Resize":
             mode = attrs.get("mode", b"nearest")

@@ -45,7 +45,7 @@ import numpy as np
 
 from .clihelp import HelpFormatter
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
-from .timing import time_calls
+from .timing import summarize_ms, time_calls
 
 #: ``(checkpoint, batches, warmup, iters, threads) -> rows``: times a checkpoint (PyTorch); raises RuntimeError
 CheckpointTimer = Callable[[str, list[int], int, int, "int | None"], list[dict]]
@@ -89,10 +89,10 @@ def build_parser(prog: str = "fa-bench") -> argparse.ArgumentParser:
 
 
 def row(backend: str, precision: str, batch: int, t: np.ndarray) -> dict:
-    ms = t * 1000.0
-    med = float(np.median(ms))
+    st = summarize_ms(t * 1000.0)
+    med = st["median_ms"]
     return {"backend": backend, "precision": precision, "batch": batch, "median_ms": round(med, 3),
-            "p10_ms": round(float(np.percentile(ms, 10)), 3), "p90_ms": round(float(np.percentile(ms, 90)), 3),
+            "p10_ms": round(st["p10_ms"], 3), "p90_ms": round(st["p90_ms"], 3),
             "faces_per_s": round(batch * 1000.0 / med, 1) if med > 0 else None, "iters": len(t)}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from .aligner import STAGES, FaceAligner
 from .results import FaceResult
 from .sources import Frame, FrameSource, SourceError
+from .timing import summarize_ms
 
 ALL_STAGES = ("decode",) + STAGES + ("output",)
 
@@ -42,9 +43,8 @@ class PipelineReport:
         """Per stage median/p10/p90/mean in milliseconds, plus counts and fps (JSON-ready)."""
         stages = {}
         for s, v in self.times.items():
-            a = np.asarray(v, np.float64) * 1000.0
-            stages[s] = ({"median_ms": float(np.median(a)), "p10_ms": float(np.percentile(a, 10)),
-                          "p90_ms": float(np.percentile(a, 90)), "mean_ms": float(a.mean())} if len(a) else None)
+            stats = summarize_ms(np.asarray(v, np.float64) * 1000.0) if len(v) else None
+            stages[s] = {k: x for k, x in stats.items() if k != "runs"} if stats else None
         return {"frames": self.frames, "faces": self.faces, "frames_with_face": self.frames_with_face,
                 "decode_failures": self.decode_failures, "reconnects": self.reconnects,
                 "wall_s": round(self.wall_s, 4), "fps": round(self.fps, 2), "interrupted": self.interrupted,

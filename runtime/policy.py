@@ -2,6 +2,11 @@
 
 Everything else imports these names; change a value here and every layer follows. Versions are
 :class:`packaging.version.Version` objects and are compared as such, never as strings.
+
+The TensorRT facts behind the values (checked 2026-11): JetPack 5 ships TensorRT 8.5, JetPack 6 10.3,
+JetPack 7.2+ 11; TensorRT 11 removed the implicit INT8 calibrator and the FP16/INT8 builder flags, so INT8
+comes from explicit Q/DQ nodes. ONNX opset 17 is the highest every one of them parses, and the operators
+safe from 8.5 to 11 are listed in :data:`fa3d.export.onnx_check.TRT_SAFE_OPS`.
 """
 
 from __future__ import annotations

@@ -34,10 +34,10 @@ from fa3d.runtime.preprocess import PreprocessConfig
 from .augment import AugmentConfig, collate
 from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig
+from .dataset import AlignmentDataset, Loader, MixedSamples, ResumableSampler, default_registry, epoch_indices
 from .dense_template import mirror_permutation
 from .losses import compute_losses, teacher_forcing_probability, yaw_of
 from .model import PoseFusedAlignmentNet, build_model
-from .sources import AlignmentDataset, Loader, MixedSamples, ResumableSampler, default_registry, epoch_indices
 
 
 @dataclass(frozen=True)
