@@ -59,7 +59,8 @@ def _aflw19k(src: SourceConfig) -> Sequence[FaceSample]:
         weights = MixWeights(**src.mix)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"[[data.sources]] aflw19k mix: {e}") from None
-    return load_aflw19k(src.path, src.split, dense_labels=src.dense_labels or None, weights=weights, box=src.box)
+    return load_aflw19k(src.path, src.split, dense_labels=src.dense_labels or None, weights=weights, box=src.box,
+                        teacher_file=src.teacher_file)
 
 
 def _python(src: SourceConfig) -> Sequence[FaceSample]:

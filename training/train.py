@@ -37,7 +37,7 @@ from .config import ConfigError, TrainConfig
 from .dataset import AlignmentDataset, Loader, MixedSamples, ResumableSampler, default_registry, epoch_indices
 from .dense_template import mirror_permutation
 from .losses import compute_losses, teacher_forcing_probability, yaw_of
-from .model import PoseFusedAlignmentNet, build_model
+from .model import build_model
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _lr_lambda(warmup: int, total: int):
     return f
 
 
-def build_from_config(cfg: TrainConfig) -> PoseFusedAlignmentNet:
+def build_from_config(cfg: TrainConfig) -> torch.nn.Module:
     template = None
     if cfg.model.dense_template:
         p = Path(cfg.model.dense_template)
@@ -104,12 +104,20 @@ def build_from_config(cfg: TrainConfig) -> PoseFusedAlignmentNet:
                        dense_template=template, **cfg.model.overrides)
 
 
+def _memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on CPUs: oneDNN's depthwise and 1x1 convolutions train several times faster in NHWC
+    (measured on our 2-core CPU with the edge preset); the default layout elsewhere."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out["image"] = out["image"].contiguous(memory_format=_memory_format(device))
+    return out
 
 
 @torch.no_grad()
-def evaluate(model: PoseFusedAlignmentNet, loader, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
     """Validation metrics: ``nme68`` (%, 2D, normalised by sqrt(w*h) of the GT landmark box), pose MAE
     (degrees, crop frame), ``yaw_mae`` where only a yaw is known, and the loss without heatmap terms."""
     model.eval()
@@ -190,7 +198,7 @@ class _Run:
     cfg: TrainConfig
     dist: _Dist
     device: torch.device
-    model: PoseFusedAlignmentNet
+    model: torch.nn.Module
     net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper (see _distribute)
     pre: PreprocessConfig
     train_samples: MixedSamples
@@ -227,7 +235,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _data(cfg: TrainConfig, model: PoseFusedAlignmentNet, registry: Mapping[str, Loader], d: _Dist):
+def _data(cfg: TrainConfig, model: torch.nn.Module, registry: Mapping[str, Loader], d: _Dist):
     """The training samples and dataset, the validation loader, samples and steps per epoch."""
     mc = model.config
     pre = PreprocessConfig(input_size=mc.input_size)
@@ -254,11 +262,12 @@ def _set_up(cfg: TrainConfig, registry: Mapping[str, Loader] | None) -> _Run:
     dist_info = _init_distributed()
     device = _device(cfg, dist_info)
     _seed_everything(cfg.run.seed)
-    model = build_from_config(cfg).to(device)
+    model = build_from_config(cfg).to(device, memory_format=_memory_format(device))
     pre, train_samples, ds, val_loader, count, steps_per_epoch = _data(cfg, model, registry or default_registry(),
                                                                        dist_info)
     total_steps = cfg.optim.epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                  foreach=True)  # one kernel per step, not one per tensor (CPU default: per tensor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.optim.warmup_steps, total_steps))
     use_amp = cfg.optim.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

@@ -50,9 +50,13 @@ class MixWeights:
                 raise ValueError(f"MixWeights.{k} must be >= 0, got {getattr(self, k)}")
 
 
-def read_teacher(root: str | os.PathLike, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Teacher (N, 68, 3) landmarks and (N, 3) ypr degrees, aligned with ``names`` (checked)."""
-    path = Path(root) / TEACHER_FILE
+def read_teacher(root: str | os.PathLike, names: np.ndarray,
+                 teacher_file: str = TEACHER_FILE) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher (N, 68, 3) landmarks and (N, 3) ypr degrees, aligned with ``names`` (checked).
+
+    ``teacher_file``: a file in ``root`` with the keys of ``teacher_3ddfa_v2_mb05.npz`` (e.g. the
+    test-time-augmented ``teacher_3ddfa_v2_mb05_tta.npz``)."""
+    path = Path(root) / (teacher_file or TEACHER_FILE)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the teacher labels are missing (pass teacher=False to train without)")
     with np.load(path, allow_pickle=False) as z:
@@ -74,7 +78,7 @@ class Aflw19kMix(Sequence):
 
     def __init__(self, root: str | os.PathLike, split: str = "train", teacher: bool = True,
                  dense_labels: str | os.PathLike | None = None, weights: MixWeights = MixWeights(),
-                 box: str = "teacher") -> None:
+                 box: str = "teacher", teacher_file: str = TEACHER_FILE) -> None:
         if box not in ("teacher", "protocol"):
             raise ValueError(f"box must be 'teacher' or 'protocol', got {box!r}")
         if box == "teacher" and not teacher:
@@ -86,7 +90,7 @@ class Aflw19kMix(Sequence):
         self.box = box
         self.teacher_lm = self.teacher_ypr = None
         if teacher:
-            self.teacher_lm, self.teacher_ypr = read_teacher(self.root, self.labels.names)
+            self.teacher_lm, self.teacher_ypr = read_teacher(self.root, self.labels.names, teacher_file)
         self.dense_rows: np.ndarray | None = None
         self.dense = None
         if dense_labels is not None:
@@ -130,6 +134,7 @@ class Aflw19kMix(Sequence):
 
 def load_aflw19k(root: str | os.PathLike, split: str = "train", teacher: bool = True,
                  dense_labels: str | os.PathLike | None = None, weights: MixWeights = MixWeights(),
-                 box: str = "teacher") -> Aflw19kMix:
+                 box: str = "teacher", teacher_file: str = TEACHER_FILE) -> Aflw19kMix:
     """The aflw19k training mix for ``split`` ('train', 'val' or 'all'); see the module docstring."""
-    return Aflw19kMix(root, split=split, teacher=teacher, dense_labels=dense_labels, weights=weights, box=box)
+    return Aflw19kMix(root, split=split, teacher=teacher, dense_labels=dense_labels, weights=weights, box=box,
+                      teacher_file=teacher_file or TEACHER_FILE)
