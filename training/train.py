@@ -235,6 +235,15 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _model_on(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """The configured network on ``device``, its 2D convolutions in :func:`_memory_format`."""
+    model = build_from_config(cfg).to(device)
+    for mod in model.modules():  # 2D convolutions only: Conv3d weights (the hourglass family) stay as they are
+        if isinstance(mod, torch.nn.Conv2d):
+            mod.to(memory_format=_memory_format(device))
+    return model
+
+
 def _data(cfg: TrainConfig, model: torch.nn.Module, registry: Mapping[str, Loader], d: _Dist):
     """The training samples and dataset, the validation loader, samples and steps per epoch."""
     mc = model.config
@@ -262,7 +271,7 @@ def _set_up(cfg: TrainConfig, registry: Mapping[str, Loader] | None) -> _Run:
     dist_info = _init_distributed()
     device = _device(cfg, dist_info)
     _seed_everything(cfg.run.seed)
-    model = build_from_config(cfg).to(device, memory_format=_memory_format(device))
+    model = _model_on(cfg, device)
     pre, train_samples, ds, val_loader, count, steps_per_epoch = _data(cfg, model, registry or default_registry(),
                                                                        dist_info)
     total_steps = cfg.optim.epochs * steps_per_epoch
