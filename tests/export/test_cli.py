@@ -88,8 +88,9 @@ def test_each_step_is_reported(fp16_export):
 
 def test_prints_the_target_commands(fp16_export):
     out, text = fp16_export["out"], fp16_export["stdout"]
+    s = read_sidecar(out / "model.onnx").preprocess.input_size  # the edge preset's input size
     assert f"fa-export --from-onnx {out}/model.onnx --fp16 --batch 1:2:8 --workspace 512" in text
-    shapes = ("--minShapes=input:1x3x128x128 --optShapes=input:2x3x128x128 --maxShapes=input:8x3x128x128 "
+    shapes = (f"--minShapes=input:1x3x{s}x{s} --optShapes=input:2x3x{s}x{s} --maxShapes=input:8x3x{s}x{s} "
               f"--memPoolSize=workspace:512 --timingCacheFile={out}/timing.cache")
     assert f"trtexec --onnx={out}/model.onnx --fp16 --saveEngine={out}/model.plan {shapes}" in text
     assert f"trtexec --onnx={out}/model.fp16.onnx --saveEngine={out}/model.plan {shapes}" in text  # TRT 11
@@ -101,8 +102,9 @@ def test_triton_repository(fp16_export):
     assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*")) == [
         "1", "1/model.onnx", "1/model.onnx.json", "config.pbtxt"]
     cfg = (repo / "config.pbtxt").read_text()
+    s = read_sidecar(repo / "1" / "model.onnx").preprocess.input_size  # the edge preset's input size
     for line in ('platform: "onnxruntime_onnx"', "max_batch_size: 8", "preferred_batch_size: [ 2 ]",
-                 "dims: [ 3, 128, 128 ]", "dims: [ 68, 3 ]", "dims: [ 32, 3 ]", "dims: [ 3, 3 ]", "dims: [ 1 ]",
+                 f"dims: [ 3, {s}, {s} ]", "dims: [ 68, 3 ]", "dims: [ 32, 3 ]", "dims: [ 3, 3 ]", "dims: [ 1 ]",
                  "dynamic_batching {"):
         assert line in cfg
     assert read_sidecar(repo / "1" / "model.onnx").precision == "fp16"  # the requested precision's ONNX
