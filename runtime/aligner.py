@@ -223,12 +223,14 @@ class FaceAligner:
     def close(self) -> None:
         """Finish LIVE_STREAM work (frames already accepted), then release the backend."""
         worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.close()
-        with self._lock:
-            if not self._closed:
-                self.backend.close()
-                self._closed = True
+        try:
+            if worker is not None:
+                worker.close()  # raises a kept worker error, after the backend is released below
+        finally:
+            with self._lock:
+                if not self._closed:
+                    self.backend.close()
+                    self._closed = True
 
     def __enter__(self) -> "FaceAligner":
         return self

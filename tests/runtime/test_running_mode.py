@@ -94,3 +94,20 @@ def test_one_place_names_the_model(plumbing_model, tmp_path):
         opts = FaceAlignerOptions(model_path=str(tmp_path / "other.onnx"))
     with pytest.raises(ValueError, match="two models named"):
         FaceAligner.from_artifact(plumbing_model, opts)
+
+
+def test_live_stream_callback_error_reaches_the_caller_and_close_still_releases(plumbing_model):
+    def boom(faces, frame, ts):
+        raise RuntimeError("callback failed")
+
+    al = _aligner(plumbing_model, mode=RunningMode.LIVE_STREAM, result_callback=boom)
+    al.process_async(blob_frame(), 0.0)
+    assert al.wait_idle(10)
+    with pytest.raises(RuntimeError, match="callback failed"):  # the next call raises the worker's error
+        al.process_async(blob_frame(), 33.0)
+    al.process_async(blob_frame(), 66.0)
+    assert al.wait_idle(10)
+    with pytest.raises(RuntimeError, match="callback failed"):  # close raises a kept error too ...
+        al.close()
+    with pytest.raises(RuntimeError, match="closed"):  # ... and has released the aligner all the same
+        al.process_async(blob_frame(), 99.0)
