@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default=None,
                    help="the main result's name in the tables and the CED legend (default: the model or "
                         "predictions path)")
+    p.add_argument("--pose-source", choices=("predicted", "head", "landmarks", "blend"), default="predicted",
+                   help="the pose to score: as reported (predicted: the runtime's default for a model, the file's "
+                        "pose for predictions); for a model, the runtime's pose head (head), the rotation fitted "
+                        "to the predicted 3D landmarks (landmarks) or their chordal mean (blend); for predictions "
+                        "files (main and --compare), landmarks and blend are recomputed from the file")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (smoke runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -98,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             from tqdm import tqdm
 
             preds = ev.predict_with_model(
-                args.model, gt, box=args.box,
+                args.model, gt, box=args.box, pose_source=args.pose_source,
                 progress=None if args.quiet else (lambda it: tqdm(it, desc="fa-eval", unit="img")))
             if args.save_predictions:
                 ev.save_predictions(args.save_predictions, preds)
-        result = ev.evaluate(gt, preds)
-        compared = [(label, ev.evaluate(gt, p)) for label, p in others]
+        file_pose = "predicted" if args.model else args.pose_source  # a model already ran with it
+        result = ev.evaluate(gt, ev.with_pose_from(preds, file_pose))
+        compared = [(label, ev.evaluate(gt, ev.with_pose_from(p, args.pose_source if args.pose_source != "head"
+                                                              else "predicted"))) for label, p in others]
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"fa-eval: error: {e}", file=sys.stderr)
         return 2

@@ -89,6 +89,30 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     return Predictions(names=names, landmarks=lm.astype(np.float64), pose=pose.astype(np.float64))
 
 
+#: what fa-eval scores as the pose: ``predicted`` (as the model / runtime or the file reports it), or, from
+#: the runtime's aligner (model mode) or recomputed from a file, ``head`` / ``landmarks`` / ``blend``
+POSE_SOURCES = ("predicted", "head", "landmarks", "blend")
+
+
+def with_pose_from(preds: Predictions, source: str) -> Predictions:
+    """Predictions of a file with their pose recomputed: ``predicted`` (unchanged), ``landmarks`` (the
+    rotation fitted to the predicted 3D landmarks, :func:`fa3d.runtime.pose.rotation_from_landmarks`) or
+    ``blend`` (the chordal mean of the file's pose and that fit). A file holds one pose, so ``head`` is refused."""
+    from fa3d.runtime import pose
+
+    if source not in POSE_SOURCES:
+        raise ValueError(f"pose source must be one of {POSE_SOURCES}, got {source!r}")
+    if source == "head":
+        raise ValueError("a predictions file holds one pose, whatever made it: use --pose-source predicted "
+                         "(or run the model with --pose-source head)")
+    if source == "predicted" or not len(preds.names):
+        return preds
+    r_lm = pose.rotation_from_landmarks(preds.landmarks)
+    if source == "blend":
+        r_lm = pose.blend_rotations(pose.euler_to_matrix(preds.pose), r_lm)
+    return Predictions(names=preds.names, landmarks=preds.landmarks, pose=pose.matrix_to_euler(r_lm))
+
+
 def save_predictions(path: str | os.PathLike, preds: Predictions) -> None:
     with atomic_path(path) as tmp:
         np.savez(tmp, names=np.asarray(preds.names, dtype=np.str_),
@@ -218,19 +242,22 @@ def evaluate(gt: GroundTruth, preds: Predictions) -> metrics.EvalResult:
 
 # --- models through the runtime -------------------------------------------------------------------------
 
-def _open_aligner(model: str | os.PathLike):
-    """The runtime's aligner for an artifact (ONNX, engine or checkpoint, as the runtime supports)."""
+def _open_aligner(model: str | os.PathLike, pose_source: str = "predicted"):
+    """The runtime's aligner for an artifact (ONNX, engine or checkpoint, as the runtime supports);
+    ``pose_source`` other than ``predicted`` sets :attr:`FaceAlignerOptions.pose_source`."""
     try:
-        from fa3d.runtime import FaceAligner
+        from fa3d.runtime import FaceAligner, FaceAlignerOptions
     except ImportError as e:
         raise RuntimeError("fa3d.runtime.FaceAligner is not available in this installation; evaluate a "
                            "predictions file with --predictions instead") from e
-    return FaceAligner.from_artifact(model)
+    if pose_source == "predicted":
+        return FaceAligner.from_artifact(model)
+    return FaceAligner.from_artifact(model, FaceAlignerOptions(pose_source=pose_source))
 
 
 def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt",
                        progress: Callable[[Iterator], Iterator] | None = None,
-                       aligner=None) -> Predictions:
+                       aligner=None, pose_source: str = "predicted") -> Predictions:
     """Run a model through ``fa3d.runtime.FaceAligner`` on the GT's images; no face -> no prediction.
 
     ``aligner`` (an object with ``process(image_bgr, boxes=None) -> list`` of results with
@@ -244,7 +271,7 @@ def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt
         box = "detector"  # BIWI has no landmark box
     own = aligner is None
     if own:
-        aligner = _open_aligner(model)
+        aligner = _open_aligner(model, pose_source)
     names, lms, poses = [], [], []
     try:
         it = range(len(gt))

@@ -87,3 +87,23 @@ def test_real_aflw19k(aflw19k):
     ok = [i for i in range(0, 1908, 20) if np.isfinite(mix[i].pts21[6]).all()]
     d = [np.linalg.norm(mix[i].pts21[6] - mix[i].landmarks[36, :2]) for i in ok]
     assert np.median(d) < 4.0
+
+
+def test_teacher_file_selects_the_labels(tmp_path):
+    _, _, _, lm = _fixture(tmp_path)
+    with np.load(tmp_path / "teacher_3ddfa_v2_mb05.npz") as z:
+        d = {k: z[k] for k in z.files}
+    d["lm68_crop"] = d["lm68_crop"] + 1.5
+    np.savez(tmp_path / "teacher_tta.npz", **d)
+    plain = load_aflw19k(tmp_path, split="train")
+    tta = load_aflw19k(tmp_path, split="train", teacher_file="teacher_tta.npz")
+    np.testing.assert_allclose(tta[1].landmarks, plain[1].landmarks + 1.5, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_aflw19k(tmp_path, teacher_file="missing.npz")
+
+
+def test_real_tta_teacher_matches_the_plain_one(aflw19k):
+    plain = load_aflw19k(aflw19k, split="val")
+    tta = load_aflw19k(aflw19k, split="val", teacher_file="teacher_3ddfa_v2_mb05_tta.npz")
+    d = [np.abs(tta[i].landmarks[:, :2] - plain[i].landmarks[:, :2]).mean() for i in range(0, 1908, 100)]
+    assert 0 < np.median(d) < 3.0  # the same teacher, averaged over augmentations: close, not identical

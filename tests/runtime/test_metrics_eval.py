@@ -215,3 +215,22 @@ def test_paired_bootstrap_interval():
     assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)  # the normal-theory width
     with pytest.raises(ValueError, match="one length"):
         paired_bootstrap(a, a[:-1])
+
+
+def test_pose_from_landmarks_and_blend(format_samples):
+    gt = ev.load_ground_truth("aflw2000-3d", format_samples / "aflw2000_3d")
+    preds = _aflw2000_preds(gt)  # pose off by (1, -2, 3) degrees
+    fitted = ev.with_pose_from(preds, "landmarks")
+    np.testing.assert_array_equal(fitted.landmarks, preds.landmarks)
+    from fa3d.runtime import pose
+    expect = pose.matrix_to_euler(pose.rotation_from_landmarks(preds.landmarks))
+    np.testing.assert_allclose(fitted.pose, expect)
+    blend = ev.with_pose_from(preds, "blend")
+    gap = pose.geodesic_deg(pose.euler_to_matrix(preds.pose), pose.euler_to_matrix(fitted.pose))
+    half = pose.geodesic_deg(pose.euler_to_matrix(preds.pose), pose.euler_to_matrix(blend.pose))
+    np.testing.assert_allclose(half, gap / 2, atol=0.05)
+    assert ev.with_pose_from(preds, "predicted") is preds
+    with pytest.raises(ValueError, match="pose source"):
+        ev.with_pose_from(preds, "magic")
+    with pytest.raises(ValueError, match="holds one pose"):
+        ev.with_pose_from(preds, "head")
