@@ -23,7 +23,7 @@ import numpy as np
 from fa3d.runtime import pose, preprocess
 from fa3d.runtime.schema import NUM_LANDMARKS, mirror_landmarks
 
-from .samples import FaceSample
+from fa3d.runtime.datasets.samples import FaceSample
 
 #: AFLW-21 point i of a flipped face is point AFLW21_MIRROR[i] of the original
 AFLW21_MIRROR = np.array([5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 16, 15, 14, 13, 12, 19, 18, 17, 20])
@@ -141,11 +141,12 @@ def make_example(sample: FaceSample, pre: preprocess.PreprocessConfig, cfg: Augm
         a = rng.uniform(0, 2 * np.pi)
         centre = centre + side * rng.uniform(0.8, 1.3) * np.array([np.cos(a), np.sin(a)])
         side = side * rng.uniform(0.7, 1.3)
+        scale, shift = 1.0, 0.0
     else:
-        centre = centre + rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, size=2) * side
-        side = side * rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
+        shift = rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, size=2)
+        scale = rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
     angle = float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)) if cfg.rotation_deg > 0 else 0.0
-    crop_box = np.concatenate([centre - side / 2, centre + side / 2])[None]
+    crop_box = preprocess.jitter_box(centre, side, scale, shift)[None]
     m = preprocess.crop_transforms(crop_box, s, angle)
     crop = preprocess.warp_crops(lab["image"], m, pre)[0]
     crop = _photometric(crop, cfg, rng)

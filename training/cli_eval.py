@@ -11,7 +11,7 @@ import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fa3d.training.evaluate import DATASETS
+    from fa3d.runtime.evaluation.protocols import DATASETS
 
     p = argparse.ArgumentParser(
         prog="fa-eval",
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _paired_difference(main_result, other, main_label: str) -> str:
     """One line: the compared result's mean NME minus the main one's on the images both scored, with a
     paired-bootstrap 95 % interval (which images were drawn; not training noise)."""
-    from fa3d.training.metrics import paired_bootstrap
+    from fa3d.runtime.evaluation.metrics import paired_bootstrap
 
     if not len(main_result.per_image_nme) or not len(other.per_image_nme):
         return f"difference to {main_label}: no NME to compare"
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print("fa-eval: give either a MODEL or --predictions PRED.npz (exactly one)", file=sys.stderr)
         return 2
     from fa3d.runtime.atomic import atomic_write_text
-    from fa3d.training import evaluate as ev
-    from fa3d.training import metrics
+    from fa3d.runtime.evaluation import protocols as ev
+    from fa3d.runtime.evaluation import metrics
 
     try:
         gt = ev.load_ground_truth(args.dataset, args.data, limit=args.limit, biwi_protocol=args.biwi_protocol)
