@@ -44,7 +44,7 @@ import numpy as np
 from .backends import Backend, open_backend
 from .camera import DEFAULT_EYE_SPAN_M, CameraIntrinsics, solve_head_pose
 from .detect import FaceDetector, make_detector
-from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
+from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
 from .pose import blend_rotations, matrix_to_6d, matrix_to_euler, rotation_from_6d, rotation_from_landmarks
 from .preprocess import prepare, rotation_to_image, to_image
 from .live_stream import LatestFrameWorker, ResultCallback
@@ -59,7 +59,7 @@ MODES = tuple(m.value for m in RunningMode)
 POSE_SOURCES = ("head", "landmarks", "blend")
 STAGES = ("detect", "preprocess", "infer", "postprocess")
 #: the most faces one call takes (``process(boxes=...)``, ``max_faces``): memory and time stay bounded
-MAX_BOXES_PER_CALL = 256
+MAX_BOXES_PER_CALL = MAX_FACES_PER_CALL
 #: faces cropped and inferred together; larger calls run in chunks of this size (bounded memory)
 ALIGN_CHUNK = 32
 DEVICES = ("cpu", "cuda", "tensorrt", "auto")

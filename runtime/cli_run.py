@@ -47,12 +47,11 @@ from pathlib import Path
 from . import cli_errors
 from .cli_errors import float_in, int_at_least
 from .clihelp import HelpFormatter
-from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
+from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
 
 EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT = 0, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_TERMINATED = cli_errors.EXIT_INTERRUPTED, cli_errors.EXIT_TERMINATED
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-MAX_FACES = 256  # fa3d.runtime.aligner.MAX_BOXES_PER_CALL
 _POSITIVE = float_in(0.0, 1e6, low_open=True)
 
 
@@ -82,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
                    help="run the detector at least every N frames")
     p.add_argument("--min-confidence", type=float_in(0.0, 1.0), default=0.5, help="drop faces below this confidence")
-    p.add_argument("--max-faces", type=int_at_least(1, MAX_FACES), default=DEFAULT_MAX_FACES,
+    p.add_argument("--max-faces", type=int_at_least(1, MAX_FACES_PER_CALL), default=DEFAULT_MAX_FACES,
                    help="track at most this many faces")
     p.add_argument("--no-track", action="store_true",
                    help="detect on every frame, no tracking (default for image folders)")
