@@ -13,7 +13,8 @@ of the training side: ``--dataset aflw19k --split val`` reads SRC as an aflw19k 
 3DDFA_V2 teacher labels (68 points and pose, crops at the teacher's tight box); ``--stride K`` keeps every
 K-th face of the split (research-only data: use it to measure, never ship the set).
 
-Exit codes: 0 written; 2 bad arguments or inputs (missing file, no face found, bad model sidecar).
+Exit codes: 0 written; 2 bad arguments or inputs (missing file, no face found, bad model sidecar, --out naming
+an input); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): no file is written.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from fa3d.runtime.cli_errors import int_at_least
 
 from fa3d.runtime.policy import DEFAULT_DETECTOR
 
@@ -42,10 +45,10 @@ def _parser() -> argparse.ArgumentParser:
                         "teacher's 68 points and pose); default: SRC is images, a video or an fa-label folder")
     p.add_argument("--split", choices=("train", "val", "all"), default=None,
                    help="--dataset: which split (default val)")
-    p.add_argument("--stride", type=int, default=None,
+    p.add_argument("--stride", type=int_at_least(1), default=None,
                    help="--dataset: keep every K-th face of the split, before --max (default 1)")
-    p.add_argument("--max", type=int, default=256, help="at most this many faces (default 256)")
-    p.add_argument("--every", type=int, default=5, help="video: take every K-th frame (default 5)")
+    p.add_argument("--max", type=int_at_least(1), default=256, help="at most this many faces (default 256)")
+    p.add_argument("--every", type=int_at_least(1), default=5, help="video: take every K-th frame (default 5)")
     p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help="'haar' (default, OpenCV) or a YuNet/SCRFD ONNX file (name must contain yunet/scrfd)")
     p.add_argument("--spread-yaw", action="store_true",
@@ -57,6 +60,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from fa3d.runtime.cli_errors import EXIT_USAGE, check_outputs_not_inputs, graceful_signals
+
+    if not check_outputs_not_inputs("fa-calib", {"--out": args.out}, [args.src, args.model]):
+        return EXIT_USAGE
+    with graceful_signals() as guard:  # SIGTERM: the same clean stop as Ctrl-C
+        try:
+            return _main(args)
+        except KeyboardInterrupt as e:
+            print(f"fa-calib: {guard.name}; no calibration set written", file=sys.stderr)
+            return guard.interrupted(e)
+
+
+def _main(args) -> int:
     from fa3d.runtime.metadata import MetadataError, read_sidecar
 
     from .calibset import (CalibrationSetError, build_calibration_set, build_from_samples, save_calibration_set,

@@ -68,6 +68,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _output_problem(args) -> str | None:
+    """A one-line problem with the output folders (--out, --triton), found before any work is done: each
+    is created if missing and must take a file; no output may be an input file."""
+    import tempfile
+
+    from fa3d.runtime.cli_errors import output_clash
+
+    out = args.out or (args.from_onnx.parent if args.from_onnx is not None else Path("fa3d-export"))
+    clash = output_clash({"--out": out, "--triton": args.triton}, [args.checkpoint, args.from_onnx, args.calib,
+                                                                    args.val])
+    if clash:
+        return clash
+    for option, folder in (("--out", out), ("--triton", args.triton)):
+        if folder is None:
+            continue
+        if folder.exists() and not folder.is_dir():
+            return f"{option} {str(folder)!r} is a file; give a folder (it is created when missing)"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            return f"{option} {str(folder)!r}: cannot write there ({e.strerror or e}); give a writable folder"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.from_onnx is not None and args.checkpoint is not None:
@@ -79,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.dla_core is not None and args.precision == "fp32" and args.from_onnx is None:
         print("fa-export: --dla-core needs --fp16 or --int8 (the DLA runs no FP32)", file=sys.stderr)
         return EXIT_USAGE
+    problem = _output_problem(args)
+    if problem:
+        print(f"fa-export: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     req = ExportRequest(out_dir=args.out, checkpoint=args.checkpoint, from_onnx=args.from_onnx,
                         precision=args.precision, batch=args.batch, workspace_mb=args.workspace,
                         dla_core=args.dla_core, triton=args.triton, calib=args.calib, val=args.val,
@@ -89,16 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(f"[{step.name}] {step.message}", flush=True)
 
-    try:
-        outcome = run_export(req, show)
-    except ExportFailure as e:
-        if args.json:
-            print(json.dumps({"status": e.status, "meaning": EXIT_CODES[e.status], "error": str(e)}))
-        print(f"fa-export: {e}", file=sys.stderr)
-        return e.status
-    except KeyboardInterrupt:
-        print("fa-export: interrupted; no partial files were left", file=sys.stderr)
-        return 130
+    from fa3d.runtime.cli_errors import graceful_signals
+
+    with graceful_signals() as guard:  # SIGTERM: the same clean stop as Ctrl-C (exit 143)
+        try:
+            outcome = run_export(req, show)
+        except ExportFailure as e:
+            if args.json:
+                print(json.dumps({"status": e.status, "meaning": EXIT_CODES[e.status], "error": str(e)}))
+            print(f"fa-export: {e}", file=sys.stderr)
+            return e.status
+        except KeyboardInterrupt as e:
+            print(f"fa-export: {guard.name}; no partial files were left", file=sys.stderr)
+            return guard.interrupted(e)
     if args.json:
         print(json.dumps(outcome.to_dict(), indent=2))
     elif outcome.status:

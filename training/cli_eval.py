@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "pose errors in degrees. Images without a prediction are failures: counted, reported, "
                     "and excluded from the means.")
     p.add_argument("model", nargs="?", default=None,
-                   help="a model artifact the runtime opens (ONNX file, TensorRT engine, checkpoint); "
+                   help="a model: an ONNX file or TensorRT engine (run by the runtime), or a training checkpoint "
+                        "(.pt, run by PyTorch on CPU through the same preprocessing); "
                         "omit it when using --predictions")
     p.add_argument("--predictions", metavar="PRED.npz",
                    help="external predictions: names (N,) image file names, landmarks (N,68,3) 0-based image "
@@ -102,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from tqdm import tqdm
 
+            from .torch_backend import is_checkpoint, open_aligner
+
+            aligner = open_aligner(args.model, args.pose_source) if is_checkpoint(args.model) else None
             preds = ev.predict_with_model(
-                args.model, gt, box=args.box, pose_source=args.pose_source,
+                args.model, gt, box=args.box, pose_source=args.pose_source, aligner=aligner,
                 progress=None if args.quiet else (lambda it: tqdm(it, desc="fa-eval", unit="img")))
             if args.save_predictions:
                 ev.save_predictions(args.save_predictions, preds)

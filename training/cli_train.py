@@ -1,4 +1,9 @@
-"""``fa-train --config FILE.toml``: train the pose-fused alignment network."""
+"""``fa-train --config FILE.toml``: train the pose-fused alignment network.
+
+Exit codes: 0 done; 2 bad config (every key's type and range is checked, the key is named) or checkpoint
+(nothing or no complete resume state to --resume from), or a missing input file; 5 the run folder cannot be written; 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM): both stop at once, ``last.pt`` keeps the last saved step (--resume).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import argparse
 import json
 import os
 import sys
+
+from fa3d.runtime.cli_errors import int_at_least
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,9 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue exactly where a killed run stopped, from OUT_DIR/last.pt")
     p.add_argument("--out-dir", help="override [run] out_dir (where checkpoints and logs go)")
-    p.add_argument("--epochs", type=int, help="override [optim] epochs")
+    p.add_argument("--epochs", type=int_at_least(1), help="override [optim] epochs")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override [run] device")
-    p.add_argument("--stop-after-steps", type=int,
+    p.add_argument("--stop-after-steps", type=int_at_least(1),
                    help="stop after this global step, leaving a resumable last.pt (for staged runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
@@ -29,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from dataclasses import replace
+
+    from fa3d.runtime.cli_errors import graceful_signals
 
     from .config import ConfigError, load_config
     from .checkpoint import CheckpointError
@@ -47,13 +56,23 @@ def main(argv: list[str] | None = None) -> int:
             cfg = cfg.with_run(**run)
         if args.epochs is not None:
             cfg = replace(cfg, optim=replace(cfg.optim, epochs=args.epochs))
-        result = train(cfg, resume=args.resume, progress=not args.no_progress)
+        with graceful_signals() as guard:  # SIGTERM: the same stop as Ctrl-C
+            try:
+                result = train(cfg, resume=args.resume, progress=not args.no_progress)
+            except KeyboardInterrupt as e:
+                print(f"fa-train: {guard.name}; resume with --resume (last.pt holds the last saved step)",
+                      file=sys.stderr)
+                return guard.interrupted(e)
     except (ConfigError, CheckpointError) as e:
+        print(f"fa-train: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
         print(f"fa-train: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fa-train: interrupted; resume with --resume (last.pt holds the last saved step)", file=sys.stderr)
-        return 130
+    except OSError as e:
+        print(f"fa-train: error: cannot write the run ({e}); give a writable --out-dir with free space",
+              file=sys.stderr)
+        return 5
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
     summary = {"out_dir": str(result.out_dir), "step": result.step, "epochs_done": result.epochs_done,
