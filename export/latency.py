@@ -34,6 +34,7 @@ import numpy as np
 
 from fa3d.runtime.atomic import atomic_path
 from fa3d.runtime.backends.onnxrt import cpu_session
+from fa3d.runtime.cli_errors import check_outputs_not_inputs, int_at_least, stops_cleanly
 from fa3d.runtime.clihelp import HelpFormatter
 from fa3d.runtime.timing import interleaved
 
@@ -195,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                        "(repeatable)")
     p.add_argument("--onnx", action="append", default=[], help="an exported ONNX model to time (repeatable)")
     p.add_argument("--threads", default="1,2", help="ONNX Runtime intra-op thread counts, comma-separated")
-    p.add_argument("--rounds", type=int, default=30, help="interleaved rounds (each times every model)")
-    p.add_argument("--calls", type=int, default=10, help="timed calls per model and round")
+    p.add_argument("--rounds", type=int_at_least(1), default=30, help="interleaved rounds (each times every model)")
+    p.add_argument("--calls", type=int_at_least(1), default=10, help="timed calls per model and round")
     p.add_argument("--json", dest="json_out", help="write the rows as JSON (atomically)")
     return p
 
@@ -228,6 +229,7 @@ def _print(rows: list[dict]) -> None:
               f"{r['nodes']:>7}")
 
 
+@stops_cleanly("fa-latency")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -240,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.rounds < 1 or args.calls < 1:
         print("fa-latency: --rounds and --calls must be >= 1", file=sys.stderr)
+        return 2
+    if not check_outputs_not_inputs("fa-latency", {"--json": args.json_out}, args.checkpoint + args.onnx):
         return 2
     missing = [f for f in args.checkpoint + args.onnx if not Path(f).is_file()]
     if missing:

@@ -43,8 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_errors import EXIT_USAGE, check_outputs_not_inputs, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
-from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
+from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
 from .timing import summarize_ms, time_calls
 
 #: ``(checkpoint, batches, warmup, iters, threads) -> rows``: times a checkpoint (PyTorch); raises RuntimeError
@@ -71,17 +72,17 @@ def build_parser(prog: str = "fa-bench") -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="PyTorch checkpoint (.pt), run by PyTorch on CPU: fa-bench-torch only "
                                         "(needs fa3d[train])")
     p.add_argument("--batch", type=_parse_batches, default=[1, 4, 8], help="batch sizes, comma-separated")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls (and pipeline frames) first")
-    p.add_argument("--iters", type=int, default=30, help="timed calls per batch size")
-    p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime / PyTorch (default: library's choice)")
+    p.add_argument("--warmup", type=int_at_least(0), default=5, help="untimed calls (and pipeline frames) first")
+    p.add_argument("--iters", type=int_at_least(1), default=30, help="timed calls per batch size")
+    p.add_argument("--threads", type=int_at_least(1), help="CPU threads for ONNX Runtime / PyTorch (default: library's choice)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt", "auto"],
                    help="ONNX Runtime execution provider")
     p.add_argument("--video", help="video for the pipeline benchmark (default: the bundled sample clip)")
     p.add_argument("--no-pipeline", action="store_true", help="model-only figures")
     p.add_argument("--no-track", action="store_true", help="pipeline: detect on every frame")
-    p.add_argument("--max-frames", type=int, help="pipeline: at most this many frames")
-    p.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES, help="pipeline: track at most this many faces")
-    p.add_argument("--det-every", type=int, default=DEFAULT_DET_EVERY,
+    p.add_argument("--max-frames", type=int_at_least(1), help="pipeline: at most this many frames")
+    p.add_argument("--max-faces", type=int_at_least(1, MAX_FACES_PER_CALL), default=DEFAULT_MAX_FACES, help="pipeline: track at most this many faces")
+    p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
                    help="pipeline: run the detector at least every N frames")
     p.add_argument("--detector", default=DEFAULT_DETECTOR, help="pipeline: 'haar' or a YuNet / SCRFD ONNX file")
     p.add_argument("--json", dest="json_out", help="write all figures as JSON (atomically)")
@@ -128,6 +129,7 @@ def _print_rows(rows: list[dict]) -> None:
               f"{r['p90_ms']:>9.2f}{r['faces_per_s']:>10.1f}")
 
 
+@stops_cleanly("fa-bench")
 def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None = None,
          prog: str = "fa-bench") -> int:
     """fa-bench; ``checkpoint_timer`` (given by fa-bench-torch) times ``--checkpoint`` files."""
@@ -136,6 +138,9 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    if not check_outputs_not_inputs(prog, {"--json": args.json_out},
+                                    [args.model, args.int8, args.engine, args.checkpoint, args.video]):
+        return EXIT_USAGE
     if args.checkpoint and checkpoint_timer is None:
         print("fa-bench: error: --checkpoint times PyTorch, which the runtime never imports: run the same command "
               "as fa-bench-torch (needs fa3d[train])", file=sys.stderr)

@@ -10,6 +10,7 @@ in a folder or batch is skipped and counted; memory stays bounded for any input 
 * :func:`graceful_signals`: while active, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``), so
   the ``except KeyboardInterrupt`` paths that finalise outputs on Ctrl-C run for SIGTERM as well; its
   :attr:`SignalGuard.exit_code` says which of 130 and 143 to return.
+* :func:`stops_cleanly`: the same as a decorator of a CLI's ``main``.
 * :func:`check_outputs_not_inputs`: an output path that names an input file (also through a symlink, a
   relative path or a hard link) is refused before anything is written.
 * ``argparse`` types that reject a bad number at parse time (exit 2 with a usage line):
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -77,6 +79,25 @@ def graceful_signals() -> Iterator[SignalGuard]:
         yield guard
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def stops_cleanly(prog: str):
+    """Decorate a CLI ``main``: SIGTERM stops it like Ctrl-C; an interrupt it does not catch itself prints
+    one line (no traceback) and exits 130 (Ctrl-C) or 143 (SIGTERM); its own 130 becomes 143 for SIGTERM."""
+    def decorate(main):
+        @functools.wraps(main)
+        def wrapper(*args, **kwargs) -> int:
+            with graceful_signals() as guard:
+                try:
+                    code = main(*args, **kwargs)
+                except KeyboardInterrupt as e:
+                    print(f"{prog}: {guard.name}", file=sys.stderr)
+                    return guard.interrupted(e)
+            if code == EXIT_INTERRUPTED and guard.signum == signal.SIGTERM:
+                return EXIT_TERMINATED
+            return code
+        return wrapper
+    return decorate
 
 
 def error(prog: str, message: str) -> None:
@@ -157,4 +178,5 @@ def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool
 
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "SignalGuard", "Terminated",
-           "check_outputs_not_inputs", "error", "float_in", "graceful_signals", "int_at_least", "output_clash"]
+           "check_outputs_not_inputs", "error", "float_in", "graceful_signals", "int_at_least", "output_clash",
+           "stops_cleanly"]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fa3d.runtime.cli_errors import check_outputs_not_inputs, int_at_least, stops_cleanly
+
 
 def build_parser() -> argparse.ArgumentParser:
     from fa3d.runtime.evaluation.protocols import DATASETS
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "pose for predictions); for a model, the runtime's pose head (head), the rotation fitted "
                         "to the predicted 3D landmarks (landmarks) or their chordal mean (blend); for predictions "
                         "files (main and --compare), landmarks and blend are recomputed from the file")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (smoke runs)")
+    p.add_argument("--limit", type=int_at_least(1), default=None, help="evaluate only the first N images (smoke runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -79,10 +81,16 @@ def _paired_difference(main_result, other, main_label: str) -> str:
             f"(95 % paired-bootstrap interval {lo:+.3f} to {hi:+.3f})")
 
 
+@stops_cleanly("fa-eval")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (args.model is None) == (args.predictions is None):
         print("fa-eval: give either a MODEL or --predictions PRED.npz (exactly one)", file=sys.stderr)
+        return 2
+    compared_files = [spec.partition("=")[2] or spec for spec in args.compare]
+    if not check_outputs_not_inputs("fa-eval", {"--json": args.json, "--plot": args.plot,
+                                                "--save-predictions": args.save_predictions},
+                                    [args.model, args.predictions, *compared_files]):
         return 2
     from fa3d.runtime.atomic import atomic_write_text
     from fa3d.runtime.evaluation import protocols as ev

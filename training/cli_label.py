@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fa3d.runtime.cli_errors import float_in, int_at_least, stops_cleanly
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -18,21 +20,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "(see fa3d.runtime.datasets.labelled). Needs the teacher environment: `make teacher-env`.")
     p.add_argument("src", help="a folder of images (.jpg, .png, ...) or a video file")
     p.add_argument("out", help="output folder; OUT/labels.npz is written last, atomically")
-    p.add_argument("--pad", type=int, default=40,
+    p.add_argument("--pad", type=int_at_least(0), default=40,
                    help="pixels of black border added around each image before detection (default 40: "
                         "MediaPipe finds more faces in tight crops when they are padded)")
-    p.add_argument("--max-faces", type=int, default=1, help="faces to label per image (default 1)")
-    p.add_argument("--min-detection-confidence", type=float, default=0.5,
+    p.add_argument("--max-faces", type=int_at_least(1), default=1, help="faces to label per image (default 1)")
+    p.add_argument("--min-detection-confidence", type=float_in(0.0, 1.0), default=0.5,
                    help="MediaPipe's detection threshold (default 0.5)")
     p.add_argument("--no-copy", action="store_true",
                    help="do not copy the images into OUT/images: the labels point at SRC by absolute path "
                         "(folders only; video frames are always written)")
-    p.add_argument("--every", type=int, default=1, help="video: label every N-th frame (default 1)")
-    p.add_argument("--limit", type=int, default=None, help="stop after this many images or frames")
+    p.add_argument("--every", type=int_at_least(1), default=1, help="video: label every N-th frame (default 1)")
+    p.add_argument("--limit", type=int_at_least(1), default=None, help="stop after this many images or frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
+@stops_cleanly("fa-label")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
