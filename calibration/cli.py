@@ -59,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse's usage errors: returned (2); --help still exits
+        if not e.code:
+            raise
+        return int(e.code)
     from fa3d.runtime.cli_errors import EXIT_USAGE, check_outputs_not_inputs, graceful_signals
 
     if not check_outputs_not_inputs("fa-calib", {"--out": args.out}, [args.src, args.model]):
@@ -89,8 +94,6 @@ def _main(args) -> int:
         if args.dataset is None and (args.split is not None or args.stride is not None):
             raise ValueError("--split and --stride select from a data set: give --dataset too")
         split, stride = args.split or "val", 1 if args.stride is None else args.stride
-        if stride < 1:
-            raise ValueError(f"--stride must be >= 1, got {stride}")
         if args.dataset == "aflw19k":
             from fa3d.runtime.datasets.mix import load_aflw19k
 

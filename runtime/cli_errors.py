@@ -83,13 +83,18 @@ def graceful_signals() -> Iterator[SignalGuard]:
 
 def stops_cleanly(prog: str):
     """Decorate a CLI ``main``: SIGTERM stops it like Ctrl-C; an interrupt it does not catch itself prints
-    one line (no traceback) and exits 130 (Ctrl-C) or 143 (SIGTERM); its own 130 becomes 143 for SIGTERM."""
+    one line (no traceback) and exits 130 (Ctrl-C) or 143 (SIGTERM); its own 130 becomes 143 for SIGTERM;
+    argparse's usage errors are returned (2) rather than raised as SystemExit."""
     def decorate(main):
         @functools.wraps(main)
         def wrapper(*args, **kwargs) -> int:
             with graceful_signals() as guard:
                 try:
                     code = main(*args, **kwargs)
+                except SystemExit as e:  # argparse's usage error: its code, returned (--help still exits)
+                    if not e.code:
+                        raise
+                    return e.code if isinstance(e.code, int) else EXIT_USAGE
                 except KeyboardInterrupt as e:
                     print(f"{prog}: {guard.name}", file=sys.stderr)
                     return guard.interrupted(e)

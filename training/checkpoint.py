@@ -118,6 +118,17 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, metrics:
     return path
 
 
+def _load_failure(e: Exception) -> str:
+    """torch.load's reason in one line (its weights-only refusal spans a page of advice)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if not any("Weights only load failed" in ln for ln in lines):
+        return f"{type(e).__name__}: {lines[0] if lines else ''}"
+    marks = [i for i, ln in enumerate(lines) if "WeightsUnpickler" in ln]
+    why = lines[marks[0] + 1] if marks and marks[0] + 1 < len(lines) else "objects beyond tensors and plain data"
+    return (f"refused by the weights-only loader ({why}): not a checkpoint, or one holding objects that could "
+            "run code")
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     """The raw checkpoint dict, validated (format, version, keys, schema, mean shape)."""
     path = Path(path)
@@ -126,7 +137,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({type(e).__name__}: {e}); "
+        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({_load_failure(e)}); "
                               "re-save it with fa3d.training.checkpoint.save_checkpoint") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an fa3d checkpoint (no format={FORMAT!r}); only checkpoints written "

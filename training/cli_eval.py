@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         compared = [(label, ev.evaluate(gt, ev.with_pose_from(p, args.pose_source if args.pose_source != "head"
                                                               else "predicted"))) for label, p in others]
     except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"fa-eval: error: {e}", file=sys.stderr)
+        print(f"fa-eval: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fa-eval: interrupted", file=sys.stderr)

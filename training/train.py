@@ -305,12 +305,12 @@ def _resume(run: _Run) -> _State:
     ckpt = read_checkpoint(last_path)
     if "resume" not in ckpt:
         raise ConfigError(f"{last_path}: has no resume state (a weights-only export?); cannot --resume from it")
+    r = check_resume_state(ckpt, last_path)  # complete before anything is loaded
     try:
         run.model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
         raise ConfigError(f"{last_path}: was trained with another [model] section than this config ({e}); "
                           "resume with the config of that run") from None
-    r = check_resume_state(ckpt, last_path)
     try:
         run.optimizer.load_state_dict(r["optimizer"])
         run.scheduler.load_state_dict(r["scheduler"])

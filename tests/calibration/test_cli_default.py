@@ -119,6 +119,6 @@ def test_cli_dataset_keeps_teacher_labels(aflw19k, tmp_path, tiny_onnx, preproce
     assert set(cs.names) <= val_names
     assert cli.main([str(aflw19k), "--dataset", "aflw19k", "--stride", "0", "--model", str(tiny_onnx),
                      "--out", str(tmp_path / "x.npz")]) == 2
-    assert "--stride must be >= 1" in capsys.readouterr().err
+    assert "--stride: must be an integer >= 1" in capsys.readouterr().err
     assert cli.main([str(aflw19k), "--split", "val", "--model", str(tiny_onnx), "--out", str(tmp_path / "x.npz")]) == 2
     assert "give --dataset too" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""Hostile videos and streams: text files FFmpeg would render, empty and random files, missing devices, and
+frames the aligner refuses inside an otherwise good stream (skipped and counted, never fatal)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import one_line_error
+from fa3d.runtime.cli_run import main
+from fa3d.runtime.sources import Frame, FrameSource, SourceError, open_source
+from rt_helpers import blob_frame
+
+
+@pytest.mark.parametrize("name,content", [
+    ("notes.txt", "meeting notes\nline two\n"),
+    ("clip.mp4", "this is text with a video suffix\n" * 20),
+    ("readme", "# no suffix at all\n"),
+    ("data.json", '{"a": 1}'),
+])
+def test_text_files_are_refused_as_videos(tmp_path, plumbing_model, capsys, name, content):
+    p = tmp_path / name
+    p.write_text(content)
+    assert main(["--model", str(plumbing_model), "--source", str(p), "--headless"]) == 3
+    line = one_line_error(capsys.readouterr().err, "fa-run")
+    assert str(p) in line and ("text" in line or "not a video" in line)
+
+
+def test_empty_and_random_files_are_refused(tmp_path, plumbing_model, capsys):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert main(["--model", str(plumbing_model), "--source", str(empty), "--headless"]) == 3
+    assert "empty" in one_line_error(capsys.readouterr().err, "fa-run")
+    noise = tmp_path / "noise.avi"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    assert main(["--model", str(plumbing_model), "--source", str(noise), "--headless"]) == 3
+    one_line_error(capsys.readouterr().err, "fa-run")
+
+
+def test_missing_source_and_missing_camera(tmp_path, plumbing_model, capsys):
+    assert main(["--model", str(plumbing_model), "--source", str(tmp_path / "nope.mp4"), "--headless"]) == 3
+    assert "not found" in one_line_error(capsys.readouterr().err, "fa-run")
+    if os.path.exists("/dev/video97"):
+        pytest.skip("this machine has a /dev/video97")
+    assert main(["--model", str(plumbing_model), "--camera", "97", "--headless"]) == 3
+    assert "camera 97" in one_line_error(capsys.readouterr().err, "fa-run")
+
+
+def test_the_source_is_checked_before_the_model_is_loaded(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["--model", str(tmp_path / "missing.onnx"), "--source", str(tmp_path / "notes.txt"),
+                 "--headless"]) == 3
+    one_line_error(capsys.readouterr().err, "fa-run")
+
+
+class _ListSource(FrameSource):
+    description = "test frames"
+
+    def __init__(self, frames):
+        super().__init__()
+        self._frames = frames
+
+    def __iter__(self):
+        for i, (t, img) in enumerate(self._frames):
+            yield Frame(i, t, img)
+
+
+def _aligner(model, mode="video"):
+    from fa3d.runtime import FaceAligner, FaceAlignerOptions
+    from rt_helpers import BlobDetector
+
+    from fa3d.runtime.backends import open_backend
+    return FaceAligner(open_backend(model), FaceAlignerOptions(mode=mode), detector=BlobDetector())
+
+
+def test_bad_frames_in_a_stream_are_skipped_and_counted(plumbing_model):
+    from fa3d.runtime.frame_loop import run_pipeline
+
+    good = blob_frame()
+    frames = [(0.0, good), (33.0, good), (33.0, good),            # a repeated timestamp
+              (66.0, good.astype(np.float32)),                    # a float frame from a bad decoder
+              (float("nan"), good), (99.0, good[:, :, :2].copy()), (132.0, good)]
+    with _aligner(plumbing_model) as al:
+        rep = run_pipeline(al, _ListSource(frames), track=True)
+    assert rep.frames == 3 and rep.skipped == 4
+    assert "frame 2" in rep.first_skip and "timestamps must increase" in rep.first_skip
+    assert rep.summary()["skipped"] == 4
+
+
+def test_a_stream_of_only_bad_frames_is_a_source_error_that_says_why(plumbing_model):
+    from fa3d.runtime.frame_loop import run_pipeline
+
+    bad = np.zeros((48, 64, 3), np.float32)
+    with _aligner(plumbing_model) as al, pytest.raises(SourceError, match="3 skipped, frame 0: expected an OpenCV"):
+        run_pipeline(al, _ListSource([(0.0, bad), (1.0, bad), (2.0, bad)]), track=True)
+
+
+def test_open_source_on_a_folder_without_images(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(SourceError, match="no images"):
+        open_source(str(tmp_path))
