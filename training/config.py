@@ -127,6 +127,8 @@ class TrainConfig:
 #: numeric fields that must be > 0 (every other number must be >= 0; none may be NaN or infinite)
 POSITIVE = frozenset({"epochs", "batch_size", "val_batch_size", "lr", "log_every", "checkpoint_every", "stride",
                       "size", "heatmap_sigma", "wing_w", "wing_eps"})
+#: string fields with a fixed set of values
+CHOICES = {"device": ("auto", "cpu", "cuda"), "box": ("teacher", "protocol")}
 #: numeric fields that are fractions in [0, 1] (also every field whose name ends in ``_prob``)
 FRACTIONS = frozenset({"p0", "anneal_fraction"})
 
@@ -164,7 +166,8 @@ def _type_ok(value: Any, tp) -> bool:
 
 def check_fields(cls, d: dict[str, Any], where: str) -> None:
     """Check every key of ``d`` against the type of ``cls``'s field of that name, then its range: numbers
-    finite and >= 0, :data:`POSITIVE` ones > 0, probabilities (``*_prob``, :data:`FRACTIONS`) in [0, 1].
+    finite and >= 0, :data:`POSITIVE` ones > 0, probabilities (``*_prob``, :data:`FRACTIONS`) in [0, 1],
+    :data:`CHOICES` among their values.
     Raises :class:`ConfigError` naming the key, the value and what it must be."""
     hints = typing.get_type_hints(cls)
     for key, value in d.items():
@@ -173,6 +176,8 @@ def check_fields(cls, d: dict[str, Any], where: str) -> None:
             continue
         if not _type_ok(value, tp):
             raise ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ConfigError(f"{where}: {key} must be one of {list(CHOICES[key])}, got {value!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if not math.isfinite(value):

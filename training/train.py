@@ -101,8 +101,11 @@ def build_from_config(cfg: TrainConfig) -> torch.nn.Module:
             template = np.load(p, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise ConfigError(f"{p}: cannot read the dense template ({e}); it must be a (N, 3) .npy") from None
-    return build_model(cfg.model.preset, fuse_pose=cfg.model.fuse_pose, num_dense=cfg.model.num_dense,
-                       dense_template=template, **cfg.model.overrides)
+    try:
+        return build_model(cfg.model.preset, fuse_pose=cfg.model.fuse_pose, num_dense=cfg.model.num_dense,
+                           dense_template=template, **cfg.model.overrides)
+    except (TypeError, ValueError) as e:  # an unknown preset, a bad [model.overrides] key or value
+        raise ConfigError(f"[model]: {e}") from None
 
 
 def _memory_format(device: torch.device) -> torch.memory_format:
