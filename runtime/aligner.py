@@ -98,6 +98,8 @@ def _check_option_values(o: "FaceAlignerOptions") -> None:
         raise bad("intrinsics", "a CameraIntrinsics or None")
     if o.fov_deg is not None and not (_is_real(o.fov_deg) and 1.0 < o.fov_deg < 179.0):
         raise bad("fov_deg", "a number of degrees in (1, 179) or None")
+    if o.result_callback is not None and not callable(o.result_callback):
+        raise bad("result_callback", "a callable or None")
     if not (_is_real(o.eye_span_m) and math.isfinite(o.eye_span_m) and o.eye_span_m > 0):
         raise bad("eye_span_m", "a positive number of metres")
 

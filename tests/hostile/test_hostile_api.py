@@ -1,0 +1,125 @@
+"""Hostile arguments to the public API (FaceAligner, FaceAlignerOptions, OneEuroOptions): NaN and infinite
+timestamps and boxes, absurd box counts (bounded memory), wrong types and ranges of every option."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from fa3d.runtime import FaceAligner, FaceAlignerOptions
+from fa3d.runtime.aligner import ALIGN_CHUNK, MAX_BOXES_PER_CALL
+from fa3d.runtime.backends import open_backend
+from fa3d.runtime.smoothing import OneEuroOptions
+from rt_helpers import BlobDetector, blob_frame
+
+
+def _video_aligner(model, smooth=True):
+    opts = FaceAlignerOptions(mode="video", smoothing=OneEuroOptions(enabled=smooth))
+    return FaceAligner(open_backend(model), opts, detector=BlobDetector())
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1.0, "10", None, True, np.array([1.0])])
+def test_bad_timestamps_are_refused_before_any_state_changes(plumbing_model, bad):
+    frame = blob_frame()
+    with _video_aligner(plumbing_model) as al:
+        first = al.process_video(frame, 0.0)
+        with pytest.raises(ValueError, match="timestamp_ms must be a finite number >= 0"):
+            al.process_video(frame, bad)
+        later = al.process_video(frame, 33.0)  # the stream goes on: the bad call changed nothing
+        later2 = al.process_video(frame, 66.0)
+    assert len(first) == len(later) == len(later2) == 1
+    for f in (later[0], later2[0]):
+        assert np.isfinite(f.landmarks).all() and np.isfinite(f.rotation).all()
+
+
+def test_nan_timestamp_never_poisons_the_smoothing(plumbing_model):
+    frame = blob_frame()
+    with _video_aligner(plumbing_model) as al:
+        al.process_video(frame, 0.0)
+        for bad in (math.nan, math.nan):
+            with pytest.raises(ValueError):
+                al.process_video(frame, bad)
+        with pytest.raises(ValueError, match="timestamps must increase"):  # the order check still works
+            al.process_video(frame, 0.0)
+        faces = al.process_video(frame, 40.0)
+    assert np.isfinite(faces[0].landmarks).all()
+
+
+def test_ten_thousand_boxes_are_refused_at_once(plumbing_model):
+    boxes = np.tile([[10.0, 10.0, 60.0, 60.0]], (10_000, 1))
+    with FaceAligner.from_artifact(plumbing_model) as al:
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match=f"at most {MAX_BOXES_PER_CALL}"):
+            al.process(blob_frame(), boxes=boxes)
+        assert time.perf_counter() - t0 < 1.0
+
+
+def test_the_largest_allowed_call_runs_in_bounded_chunks(plumbing_model, monkeypatch):
+    boxes = np.tile([[100.0, 100.0, 220.0, 240.0]], (MAX_BOXES_PER_CALL, 1))
+    with FaceAligner.from_artifact(plumbing_model) as al:
+        sizes = []
+        real = al.backend.infer
+        monkeypatch.setattr(al.backend, "infer", lambda x: sizes.append(len(x)) or real(x))
+        faces = al.process(blob_frame(), boxes=boxes)
+    assert len(faces) == MAX_BOXES_PER_CALL
+    assert max(sizes) == ALIGN_CHUNK and sum(sizes) == MAX_BOXES_PER_CALL
+    np.testing.assert_allclose(faces[0].landmarks, faces[-1].landmarks)  # chunking changes no result
+
+
+@pytest.mark.parametrize("boxes,needle", [
+    ([[10, 10, 60, math.nan]], "NaN or infinite"),
+    ([[10, 10, math.inf, 60]], "NaN or infinite"),
+    ([[60, 10, 10, 60]], "x2 > x1"),
+    ([[10, 10, 10, 60]], "x2 > x1"),
+    ([10, 10, 60], "shape (B, 4)"),
+    ([[[10, 10, 60, 60]]], "shape (B, 4)"),
+    ([["a", "b", "c", "d"]], "numbers"),
+    ("boxes", "numbers"),
+])
+def test_bad_boxes_give_the_package_error(plumbing_model, boxes, needle):
+    with FaceAligner.from_artifact(plumbing_model) as al, pytest.raises(ValueError) as e:
+        al.process(blob_frame(), boxes=boxes)
+    assert needle in str(e.value)
+
+
+def test_one_box_as_a_flat_list_and_no_boxes_are_fine(plumbing_model):
+    with FaceAligner.from_artifact(plumbing_model) as al:
+        assert len(al.process(blob_frame(), boxes=[200, 160, 320, 320])) == 1
+        assert al.process(blob_frame(), boxes=np.zeros((0, 4))) == []
+
+
+@pytest.mark.parametrize("field,value", [
+    ("max_faces", 0), ("max_faces", MAX_BOXES_PER_CALL + 1), ("max_faces", 2.5), ("max_faces", "4"),
+    ("max_faces", True), ("det_every_n", 0), ("det_every_n", None), ("num_threads", 0), ("num_threads", -1),
+    ("num_threads", 1.5), ("fov_deg", 0.0), ("fov_deg", 180.0), ("fov_deg", math.nan), ("fov_deg", "70"),
+    ("min_confidence", math.nan), ("min_confidence", "0.5"), ("min_confidence", 1.5), ("eye_span_m", 0.0),
+    ("eye_span_m", -0.06), ("eye_span_m", math.inf), ("device", "gpu"), ("device", None), ("detector", None),
+    ("detector", ""), ("smoothing", None), ("smoothing", True), ("intrinsics", {"fx": 1}), ("model_path", 3),
+])
+def test_every_option_is_checked_and_named(field, value):
+    with pytest.raises(ValueError, match=f"FaceAlignerOptions.{field} must be"):
+        FaceAlignerOptions(**{field: value})
+
+
+def test_bad_mode_and_callback():
+    with pytest.raises(ValueError):
+        FaceAlignerOptions(mode="bogus")
+    with pytest.raises(ValueError, match="result_callback must be a callable"):
+        FaceAlignerOptions(mode="live_stream", result_callback=5)
+
+
+@pytest.mark.parametrize("kw", [{"min_cutoff": math.nan}, {"beta": math.inf}, {"d_cutoff": 0.0}, {"beta": -1.0},
+                                {"min_cutoff": "1"}])
+def test_one_euro_options_refuse_non_finite_values(kw):
+    with pytest.raises(ValueError, match="One Euro options need finite"):
+        OneEuroOptions(**kw)
+
+
+def test_a_closed_aligner_says_so(plumbing_model):
+    al = FaceAligner.from_artifact(plumbing_model)
+    al.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        al.process(blob_frame())
