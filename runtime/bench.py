@@ -52,6 +52,10 @@ from .timing import summarize_ms, time_calls
 CheckpointTimer = Callable[[str, list[int], int, int, "int | None"], list[dict]]
 
 
+#: the largest --batch: one call's input (B x 3 x S x S float32) stays below ~1 GB for S = 256
+MAX_BENCH_BATCH = 1024
+
+
 def _parse_batches(text: str) -> list[int]:
     try:
         vals = [int(v) for v in text.split(",") if v.strip()]
@@ -59,6 +63,9 @@ def _parse_batches(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--batch needs integers separated by commas, got {text!r}") from None
     if not vals or min(vals) < 1:
         raise argparse.ArgumentTypeError(f"--batch needs positive integers, got {text!r}")
+    if max(vals) > MAX_BENCH_BATCH:
+        raise argparse.ArgumentTypeError(f"--batch sizes are at most {MAX_BENCH_BATCH} (the input of one call is "
+                                         f"held in memory), got {max(vals)}")
     return vals
 
 

@@ -113,6 +113,11 @@ def _check_args(args) -> str | None:
         return "give --intrinsics or --fov, not both"
     inputs = [args.source, args.model, args.engine, args.intrinsics,
               None if args.detector == "haar" else args.detector]
+    if args.source is None and args.camera is None:  # the bundled sample clip is an input too
+        from .default_model import DefaultModelMissing, sample_clip_path
+
+        with contextlib.suppress(DefaultModelMissing):
+            inputs.append(sample_clip_path())
     return cli_errors.output_clash({"--output": args.output, "--json": args.json_out}, inputs)
 
 

@@ -123,3 +123,41 @@ def test_a_closed_aligner_says_so(plumbing_model):
     al.close()
     with pytest.raises(RuntimeError, match="closed"):
         al.process(blob_frame())
+
+
+# ---------------------------------------------------------------- command-line arguments (the CLIs' API)
+@pytest.mark.parametrize("argv,option", [
+    (["--fov", "0"], "--fov"), (["--fov", "-30"], "--fov"), (["--fov", "180"], "--fov"), (["--fov", "nan"], "--fov"),
+    (["--threads", "-1"], "--threads"), (["--threads", "0"], "--threads"), (["--threads", "two"], "--threads"),
+    (["--det-every", "0"], "--det-every"), (["--max-faces", "0"], "--max-faces"),
+    (["--max-faces", "100000"], "--max-faces"), (["--min-confidence", "1.5"], "--min-confidence"),
+    (["--max-frames", "0"], "--max-frames"), (["--smooth-min-cutoff", "0"], "--smooth-min-cutoff"),
+    (["--smooth-beta", "inf"], "--smooth-beta"),
+])
+def test_fa_run_numbers_out_of_range_are_usage_errors(argv, option, capsys):
+    from fa3d.runtime.cli_run import main
+
+    assert main([*argv, "--headless"]) == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err
+
+
+def test_other_clis_range_check_their_numbers(tmp_path, capsys):
+    from fa3d.calibration.cli import main as calib_main
+    from fa3d.runtime.bench import main as bench_main
+
+    assert bench_main(["--batch", "100000", "--no-pipeline"]) == 2
+    assert "at most 1024" in capsys.readouterr().err
+    assert bench_main(["--iters", "0"]) == 2 and bench_main(["--max-faces", "999"]) == 2
+    assert calib_main([str(tmp_path), "--model", "m.onnx", "--out", "o.npz", "--max", "0"]) == 2
+    assert calib_main([str(tmp_path), "--model", "m.onnx", "--out", "o.npz", "--every", "-1"]) == 2
+    pytest.importorskip("torch")
+    from fa3d.export.latency import main as latency_main
+    from fa3d.training.cli_eval import main as eval_main
+    from fa3d.training.cli_label import main as label_main
+
+    assert latency_main(["--calls", "0"]) == 2
+    assert eval_main(["m.onnx", "--dataset", "aflw", "--data", str(tmp_path), "--limit", "0"]) == 2
+    assert label_main([str(tmp_path), str(tmp_path / "o"), "--every", "0"]) == 2
+    assert label_main([str(tmp_path), str(tmp_path / "o"), "--min-detection-confidence", "7"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -147,3 +147,13 @@ def test_fa_calib_bench_eval_latency_refuse_outputs_over_inputs(tmp_path, plumbi
     assert latency_main(["--onnx", str(plumbing_model), "--json", str(plumbing_model)]) == 2
     one_line_error(capsys.readouterr().err, "fa-latency")
     assert pred.read_bytes() == pred_bytes and plumbing_model.read_bytes() == model_bytes
+
+
+def test_fa_run_without_source_never_overwrites_the_bundled_sample_clip(capsys):
+    from fa3d.runtime.default_model import sample_clip_path
+
+    clip = sample_clip_path()
+    size = clip.stat().st_size
+    assert main(["--output", str(clip), "--headless"]) == 2
+    assert "input" in one_line_error(capsys.readouterr().err, "fa-run")
+    assert clip.stat().st_size == size
