@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fa3d.runtime.cli_errors import int_at_least
+from fa3d.runtime.cli_errors import exit_codes_help, int_at_least
 
 from fa3d.runtime.policy import DEFAULT_DETECTOR
 
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="fa-calib", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Calibrate on frames from the camera you deploy with: activation ranges depend on the "
-               "lighting, optics and face sizes of the real input.")
+               "lighting, optics and face sizes of the real input.\n\n" + exit_codes_help(__doc__))
     p.add_argument("src", help="a folder of images, an image file, a video file, or an fa-label folder (labelled set)")
     p.add_argument("--model", required=True, help="the FP32 ONNX model (with its .json sidecar) the set is for")
     p.add_argument("--out", required=True, help="output .npz (written atomically)")

@@ -17,7 +17,8 @@ Examples::
     fa-latency --candidates --json lat.json     # every design candidate of the edge preset
     fa-latency --checkpoint runs/edge/best.pt --onnx other.onnx
 
-Exit codes: 0 done, 2 usage (unknown preset or candidate, missing file), 4 a model cannot be exported or loaded.
+Exit codes: 0 done, 2 usage (unknown preset or candidate, missing file, --json naming an input), 4 a model cannot be
+exported or loaded, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 
 from fa3d.runtime.atomic import atomic_path
 from fa3d.runtime.backends.onnxrt import cpu_session
-from fa3d.runtime.cli_errors import check_outputs_not_inputs, int_at_least, stops_cleanly
+from fa3d.runtime.cli_errors import check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
 from fa3d.runtime.clihelp import HelpFormatter
 from fa3d.runtime.timing import interleaved
 
@@ -187,7 +188,7 @@ def measure(contenders: list[Contender], threads: list[int], rounds: int, calls:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fa-latency", description=__doc__.split("\n\n")[0],
-                                formatter_class=HelpFormatter)
+                                epilog=exit_codes_help(__doc__), formatter_class=HelpFormatter)
     p.add_argument("--preset", action="append", default=[],
                    help="a model preset to time with random weights (repeatable; default: edge when nothing "
                         "else is given)")

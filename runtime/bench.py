@@ -24,7 +24,9 @@ Text output::
     ...
 
 ``--json OUT``: ``{"machine": {...}, "model": [rows as above], "pipeline": <summary> | null}``.
-Exit codes: 0 done, 2 usage, 3 video not found, 4 model cannot be loaded.
+
+Exit codes: 0 done, 2 usage (also --json naming an input), 3 video not found, 4 model cannot be loaded,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 
 PyTorch rows (``--checkpoint``) come from ``fa-bench-torch``, the same command with a PyTorch timer plugged in
 (:mod:`fa3d.training.bench_torch`): the runtime never imports torch or the training package, so plain
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_errors import EXIT_USAGE, check_outputs_not_inputs, int_at_least, stops_cleanly
+from .cli_errors import EXIT_USAGE, check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
 from .timing import summarize_ms, time_calls
@@ -71,7 +73,7 @@ def _parse_batches(text: str) -> list[int]:
 
 def build_parser(prog: str = "fa-bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                formatter_class=HelpFormatter)
+                                epilog=exit_codes_help(__doc__), formatter_class=HelpFormatter)
     p.add_argument("--model", help="FP32 (or FP16) ONNX model, run by ONNX Runtime (default, when no model of "
                                    "any kind is given: the model shipped inside fa3d)")
     p.add_argument("--int8", help="INT8 Q/DQ ONNX model, run by ONNX Runtime")

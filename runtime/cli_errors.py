@@ -105,6 +105,14 @@ def stops_cleanly(prog: str):
     return decorate
 
 
+def exit_codes_help(doc: str | None) -> str:
+    """The "Exit codes: ..." paragraph of a CLI module's docstring, on one line, for its ``--help`` epilog."""
+    for para in (doc or "").split("\n\n"):
+        if para.strip().startswith("Exit codes"):
+            return " ".join(para.split())
+    return ""
+
+
 def error(prog: str, message: str) -> None:
     """Print the one-line error every CLI prints: ``prog: error: message``."""
     print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
@@ -184,4 +192,4 @@ def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "SignalGuard", "Terminated",
            "check_outputs_not_inputs", "error", "float_in", "graceful_signals", "int_at_least", "output_clash",
-           "stops_cleanly"]
+           "exit_codes_help", "stops_cleanly"]

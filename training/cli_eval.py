@@ -1,4 +1,8 @@
-"""``fa-eval``: score a model or a predictions file with the literature's protocols."""
+"""``fa-eval``: score a model or a predictions file with the literature's protocols.
+
+Exit codes: 0 done; 2 bad arguments or inputs (data set, predictions file, model or checkpoint that cannot be
+read, an output naming an input); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fa3d.runtime.cli_errors import check_outputs_not_inputs, int_at_least, stops_cleanly
+from fa3d.runtime.cli_errors import check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
 
 
 def build_parser() -> argparse.ArgumentParser:
     from fa3d.runtime.evaluation.protocols import DATASETS
 
     p = argparse.ArgumentParser(
+        epilog=exit_codes_help(__doc__),
         prog="fa-eval",
         description="Evaluate face alignment and head pose with the protocols of the literature "
                     "(3DDFA's AFLW2000-3D and AFLW, BIWI). Give either a MODEL (run through fa3d's runtime, "

@@ -1,6 +1,9 @@
 """``fa-label SRC OUT``: pseudo-label faces with the MediaPipe FaceMesh teacher.
 
 Runs in the teacher's own environment (``make teacher-env``, then ``.venv-teacher/bin/fa-label``).
+
+Exit codes: 0 done; 2 bad arguments or inputs; 3 the teacher (MediaPipe) is not installed here; 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM): no labels file is written.
 """
 
 from __future__ import annotations
@@ -8,11 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fa3d.runtime.cli_errors import float_in, int_at_least, stops_cleanly
+from fa3d.runtime.cli_errors import exit_codes_help, float_in, int_at_least, stops_cleanly
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        epilog=exit_codes_help(__doc__),
         prog="fa-label",
         description="Label faces in a folder of images or a video with MediaPipe FaceMesh (the teacher): "
                     "68 3D iBUG points (through a fixed 468->68 table), head pose, the 468 dense points and "

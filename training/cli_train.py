@@ -12,11 +12,12 @@ import json
 import os
 import sys
 
-from fa3d.runtime.cli_errors import int_at_least
+from fa3d.runtime.cli_errors import exit_codes_help, int_at_least
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        epilog=exit_codes_help(__doc__),
         prog="fa-train", description="Train the pose-fused 3D face alignment network from a TOML config "
         "(examples: training/configs/edge.toml, paper.toml, smoke.toml). Several GPUs: "
         "torchrun --nproc_per_node N -m fa3d.training.cli_train --config FILE.")
