@@ -50,6 +50,7 @@ from .preprocess import prepare, rotation_to_image, to_image
 from .live_stream import LatestFrameWorker, ResultCallback
 from .results import FaceResult
 from .running_mode import RunningMode, wrong_mode
+from .schema import mean_shape
 from .smoothing import OneEuroFilter, OneEuroOptions
 from .track import FaceTracker, TrackerOptions
 
@@ -102,6 +103,24 @@ def _check_option_values(o: "FaceAlignerOptions") -> None:
         raise bad("result_callback", "a callable or None")
     if not (_is_real(o.eye_span_m) and math.isfinite(o.eye_span_m) and o.eye_span_m > 0):
         raise bad("eye_span_m", "a positive number of metres")
+
+
+def _scrub_nonfinite(out: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Faces (rows) whose outputs hold NaN or inf, and the outputs with those rows replaced by harmless values
+    (the mean shape, the identity) so that post-processing cannot fail on them; the caller drops them."""
+    bad = np.zeros(len(out["landmarks"]), bool)
+    for a in out.values():
+        bad |= ~np.isfinite(a.reshape(len(a), -1)).all(1)
+    if not bad.any():
+        return out, bad
+    out = {k: v.copy() for k, v in out.items()}
+    size = out["landmarks"].shape[1]
+    template = np.asarray(mean_shape(), np.float32)[:size] * np.array([1.0, -1.0, 1.0], np.float32)
+    out["landmarks"][bad] = template * 10.0 + 32.0
+    out["rotation"][bad] = np.eye(3, dtype=np.float32)
+    out["dense"][bad] = 0.0
+    out["confidence"][bad] = 0.0
+    return out, bad
 
 
 def check_boxes(boxes) -> np.ndarray:
@@ -187,6 +206,8 @@ class FaceAligner:
         self._last_ts: float | None = None
         self.last_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # seconds, of the latest call
         self._closed = False
+        #: faces whose model outputs were NaN or infinite: dropped (never reported), counted here
+        self.nonfinite_faces = 0
         self._worker: LatestFrameWorker | None = None
 
     @classmethod
@@ -232,6 +253,7 @@ class FaceAligner:
             else:
                 b = check_boxes(boxes)
                 faces, _ = self._align(frame_bgr, b, [None] * len(b), timings)
+                faces = [f for f in faces if np.isfinite(f.confidence)]  # the model gave NaN/inf for these
             self.last_timings = timings
             return faces
 
@@ -367,6 +389,8 @@ class FaceAligner:
             transforms.append(prep.transforms)
         out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         m = transforms[0] if len(transforms) == 1 else np.concatenate(transforms)
+        out, bad = _scrub_nonfinite(out)
+        self.nonfinite_faces += int(bad.sum())
         t2 = time.perf_counter()
         lm = to_image(out["landmarks"], m)
         dense = to_image(out["dense"], m) if out["dense"].shape[1] else np.zeros((len(m), 0, 3))
@@ -374,13 +398,13 @@ class FaceAligner:
         if self.options.pose_source != "head":
             fitted = rotation_from_landmarks(lm)
             rot = fitted if self.options.pose_source == "landmarks" else blend_rotations(rot, fitted)
-        conf = out["confidence"].reshape(-1)
+        conf = np.where(bad, np.nan, out["confidence"].reshape(-1))  # NaN: never reported, a miss for the tracker
         smooth = self.options.smoothing.enabled and timestamp_s is not None
         intr = self._intrinsics(frame)
         faces = []
         for i in range(len(boxes)):
             li, di, ri = lm[i], dense[i], rot[i]
-            if smooth and ids[i] is not None:
+            if smooth and ids[i] is not None and not bad[i]:
                 sm = self._smoothers.setdefault(ids[i], _TrackSmoother(self.options.smoothing))
                 li, di, r6 = sm(li, di, matrix_to_6d(ri), timestamp_s)
                 ri = rotation_from_6d(r6)

@@ -15,9 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))  # rt_h
 
 from rt_helpers import BlobDetector, make_plumbing_model, write_blob_video  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-SHIPPED_CHECKPOINT = REPO / "export" / "assets" / "default" / "model.pt"
-
 
 @pytest.fixture(scope="session")
 def plumbing_model(tmp_path_factory):
@@ -39,16 +36,3 @@ def blob_detector(monkeypatch):
     det = BlobDetector()
     monkeypatch.setattr(aligner_mod, "make_detector", lambda spec: det)
     return det
-
-
-def one_line_error(err: str, prog: str) -> str:
-    """The stderr of a CLI that failed cleanly: one line, prefixed by the program, no traceback."""
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert "Traceback" not in err, err
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"{prog}:"), err
-    return lines[0]
-
-
-def no_partials(folder: Path) -> list[str]:
-    return sorted(p.name for p in Path(folder).rglob("*") if "partial" in p.name)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from conftest import REPO, SHIPPED_CHECKPOINT, one_line_error
+from hostile_helpers import REPO, SHIPPED_CHECKPOINT, one_line_error
 
 pytest.importorskip("torch")
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import one_line_error
+from hostile_helpers import one_line_error
 from fa3d.runtime.cli_run import main
 from fa3d.runtime.detect import HaarDetector
 from rt_helpers import blob_frame

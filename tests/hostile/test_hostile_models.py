@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SHIPPED_CHECKPOINT, one_line_error
+from hostile_helpers import SHIPPED_CHECKPOINT, one_line_error
 from fa3d.runtime.backends import BackendError, open_backend
 from fa3d.runtime.cli_run import main
 from fa3d.runtime.metadata import write_metadata
@@ -164,3 +164,45 @@ def test_fa_eval_refuses_a_bad_checkpoint_in_one_line(tmp_path, capsys, content)
     assert eval_main([str(ckpt), "--dataset", "aflw19k-val", "--data", str(tmp_path / "d"), "--quiet"]) == 2
     one_line_error(capsys.readouterr().err, "fa-eval")
     assert not (tmp_path / "pwned").exists()
+
+
+def _nan_for(monkeypatch, backend, rows):
+    real = backend.infer
+
+    def infer(x):
+        out = {k: v.copy() for k, v in real(x).items()}
+        for r in rows:
+            if r < len(x):
+                out["landmarks"][r, 3] = np.nan
+                out["confidence"][r] = np.inf
+        return out
+
+    monkeypatch.setattr(backend, "infer", infer)
+
+
+def test_faces_with_nan_outputs_are_dropped_and_counted(plumbing_model, monkeypatch):
+    from fa3d.runtime import FaceAligner
+    from rt_helpers import blob_frame
+
+    with FaceAligner.from_artifact(plumbing_model) as al:
+        _nan_for(monkeypatch, al.backend, [1])
+        faces = al.process(blob_frame(), boxes=np.tile([[200.0, 160.0, 320.0, 320.0]], (3, 1)))
+        assert len(faces) == 2 and al.nonfinite_faces == 1
+        assert all(np.isfinite(f.landmarks).all() and np.isfinite(f.confidence) for f in faces)
+
+
+def test_a_model_that_returns_nan_never_puts_nan_in_the_json_lines(tmp_path, plumbing_model, blob_video,
+                                                                 blob_detector, monkeypatch):
+    import json
+
+    from fa3d.runtime.backends.onnxrt import OrtBackend
+
+    real = OrtBackend._infer_batch
+    monkeypatch.setattr(OrtBackend, "_infer_batch",
+                        lambda self, x: {**real(self, x), "rotation": np.full((len(x), 3, 3), np.nan, np.float32)})
+    js = tmp_path / "o.jsonl"
+    assert main(["--model", str(plumbing_model), "--source", str(blob_video), "--json", str(js), "--headless",
+                 "--smooth"]) == 0
+    recs = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the JSON lines")) for line in
+            js.read_text().splitlines()]
+    assert len(recs) == 30 and all(r["faces"] == [] for r in recs)

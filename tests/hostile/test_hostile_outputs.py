@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import one_line_error
+from hostile_helpers import one_line_error
 from fa3d.runtime.cli_errors import output_clash
 from fa3d.runtime.cli_run import main
 from rt_helpers import blob_frame

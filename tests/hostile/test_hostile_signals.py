@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import no_partials, one_line_error
+from hostile_helpers import no_partials, one_line_error
 from fa3d.runtime import cli_errors
 
 #: fa-run with every frame slowed down (and announced on stderr) so that a signal lands mid-run
@@ -38,7 +38,7 @@ sys.exit(main(sys.argv[2:]))
 
 
 def _run_and_signal(argv, sig, after_frames=5, timeout=60):
-    from conftest import REPO
+    from hostile_helpers import REPO
 
     p = subprocess.Popen([sys.executable, "-c", SLOW_FA_RUN, str(REPO / "tests" / "runtime"), *argv],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -147,7 +147,7 @@ def test_fa_eval_and_fa_train_stop_cleanly_on_sigterm(tmp_path, monkeypatch, cap
     from fa3d.training.cli_eval import main as eval_main
     from fa3d.training.cli_train import main as train_main
 
-    from conftest import REPO
+    from hostile_helpers import REPO
 
     monkeypatch.setattr(protocols, "load_ground_truth", _kill_self)
     assert eval_main(["x.onnx", "--dataset", "aflw", "--data", str(tmp_path)]) == 143
