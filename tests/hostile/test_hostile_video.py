@@ -25,7 +25,38 @@ def test_text_files_are_refused_as_videos(tmp_path, plumbing_model, capsys, name
     p.write_text(content)
     assert main(["--model", str(plumbing_model), "--source", str(p), "--headless"]) == 3
     line = one_line_error(capsys.readouterr().err, "fa-run")
-    assert str(p) in line and ("text" in line or "not a video" in line)
+    why = line.split(str(p), 1)[1]  # (the path itself holds this test's name)
+    assert "text" in why or "not a video" in why
+
+
+class _RendersAnything:
+    """An FFmpeg build with the "tty" demuxer opens any text file as a video of rendered text."""
+
+    def __init__(self, *a, **k):
+        self.n = 0
+
+    def isOpened(self):
+        return True
+
+    def get(self, prop):
+        return 3.0 if prop == 7 else 25.0  # CAP_PROP_FRAME_COUNT, CAP_PROP_FPS
+
+    def read(self):
+        self.n += 1
+        return (True, np.full((48, 64, 3), 200, np.uint8)) if self.n <= 3 else (False, None)
+
+    def release(self):
+        pass
+
+
+def test_text_files_are_refused_even_where_ffmpeg_would_play_them(tmp_path, plumbing_model, capsys, monkeypatch):
+    import fa3d.runtime.sources as sources
+
+    monkeypatch.setattr(sources.cv2, "VideoCapture", _RendersAnything)
+    p = tmp_path / "notes.txt"
+    p.write_text("meeting notes\n")
+    assert main(["--model", str(plumbing_model), "--source", str(p), "--headless"]) == 3
+    assert "not a video" in one_line_error(capsys.readouterr().err, "fa-run").split(str(p), 1)[1]
 
 
 def test_empty_and_random_files_are_refused(tmp_path, plumbing_model, capsys):
