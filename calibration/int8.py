@@ -193,8 +193,9 @@ def _report(fp32_onnx: Path, out_onnx: Path, found: SearchResult, gate: Gate, op
 def _write_model(src: Path, out_onnx: Path, meta: ArtifactMetadata, report: dict[str, Any]) -> None:
     with atomic_path(out_onnx) as dst:
         shutil.copyfile(src, dst)
+    block = {**int8_block(report), "int8_sha256": sha256_file(src)}  # lets a later check skip re-linting
     write_metadata(sidecar_path(out_onnx), meta.with_(precision="int8", source_sha256=report["fp32_sha256"],
-                                                      model={**meta.model, "int8": int8_block(report)}))
+                                                      model={**meta.model, "int8": block}))
 
 
 def _speed(fp32_onnx: Path, int8_onnx: Path, sample: np.ndarray, gate: Gate) -> dict[str, Any]:

@@ -4,7 +4,10 @@
 
 * ``model.pt``: the weights-only checkpoint, weights stored as float16 (the model computes in float32);
 * ``model.onnx`` + ``model.onnx.json``: its ONNX export, made by the fa-export pipeline from that very
-  ``model.pt`` (opset 17, checked, parity-tested against PyTorch), so the two files agree.
+  ``model.pt`` (opset 17, checked, parity-tested against PyTorch), so the two files agree;
+* ``model.int8.onnx`` + ``model.int8.onnx.json``: its INT8 Q/DQ ONNX, calibrated and gated on labelled
+  aflw19k faces by :mod:`.ship_int8` (``--data``; about 1.5 min). Without the data (or with ``--no-int8``)
+  the stale INT8 file of the previous model is removed: ``fa-export --int8`` then asks for ``--calib``.
 
 Everything is first built in a temporary folder beside the destination and moved in at the end.
 """
@@ -41,11 +44,35 @@ def ship_default(checkpoint: str | os.PathLike, dest: str | os.PathLike | None =
     return {name: (dest / name).stat().st_size for name in SHIPPED}
 
 
+def refresh_int8(dest: str | os.PathLike | None, data: str | os.PathLike | None, skip: bool) -> str:
+    """Remake the INT8 file of the (new) default model, or remove the stale one; a line to print."""
+    from .defaults import INT8_ONNX_NAME
+    from .ship_int8 import ship_int8
+
+    dest = Path(dest) if dest is not None else asset_path("default")
+    stale = [dest / INT8_ONNX_NAME, dest / (INT8_ONNX_NAME + ".json")]
+    why = "--no-int8"
+    if not skip:
+        try:
+            res = ship_int8(data, dest)
+        except FileNotFoundError as e:
+            why = str(e)
+        else:
+            if res.passed:
+                return f"{INT8_ONNX_NAME}: {res.path.stat().st_size / 1e6:.2f} MB (gate passed)"
+            why = "the INT8 gate failed"
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return f"{INT8_ONNX_NAME}: not shipped ({why}); the old one was removed"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fa3d.export.ship_default", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="the trained checkpoint to ship (e.g. runs/default/best.pt)")
     ap.add_argument("--dest", help="destination folder (default: the installed package's assets/default)")
+    ap.add_argument("--data", help="the aflw19k folder for the INT8 calibration and gate (default ../shared/data/aflw19k)")
+    ap.add_argument("--no-int8", action="store_true", help="do not make the INT8 file (the stale one is removed)")
     args = ap.parse_args(argv)
     from fa3d.training.checkpoint import CheckpointError
 
@@ -57,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, size in sizes.items():
         print(f"{name}: {size / 1e6:.2f} MB")
     print(f"total: {sum(sizes.values()) / 1e6:.2f} MB")
+    print(refresh_int8(args.dest, args.data, args.no_int8))
     return 0
 
 
