@@ -41,7 +41,10 @@ def make_entropy_calibrator(calib_npz: str | os.PathLike, expected: PreprocessCo
 
     ``trt``/``cuda`` default to the ``tensorrt`` and ``pycuda.driver`` modules (parameters for tests
     with stand-in modules). Set it on the builder config with ``config.int8_calibrator = calibrator``
-    together with ``BuilderFlag.INT8`` (TensorRT 8.5-10.x).
+    together with ``BuilderFlag.INT8`` and ``config.set_calibration_profile(profile)`` (dynamic shapes
+    need a calibration profile, and ``batch_size`` must be that profile's OPT batch; fa-export's builder
+    does both, see :func:`fa3d.export.trt_build.build_engine`). TensorRT 8.5 to 10.11 (weakly typed).
+    Call ``release()`` with the CUDA context current before the context goes.
     """
     if trt is None:
         try:
@@ -86,6 +89,12 @@ def make_entropy_calibrator(calib_npz: str | os.PathLike, expected: PreprocessCo
 
         def write_calibration_cache(self, cache) -> None:
             atomic_write_bytes(cache_path, bytes(cache))
+
+        def release(self) -> None:
+            """Free the device buffer (with the CUDA context current)."""
+            if self.device is not None:
+                self.device.free()
+                self.device = None
 
     if len(data) < batch_size:
         raise ValueError(f"{calib_npz}: {len(data)} calibration inputs are fewer than one batch of {batch_size}")

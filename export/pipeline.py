@@ -117,11 +117,12 @@ def choose_build_source(src: Path, precision: str, trt_version: Any, report: Cal
     """Which ONNX to build from and the engine's precision, for the installed TensorRT version.
 
     An FP16 or Q/DQ ONNX decides the precision itself. ``--fp16`` from an FP32 ONNX uses the FP16
-    builder flag before TensorRT 11 and the FP16 ONNX (beside it, or converted now) from 11 on.
+    builder flag before TensorRT 10.12 and the FP16 ONNX (beside it, or converted now) from 10.12 on
+    (strongly typed builds).
     """
     from packaging.version import Version
 
-    from .trt_build import FIRST_STRONGLY_TYPED_ONLY
+    from .trt_build import FIRST_STRONGLY_TYPED
 
     src_p = _meta_precision(src)
     if src_p != "fp32":
@@ -134,7 +135,7 @@ def choose_build_source(src: Path, precision: str, trt_version: Any, report: Cal
             raise ExportFailure(EXIT_USAGE, f"an INT8 engine needs the Q/DQ ONNX: {src.parent / INT8_ONNX_NAME} is "
                                 "missing; make it with fa-export --int8 (it calibrates), then build from it")
         return sib, "int8"
-    if precision == "fp16" and Version(str(trt_version)) >= FIRST_STRONGLY_TYPED_ONLY:
+    if precision == "fp16" and Version(str(trt_version)) >= FIRST_STRONGLY_TYPED:
         sib = _sibling(src, FP16_ONNX_NAME, "fp16")
         if sib is None:
             from .fp16 import make_fp16
