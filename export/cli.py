@@ -23,6 +23,9 @@ examples:
   fa-export model.pt --int8 --calib frames.npz  # calibrate on your camera's frames, gate, Q/DQ ONNX
   fa-export --from-onnx export/model.onnx --fp16 --dla-core 0   # on the Jetson: build the engine there
 
+on the GPU machine, fa-verify builds FP32/FP16/INT8 engines of the shipped model, checks them against
+ONNX Runtime on real faces, times them and writes a report (exit 3 where there is no GPU).
+
 """
 
 
