@@ -67,6 +67,7 @@ def verify_int8(int8_onnx: Path, fp32_onnx: Path) -> dict:
     from fa3d.calibration.lint import QdqLintError, lint_qdq
 
     block = dict(meta.model.get("int8") or {})
+    block["checked"] = "Q/DQ lint passed"
     try:
         lint_qdq(int8_onnx)
     except QdqLintError as e:
@@ -75,6 +76,7 @@ def verify_int8(int8_onnx: Path, fp32_onnx: Path) -> dict:
         if block.get("int8_sha256") != sha256_file(int8_onnx):
             raise Int8StepError("usage", f"{int8_onnx} changed since it was made and linted; checking it needs the "
                                 "onnx package: pip install 'fa3d[export]'") from None
+        block["checked"] = "unchanged since its Q/DQ lint (SHA-256; no onnx package here to re-run the lint)"
     return block
 
 
@@ -102,7 +104,7 @@ def use_shipped(out_dir: Path) -> tuple[Path, str]:
     _copy(fp32, out_dir / ONNX_NAME)
     _copy(int8, out_dir / INT8_ONNX_NAME)
     return out_dir / ONNX_NAME, _describe(block, f"the default model's shipped INT8 Q/DQ ONNX, verified (made from "
-                                          f"this FP32 ONNX, Q/DQ lint passed), copied to {out_dir / INT8_ONNX_NAME}")
+                                          f"this FP32 ONNX, {block['checked']}), copied to {out_dir / INT8_ONNX_NAME}")
 
 
 def is_shipped_fp32(onnx_path: Path) -> bool:
@@ -117,7 +119,7 @@ def int8_for(onnx_path: Path, *, calib: Path | None, val: Path | None, method: s
     if calib is None:
         if out.is_file():
             block = verify_int8(out, onnx_path)
-            return _describe(block, f"reusing {out}: made from this FP32 ONNX, Q/DQ lint passed"), True
+            return _describe(block, f"reusing {out}: made from this FP32 ONNX, {block['checked']}"), True
         if is_shipped_fp32(onnx_path):
             _copy(shipped_files()[1], out)
             block = verify_int8(out, onnx_path)

@@ -51,6 +51,7 @@ def test_int8_default_uses_the_shipped_file_without_torch(tmp_path, monkeypatch,
     assert sha256_file(out / "model.int8.onnx") == sha256_file(SHIPPED_INT8)
     assert read_sidecar(out / "model.int8.onnx").source_sha256 == sha256_file(out / "model.onnx")
     assert "shipped INT8 Q/DQ ONNX, verified" in text.out and "INT8 gate PASSED" in text.out
+    assert "Q/DQ lint passed" in text.out
     assert "NME loss" in text.out and "against labels" in text.out
     assert f"trtexec --onnx={out}/model.int8.onnx --int8 --fp16" in text.out
     block = read_sidecar(out / "model.int8.onnx").model["int8"]
@@ -172,6 +173,7 @@ def test_int8_default_without_onnx_checks_the_recorded_hash(tmp_path, monkeypatc
     """The base install has no onnx package: the file's hash, recorded when it was linted, stands in for the lint."""
     monkeypatch.setitem(sys.modules, "onnx", None)
     assert main(["--int8", "--out", str(tmp_path / "o"), "--no-progress"]) == 3
+    assert "unchanged since its Q/DQ lint" in capsys.readouterr().out
     fake = tmp_path / "assets"
     fp32 = _copy_model(SHIPPED_FP32, fake)
     int8 = _copy_model(SHIPPED_INT8, fake, "model.int8.onnx")
