@@ -268,7 +268,7 @@ def _shipped_onnx(req: ExportRequest, out_dir: Path, outcome: ExportOutcome, rep
 
 
 def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome, report: Report) -> Path | None:
-    from .trt_build import build_engine, import_tensorrt
+    from .trt_build import build_batch, build_engine, import_tensorrt
 
     if req.onnx_only:
         _add(outcome, report, Step("engine", "skipped (--onnx-only)"))
@@ -282,8 +282,9 @@ def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome
         build_src = out_dir / INT8_ONNX_NAME if req.precision == "int8" and src.name == ONNX_NAME else src
         cmds = [{"label": "fa-export (any TensorRT 8.5 to 11.x)",
                  "command": from_onnx_command(build_src, req.precision, req.batch, req.workspace_mb, req.dla_core)}]
+        static = build_batch(BuildOptions(batch=req.batch, dla_core=req.dla_core))  # DLA: static shapes
         cmds += [{"label": c.label, "command": c.command} for c in
-                 trtexec_commands(out_dir, size, req.precision, req.batch, req.workspace_mb, req.dla_core,
+                 trtexec_commands(out_dir, size, req.precision, static, req.workspace_mb, req.dla_core,
                                   fp16_only=_meta_precision(src) == "fp16")]
         outcome.target_commands = cmds
         outcome.status = EXIT_NO_TENSORRT
@@ -302,7 +303,8 @@ def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome
     outcome.files["timing_cache"] = str(res.timing_cache)
     _add(outcome, report, Step("engine", " ".join(notes + [
         f"built {res.path} ({res.size_bytes / 1e6:.1f} MB, {res.seconds:.0f} s) with TensorRT "
-        f"{res.plan.tensorrt_version} from {source.name}: {precision}, batch {req.batch}, workspace "
+        f"{res.plan.tensorrt_version} from {source.name}: {precision}, batch {build_batch(options)}"
+        + (" (static: the DLA needs it)" if req.dla_core is not None else "") + ", workspace "
         f"{req.workspace_mb} MiB, flags {list(res.plan.builder_flags) or 'none'}"
         + (", strongly typed" if res.plan.strongly_typed else "")
         + (f", DLA core {req.dla_core} with GPU fallback" if req.dla_core is not None else "")

@@ -182,3 +182,12 @@ def test_int8_default_without_onnx_checks_the_recorded_hash(tmp_path, monkeypatc
     monkeypatch.setattr(int8_step, "shipped_files", lambda: (fp32, int8))
     assert main(["--int8", "--out", str(tmp_path / "p"), "--no-progress"]) == 2
     assert "changed since it was made and linted" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not SHIPPED_FP32.is_file(), reason="no shipped model")
+def test_dla_trtexec_lines_use_a_static_profile(tmp_path, capsys):
+    src = _copy_model(SHIPPED_FP32, tmp_path / "d")
+    assert main(["--from-onnx", str(src), "--fp16", "--dla-core", "0", "--batch", "1:4:16"]) == 3
+    out = capsys.readouterr().out
+    assert "--minShapes=input:4x3x128x128 --optShapes=input:4x3x128x128 --maxShapes=input:4x3x128x128" in out
+    assert "--useDLACore=0" in out
