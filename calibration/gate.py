@@ -49,7 +49,8 @@ class Gate:
     max_nme_deviation: float = 1.0  # no labels: NME of INT8 against FP32 (an upper bound of the loss)
     max_pose_deviation_deg: float = 1.5  # no labels: mean |yaw/pitch/roll difference| INT8 vs FP32
     reference: str = "auto"  # "labels" when the validation set has them, else "fp32"
-    max_excluded: int = 8  # at most this many layers kept in float by the greedy search
+    max_excluded: int = 8  # at most this many layers tried in float by the greedy search
+    greedy_faces: int = 128  # the greedy steps evaluate on this many validation faces; the result on all
     batch_size: int = 16
     threads: int = 1  # ONNX Runtime intra-op threads for the gate's runs and benchmark
     bench_runs: int = 30
@@ -181,6 +182,16 @@ class ValidationData:
     def from_set(cls, cs) -> "ValidationData":
         return cls(inputs=cs.inputs, landmarks=cs.landmarks, ypr=cs.ypr, source=cs.source)
 
+    def spread(self, count: int) -> "ValidationData":
+        """At most ``count`` faces, evenly spread over the set (itself when it is that small)."""
+        n = len(self.inputs)
+        if n <= count:
+            return self
+        idx = np.linspace(0, n - 1, count).round().astype(np.int64)
+        pick = (lambda a: None if a is None else a[idx])  # noqa: E731
+        return ValidationData(inputs=self.inputs[idx], landmarks=pick(self.landmarks), ypr=pick(self.ypr),
+                              source=f"{count} of {self.source}")
+
 
 def validation_from_faces(items: Sequence[tuple[np.ndarray, np.ndarray]], config, *,
                           landmarks: Sequence[np.ndarray] | None = None, ypr: Sequence[np.ndarray] | None = None,
@@ -214,10 +225,11 @@ Quantizer = Callable[[tuple[str, ...]], Path]
 def greedy_exclude(quantize: Quantizer, evaluate_path: Callable[[Path], Comparison], ranking: Sequence[str],
                    gate: Gate, start: tuple[str, ...] = (), first: tuple[Path, Comparison] | None = None,
                    progress: bool = False) -> tuple[tuple[str, ...], Comparison, Path, list[dict]]:
-    """Keep layers of ``ranking`` in float, most sensitive first, until the gate holds or the limit is hit.
+    """Try layers of ``ranking`` in float, noisiest first, until the gate holds or ``max_excluded`` were tried.
 
-    ``first``: the model quantized with ``start`` excluded and its comparison, when already evaluated.
-    Returns (excluded layers, the final comparison, the final model path, the steps taken).
+    A layer stays in float only when that lowers :func:`badness`. ``first``: the model quantized with
+    ``start`` excluded and its comparison, when already evaluated. Returns (excluded layers, the final
+    comparison, the final model path, the steps tried).
     """
     excluded = tuple(start)
     steps = []
@@ -233,11 +245,14 @@ def greedy_exclude(quantize: Quantizer, evaluate_path: Callable[[Path], Comparis
     for layer in todo:
         if holds(c, gate):
             break
-        excluded = excluded + (layer,)
-        path = quantize(excluded)
-        c = evaluate_path(path)
-        steps.append({"excluded": list(excluded), "nme_loss": c.nme_loss, "pose_loss": c.pose_loss,
-                      "holds": holds(c, gate)})
+        trial = excluded + (layer,)
+        trial_path = quantize(trial)
+        t = evaluate_path(trial_path)
+        kept = badness(t, gate) < badness(c, gate)
+        steps.append({"layer": layer, "excluded": list(trial), "nme_loss": t.nme_loss, "pose_loss": t.pose_loss,
+                      "holds": holds(t, gate), "kept": kept})
+        if kept:
+            excluded, path, c = trial, trial_path, t
     return excluded, c, path, steps
 
 

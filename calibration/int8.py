@@ -140,8 +140,16 @@ def search(fp32_onnx: Path, calib_set: CalibrationSet, val: ValidationData, gate
     layers = quantizable_nodes(fp32_onnx, options.op_types)
     result.ranking = rank_layers(path, val.inputs, layers, batch_size=gate.batch_size, threads=gate.threads)
     order = [r.layer for r in result.ranking if r.score > 0][:max(0, len(layers) - 1)]  # keep one quantized
-    result.excluded, result.final, result.path, result.steps = greedy_exclude(
-        quantize, evaluate_path, order, gate, first=(path, initial), progress=progress)
+    small = val.spread(gate.greedy_faces)  # greedy steps on a spread subset, the outcome on every face
+    idx = np.linspace(0, len(val.inputs) - 1, len(small.inputs)).round().astype(np.int64)
+    small_ref = {k: v[idx] for k, v in fp32_out.items()} if small is not val else fp32_out
+
+    def evaluate_small(p: Path) -> Comparison:
+        return evaluate(fp32_onnx, p, small, gate, fp32_outputs=small_ref)
+
+    result.excluded, _, result.path, result.steps = greedy_exclude(
+        quantize, evaluate_small, order, gate, first=(path, evaluate_small(path)), progress=progress)
+    result.final = evaluate_path(result.path) if result.excluded else initial
     return result
 
 

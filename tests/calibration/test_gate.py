@@ -115,12 +115,45 @@ def test_tight_gate_ranks_in_one_pass_and_excludes(tiny_onnx, synthetic_set, tmp
     by = {x["layer"]: x for x in r["ranking"]}
     assert not by["/dn/Gemm"]["relevant"] and by["/dn/Gemm"]["score"] == 0 and by["/lm/Gemm"]["relevant"]
     assert by["/c1/Conv"]["activation_noise"] > 0 and by["/c1/Conv"]["weight_noise"] > 0
-    assert r["excluded_layers"] == ranked[:3]
+    steps = r["greedy_steps"]
+    assert [s["layer"] for s in steps] == ranked[:3]  # tried in the ranking's order
+    assert r["excluded_layers"] == [s["layer"] for s in steps if s["kept"]]  # kept only when the loss fell
     # one quantization with calibration, then one re-quantization per greedy step, none per layer
-    assert len(calls) == 1 + 3 and len(r["greedy_steps"]) == 3
-    assert r["final"]["nme_loss"] < r["initial"]["nme_loss"]
+    assert len(calls) == 1 + 3 and len(steps) == 3
+    if r["excluded_layers"]:
+        assert r["final_badness"] < max(r["initial"]["nme_loss"], r["initial"]["pose_loss"]) / 1e-9
     forced = make_int8(tiny_onnx, out, calib=synthetic_set, val=val, method="minmax", gate=gate, force=True)
     assert not forced.passed and out.is_file() and forced.report["forced"]
+
+
+def test_greedy_keeps_a_layer_in_float_only_when_it_helps():
+    from pathlib import Path
+
+    from fa3d.calibration.gate import Comparison, greedy_exclude
+
+    loss = {(): 3.0, ("a",): 2.0, ("a", "b"): 2.5, ("a", "c"): 0.5}
+
+    def quantize(excluded):
+        return Path("+".join(excluded) or "none")
+
+    def evaluate_path(path):
+        key = () if path.name == "none" else tuple(path.name.split("+"))
+        return Comparison(nme_vs_fp32=loss[key], pose_geodesic_vs_fp32=0, ypr_mae_vs_fp32=(0, 0, 0),
+                          nme_loss=loss[key], pose_loss=0.0)
+
+    excluded, c, path, steps = greedy_exclude(quantize, evaluate_path, ["a", "b", "c", "d"],
+                                              Gate(max_nme_deviation=1.0, max_excluded=4))
+    assert excluded == ("a", "c") and c.nme_loss == 0.5 and path.name == "a+c"
+    assert [(s["layer"], s["kept"]) for s in steps] == [("a", True), ("b", False), ("c", True)]
+
+
+def test_validation_spread_keeps_labels_aligned(synthetic_set):
+    v = ValidationData.from_set(synthetic_set)
+    s = v.spread(10)
+    assert len(s.inputs) == 10 and s.landmarks.shape == (10, 68, 3)
+    np.testing.assert_array_equal(s.inputs[-1], v.inputs[-1])
+    np.testing.assert_array_equal(s.landmarks[0], v.landmarks[0])
+    assert v.spread(1000) is v
 
 
 def test_gate_holds_after_exclusion(tiny_onnx, synthetic_set, tmp_path):
