@@ -16,6 +16,7 @@ import numpy as np
 from packaging.version import Version
 
 from fa3d.runtime.atomic import atomic_write_bytes
+from fa3d.runtime.policy import MIN_TENSORRT, TRT_STRONGLY_TYPED_ONLY
 from fa3d.runtime.preprocess import PreprocessConfig
 
 from .calibset import load_calibration_set
@@ -27,12 +28,12 @@ class CalibratorUnavailable(RuntimeError):
 
 def check_trt_version(version: str) -> None:
     v = Version(version)
-    if v >= Version("11"):
+    if v >= TRT_STRONGLY_TYPED_ONLY:
         raise CalibratorUnavailable(
             f"TensorRT {version} has no INT8 calibrator (IInt8Calibrator was removed in TensorRT 11); use the "
             "Q/DQ ONNX from `fa-export --int8`, which needs no calibrator")
-    if v < Version("8.5"):
-        raise CalibratorUnavailable(f"TensorRT {version} is older than 8.5, the oldest fa3d supports")
+    if v < MIN_TENSORRT:
+        raise CalibratorUnavailable(f"TensorRT {version} is older than {MIN_TENSORRT}, the oldest fa3d supports")
 
 
 def make_entropy_calibrator(calib_npz: str | os.PathLike, expected: PreprocessConfig,

@@ -45,14 +45,15 @@ from packaging.version import InvalidVersion, Version
 
 from fa3d.runtime.atomic import atomic_path, atomic_write_bytes
 from fa3d.runtime.metadata import ArtifactMetadata, read_sidecar, sha256_file, sidecar_path, write_metadata
+from fa3d.runtime.policy import MIN_TENSORRT as OLDEST
+from fa3d.runtime.policy import TRT_NO_DLA, TRT_STRONGLY_TYPED, TRT_STRONGLY_TYPED_ONLY
 
 from .defaults import DEFAULT_BATCH, DEFAULT_WORKSPACE_MB
 
-OLDEST = Version("8.5")
 FIRST_IMPLICIT_EXPLICIT_BATCH = Version("10")  # EXPLICIT_BATCH deprecated and ignored from 10.0
-FIRST_STRONGLY_TYPED = Version("10.12")  # weak typing (BuilderFlag.FP16/INT8) deprecated: strongly typed builds
-FIRST_STRONGLY_TYPED_ONLY = Version("11")  # no FP16/INT8 builder flags at all, strongly typed networks only
-NO_DLA = (Version("11.0"), Version("11.4"))  # TensorRT 11.0 to 11.3 have no DLA support
+FIRST_STRONGLY_TYPED = TRT_STRONGLY_TYPED  # weak typing (BuilderFlag.FP16/INT8) deprecated: strongly typed builds
+FIRST_STRONGLY_TYPED_ONLY = TRT_STRONGLY_TYPED_ONLY  # no FP16/INT8 builder flags, strongly typed networks only
+NO_DLA = TRT_NO_DLA  # TensorRT 11.0 to 11.3 have no DLA support
 PRECISIONS = ("fp32", "fp16", "int8")
 
 

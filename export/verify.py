@@ -95,7 +95,7 @@ def environment() -> dict[str, Any]:
 def build_engines(work: Path, report: VerifyReport) -> dict[str, Path]:
     """FP32/FP16/INT8 engines of the shipped model in ``work``; a check per build."""
     from .int8_step import use_shipped
-    from .pipeline import choose_build_source
+    from .steps import choose_build_source
     from .trt_build import BuildOptions, EngineBuildError, build_engine, import_tensorrt
 
     trt = import_tensorrt()
