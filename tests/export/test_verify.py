@@ -61,3 +61,53 @@ def test_check_logic_on_onnx_runtime_models(tmp_path):
                                                "backend used and closed from a second thread"]
     assert all(c.passed for c in report.checks), report.to_dict()
     assert 0 < report.checks[1].details["nme_deviation"] < 1.0
+
+
+def test_gpu_path_plumbing_with_stand_ins(tmp_path, monkeypatch):
+    """fa-verify's GPU path end to end against the STAND-INS (the build stand-in of trt_standin.py merged with
+    the runtime stand-in of tests/runtime/rt_fake_trt.py): builds, backends, timing, the second thread and
+    the report run without error. The stand-in 'engine' computes nothing like the model, so its accuracy
+    checks fail by design; this is not a TensorRT run."""
+    from pathlib import Path
+
+    from trt_standin import make_standin
+
+    from fa3d.export.int8_step import shipped_files
+    from fa3d.runtime.metadata import read_sidecar
+
+    if not shipped_files()[1].is_file():
+        pytest.skip("no shipped INT8 model")
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "runtime"))
+    from rt_fake_trt import PLAN_BYTES, World
+
+    meta = read_sidecar(shipped_files()[0])
+    world = World(size=meta.preprocess.input_size, num_dense=meta.num_dense, profile=(1, 4, 16),
+                  trt_version="10.3.0")
+    mods = world.modules()
+    trt = mods["tensorrt"]
+    build = make_standin("10.3.0")
+    for name in ("NetworkDefinitionCreationFlag", "BuilderFlag", "MemoryPoolType", "DeviceType", "OnnxParser"):
+        setattr(trt, name, getattr(build, name))
+
+    class Builder(build.Builder):
+        def build_serialized_network(self, network, config):
+            return PLAN_BYTES if super().build_serialized_network(network, config) else None
+
+    trt.Builder = Builder
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    from fa3d.runtime.backends import trt as trt_backend
+
+    monkeypatch.setattr(trt_backend, "gpu_probe", lambda: None)
+    rc = main(["--out", str(tmp_path / "v"), "--json"])
+    rep = json.loads((tmp_path / "v" / "verify.json").read_text())
+    checks = {c["name"]: c for c in rep["checks"]}
+    assert rc == 1 and not rep["reason"], rep
+    for p in ("fp32", "fp16", "int8"):
+        assert checks[f"build {p}"]["passed"], checks[f"build {p}"]
+    assert checks["build int8"]["details"]["builder_flags"] == ["INT8", "FP16"]
+    assert checks["backend used and closed from a second thread"]["passed"]
+    assert set(checks["timing (median ms per call, host to host)"]["details"]) == {
+        f"{p} batch {b}" for p in ("fp32", "fp16", "int8") for b in (1, 4)}
+    assert ("detach", "leaked") not in world.log
+    assert not checks["accuracy fp32 vs ONNX Runtime"]["passed"]  # the stand-in computes no face model
