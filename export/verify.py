@@ -106,8 +106,8 @@ def build_engines(work: Path, report: VerifyReport) -> dict[str, Path]:
             src, prec = choose_build_source(onnx_path, precision, trt.__version__, lambda msg: None)
             res = build_engine(src, work / f"model.{precision}.plan",
                                BuildOptions(precision=prec, timing_cache=work / "timing.cache"))
-        except (EngineBuildError, ValueError, RuntimeError) as e:
-            report.add(Check(f"build {precision}", False, {"error": str(e)}))
+        except (EngineBuildError, ValueError, RuntimeError, ImportError, OSError) as e:  # e.g. no onnx for FP16
+            report.add(Check(f"build {precision}", False, {"error": f"{type(e).__name__}: {e}"}))
             continue
         engines[precision] = res.path
         report.add(Check(f"build {precision}", True, {"source": src.name, "seconds": round(res.seconds, 1),
