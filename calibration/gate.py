@@ -208,11 +208,12 @@ def validation_from_faces(items: Sequence[tuple[np.ndarray, np.ndarray]], config
 
 
 def evaluate(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike, val: ValidationData, gate: Gate,
-             fp32_outputs: dict[str, np.ndarray] | None = None) -> Comparison:
-    """INT8 against FP32 (and the labels of ``val``) on ``val``; ``fp32_outputs`` saves re-running FP32."""
+             fp32_outputs: dict[str, np.ndarray] | None = None, desc: str | None = None) -> Comparison:
+    """INT8 against FP32 (and the labels of ``val``) on ``val``; ``fp32_outputs`` saves re-running FP32;
+    ``desc``: a progress bar over the INT8 run."""
     ref = fp32_outputs if fp32_outputs is not None else run_model(fp32_onnx, val.inputs,
                                                                   batch_size=gate.batch_size, threads=gate.threads)
-    out = run_model(int8_onnx, val.inputs, batch_size=gate.batch_size, threads=gate.threads)
+    out = run_model(int8_onnx, val.inputs, batch_size=gate.batch_size, threads=gate.threads, desc=desc)
     return compare(ref, out, landmarks=val.landmarks, ypr=val.ypr, reference=gate.reference)
 
 

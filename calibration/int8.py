@@ -130,7 +130,8 @@ def search(fp32_onnx: Path, calib_set: CalibrationSet, val: ValidationData, gate
                          desc="INT8 gate: FP32 reference" if progress else None)
 
     def evaluate_path(path: Path) -> Comparison:
-        return evaluate(fp32_onnx, path, val, gate, fp32_outputs=fp32_out)
+        return evaluate(fp32_onnx, path, val, gate, fp32_outputs=fp32_out,
+                        desc="INT8 gate: INT8 model" if progress else None)
 
     path = quantize(())
     initial = evaluate_path(path)
