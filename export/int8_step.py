@@ -134,6 +134,9 @@ def int8_for(onnx_path: Path, *, calib: Path | None, val: Path | None, method: s
         raise Int8StepError("usage", f"{e}. This model ({onnx_path}) is not the shipped default model") from None
     except (CalibrationSetError, ValueError, FileNotFoundError, RuntimeError) as e:
         raise Int8StepError("usage", f"INT8 calibration: {e}") from None
+    except ImportError as e:  # the base install: no onnx (ONNX Runtime's quantization tools need it)
+        raise Int8StepError("usage", f"INT8 calibration needs the [export] extra ({e}): pip install "
+                            "'fa3d[export]'") from None
     if not res.passed and not force:
         raise Int8StepError("gate", make_int8_cli_summary(res) + f"\nINT8 accuracy gate failed (report "
                             f"{onnx_path.parent / INT8_REPORT_NAME}); no engine built; --force builds it anyway")

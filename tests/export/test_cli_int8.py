@@ -191,3 +191,21 @@ def test_dla_trtexec_lines_use_a_static_profile(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "--minShapes=input:4x3x128x128 --optShapes=input:4x3x128x128 --maxShapes=input:4x3x128x128" in out
     assert "--useDLACore=0" in out
+
+
+@pytest.mark.skipif(not SHIPPED_FP32.is_file(), reason="no shipped model")
+def test_calibration_without_the_export_extra_says_what_to_install(other_onnx, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from fa3d.calibration.calibset import CalibrationSet, save_calibration_set
+
+    pre = read_sidecar(other_onnx).preprocess
+    s = pre.input_size
+    calib = save_calibration_set(CalibrationSet(inputs=np.zeros((8, 3, s, s), np.float32),
+                                                names=tuple(map(str, range(8))), preprocess=pre, source="zeros"),
+                                 tmp_path / "c.npz")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
+    rc = main(["--from-onnx", str(other_onnx), "--int8", "--calib", str(calib), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "fa3d[export]" in err and "Traceback" not in err
