@@ -29,6 +29,24 @@ def base_shape_crop(input_size: int, crop_scale: float = DEFAULT_CROP_SCALE) -> 
     return out.astype(np.float32)
 
 
+def pose_for_fusion(r6: torch.Tensor, rotation: torch.Tensor | None, force_mask: torch.Tensor | None,
+                    training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The predicted rotation (B, 3, 3) from the pose head's 6D output, and the flattened rotation (B, 9) the
+    fused blocks receive: the prediction (detached in training), or ``rotation`` (teacher forcing) for all
+    samples or, with ``force_mask`` (B,) bool, for the masked ones."""
+    from .blocks import rotation_from_6d_torch
+
+    r_pred = rotation_from_6d_torch(r6.float())  # Gram-Schmidt in float32 even under autocast
+    if rotation is None:
+        r_used = r_pred.detach() if training else r_pred
+    elif force_mask is None:
+        r_used = rotation.to(r_pred.dtype)
+    else:
+        m = force_mask.reshape(-1, 1, 1).to(torch.bool)
+        r_used = torch.where(m, rotation.to(r_pred.dtype), r_pred.detach())
+    return r_pred, r_used.reshape(-1, 9)
+
+
 def add_output_heads(net: nn.Module, config, dense_template: np.ndarray | None) -> None:
     """Give ``net`` its output layers from ``config.hidden`` features (``config``: input_size, hidden,
     num_dense); ``dense_template`` (N, 3) in the mean-shape model frame, or None for the default template."""

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import CoordConv2d, PoseSE, rotation_from_6d_torch
-from .heads import add_output_heads, assemble_outputs
+from .blocks import CoordConv2d, PoseSE
+from .heads import add_output_heads, assemble_outputs, pose_for_fusion
 
 #: one stage of the backbone: (expansion, out channels, repeats, first stride)
 Stage = tuple[int, int, int, int]
@@ -67,7 +67,8 @@ class MobileConfig:
         if not 0 <= self.pose_after < len(self.stages) - 1:
             raise ValueError(f"pose_after must index a stage before the last, got {self.pose_after}")
         if not self.pose_after <= self.heat_after < len(self.stages):
-            raise ValueError(f"heat_after must be a stage from pose_after ({self.pose_after}) on, got {self.heat_after}")
+            raise ValueError(f"heat_after must be a stage from pose_after ({self.pose_after}) on, "
+                             f"got {self.heat_after}")
         for f in ("input_size", "stem_width", "depth_bins", "reg3d_width", "hidden", "pose_width", "se_reduction"):
             if getattr(self, f) < 1:
                 raise ValueError(f"model config {f} must be >= 1, got {getattr(self, f)}")
@@ -168,18 +169,6 @@ class PoseFusedMobileNet(nn.Module):
         self.fc = nn.Sequential(nn.Linear(widths[-1] + rw, c.hidden), nn.ReLU(inplace=True))
         add_output_heads(self, c, dense_template)
 
-    def _rotation(self, f: torch.Tensor, rotation: torch.Tensor | None, force_mask: torch.Tensor | None):
-        r6 = self.pose_fc(self.pose_conv(f).mean(dim=(2, 3))).float()
-        r_pred = rotation_from_6d_torch(r6)
-        if rotation is None:
-            r_used = r_pred if not self.training else r_pred.detach()
-        elif force_mask is None:
-            r_used = rotation.to(r_pred.dtype)
-        else:
-            m = force_mask.reshape(-1, 1, 1).to(torch.bool)
-            r_used = torch.where(m, rotation.to(r_pred.dtype), r_pred.detach())
-        return r6, r_pred, r_used.reshape(-1, 9)
-
     def forward(self, x: torch.Tensor, rotation: torch.Tensor | None = None,
                 force_mask: torch.Tensor | None = None) -> dict:
         c = self.config
@@ -189,7 +178,8 @@ class PoseFusedMobileNet(nn.Module):
             for blk in stage:
                 f = blk(f, rot9)
             if i == c.pose_after:
-                r6, r_pred, rot9 = self._rotation(f, rotation, force_mask)
+                r6 = self.pose_fc(self.pose_conv(f).mean(dim=(2, 3))).float()
+                r_pred, rot9 = pose_for_fusion(r6, rotation, force_mask, self.training)
             if i == c.heat_after:
                 heat = self.heat(f)
         p2d = f.mean(dim=(2, 3))

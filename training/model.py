@@ -1,7 +1,8 @@
-"""The pose-fused 3D face alignment network (So & Han, arXiv 2308.13327), one family, two presets.
+"""The pose-fused 3D face alignment network (So & Han, arXiv 2308.13327): the hourglass family, the presets of
+both families and the factory (the mobile family is in :mod:`fa3d.training.mobile`).
 
-Structure (DESIGN.md section 1): CoordConv stem -> pose head (6D -> rotation) -> stacked pose-fused
-hourglasses emitting 3D heatmap volumes (channels = depth bins; intermediate supervision) -> dual
+Structure (after the authors' released code; README, "Training"): CoordConv stem -> pose head (6D -> rotation)
+-> stacked pose-fused hourglasses emitting 3D heatmap volumes (channels = depth bins; intermediate supervision) -> dual
 regressor (heatmap attention, 2D branch on the feature maps, 3D branch of Conv3d + pose-fused SE-Conv3D
 on the heatmap volume, pooled, concatenated, linear -> 68x3) -> dense head (template warped by the
 keypoints + residual, see :mod:`fa3d.training.dense_template`) and a face confidence.
@@ -19,8 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import (CoordConv2d, FusedConv3dBlock, FusedConvBlock, Hourglass, rotation_from_6d_torch)
-from .heads import add_output_heads, assemble_outputs, base_shape_crop  # noqa: F401 (base_shape_crop: API)
+from .blocks import CoordConv2d, FusedConv3dBlock, FusedConvBlock, Hourglass
+from .heads import add_output_heads, assemble_outputs, base_shape_crop, pose_for_fusion  # noqa: F401 (base_shape_crop: API)
 from .mobile import MobileConfig, PoseFusedMobileNet
 
 
@@ -196,16 +197,8 @@ class PoseFusedAlignmentNet(nn.Module):
         f = self.stem_b3(f, None)
         # pose
         p = self.pose_convs(f).mean(dim=(2, 3))
-        r6 = self.pose_fc(p).float()  # Gram-Schmidt in float32 even under autocast
-        r_pred = rotation_from_6d_torch(r6)
-        if rotation is None:
-            r_used = r_pred if not self.training else r_pred.detach()
-        elif force_mask is None:
-            r_used = rotation.to(r_pred.dtype)
-        else:
-            m = force_mask.reshape(-1, 1, 1).to(torch.bool)
-            r_used = torch.where(m, rotation.to(r_pred.dtype), r_pred.detach())
-        rot9 = r_used.reshape(-1, 9)
+        r6 = self.pose_fc(p).float()
+        r_pred, rot9 = pose_for_fusion(r6, rotation, force_mask, self.training)
         # stacked hourglasses
         heatmaps = []
         ll = heat = f
@@ -243,8 +236,9 @@ def build_model(preset: str, fuse_pose: bool = True, num_dense: int | None = Non
     """The network of a preset (``paper``, ``edge``, ``edge_hg``, or ``tiny``/``tiny_mobile`` for tests),
     optionally with changed sizes.
 
-    ``overrides`` are fields of the preset's config (:class:`ModelConfig` or :class:`MobileConfig`) (e.g. ``depth_bins=32``). ``dense_template`` (N, 3) is in
-    the mean-shape model frame; without it a deterministic default template is used.
+    ``overrides`` are fields of the preset's config (:class:`ModelConfig` or :class:`MobileConfig`), e.g.
+    ``depth_bins=32``. ``dense_template`` (N, 3) is in the mean-shape model frame; without it a deterministic
+    default template is used.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
