@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fa3d.runtime.cli_errors import exit_codes_help, int_at_least
+from fa3d.runtime.cli_errors import exit_codes_help, int_at_least, stops_cleanly
 
 from fa3d.runtime.policy import DEFAULT_DETECTOR
 
@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@stops_cleanly("fa-calib")
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from fa3d.runtime.cli_errors import stops_cleanly
+
 from .defaults import DEFAULT_BATCH, DEFAULT_WORKSPACE_MB
 from .steps import EXIT_CODES, EXIT_USAGE, ExportFailure, ExportRequest, Step, run_export
 from .trt_build import BatchProfile
@@ -101,6 +103,7 @@ def _output_problem(args) -> str | None:
     return None
 
 
+@stops_cleanly("fa-export", return_usage_errors=False)
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.from_onnx is not None and args.checkpoint is not None:

@@ -34,6 +34,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+EXIT_BROKEN_PIPE = 128 + 13  # 141, as a program killed by SIGPIPE (signal.SIGPIPE does not exist on Windows)
 
 
 class Terminated(KeyboardInterrupt):
@@ -81,10 +82,19 @@ def graceful_signals() -> Iterator[SignalGuard]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def stops_cleanly(prog: str):
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def stops_cleanly(prog: str, *, return_usage_errors: bool = True):
     """Decorate a CLI ``main``: SIGTERM stops it like Ctrl-C; an interrupt it does not catch itself prints
     one line (no traceback) and exits 130 (Ctrl-C) or 143 (SIGTERM); its own 130 becomes 143 for SIGTERM;
-    argparse's usage errors are returned (2) rather than raised as SystemExit."""
+    argparse's usage errors are returned (2) rather than raised as SystemExit (unless
+    ``return_usage_errors=False``); a closed stdout (``| head``)
+    ends it quietly with 141, as SIGPIPE would."""
     def decorate(main):
         @functools.wraps(main)
         def wrapper(*args, **kwargs) -> int:
@@ -92,12 +102,15 @@ def stops_cleanly(prog: str):
                 try:
                     code = main(*args, **kwargs)
                 except SystemExit as e:  # argparse's usage error: its code, returned (--help still exits)
-                    if not e.code:
+                    if not e.code or not return_usage_errors:
                         raise
                     return e.code if isinstance(e.code, int) else EXIT_USAGE
                 except KeyboardInterrupt as e:
                     print(f"{prog}: {guard.name}", file=sys.stderr)
                     return guard.interrupted(e)
+                except BrokenPipeError:  # stdout closed early (`fa-run | head`): stop quietly, no traceback
+                    _silence_stdout()
+                    return EXIT_BROKEN_PIPE
             if code == EXIT_INTERRUPTED and guard.signum == signal.SIGTERM:
                 return EXIT_TERMINATED
             return code
@@ -190,6 +203,6 @@ def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool
     return parse
 
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "SignalGuard", "Terminated",
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "SignalGuard", "Terminated",
            "check_outputs_not_inputs", "error", "float_in", "graceful_signals", "int_at_least", "output_clash",
            "exit_codes_help", "stops_cleanly"]

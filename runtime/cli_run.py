@@ -45,7 +45,7 @@ import sys
 from pathlib import Path
 
 from . import cli_errors
-from .cli_errors import float_in, int_at_least
+from .cli_errors import float_in, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
 
@@ -121,6 +121,7 @@ def _check_args(args) -> str | None:
     return cli_errors.output_clash({"--output": args.output, "--json": args.json_out}, inputs)
 
 
+@stops_cleanly("fa-run")
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:

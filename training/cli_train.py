@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from fa3d.runtime.cli_errors import exit_codes_help, int_at_least
+from fa3d.runtime.cli_errors import exit_codes_help, int_at_least, stops_cleanly
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@stops_cleanly("fa-train")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from dataclasses import replace

@@ -156,3 +156,15 @@ def test_fa_eval_and_fa_train_stop_cleanly_on_sigterm(tmp_path, monkeypatch, cap
     assert train_main(["--config", str(REPO / "training" / "configs" / "smoke.toml"), "--out-dir",
                        str(tmp_path / "run")]) == 143
     assert "terminated (SIGTERM); resume with --resume" in one_line_error(capsys.readouterr().err, "fa-train")
+
+
+def test_a_closed_stdout_ends_a_cli_quietly(plumbing_model, blob_video):
+    """`fa-run ... | head -1`: the reader goes away; no BrokenPipeError traceback, exit 141 as with SIGPIPE."""
+    from hostile_helpers import REPO
+
+    cmd = [sys.executable, "-c", "import sys; from fa3d.runtime.cli_run import main; sys.exit(main(sys.argv[1:]))",
+           "--model", str(plumbing_model), "--source", str(blob_video), "--headless", "--max-frames", "3"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    p.stdout.close()  # nobody reads the timing table
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 141 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
