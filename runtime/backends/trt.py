@@ -34,7 +34,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..metadata import MetadataError, read_sidecar
 from ..policy import MIN_TENSORRT
-from .base import OUTPUT_NAMES, BackendBase, BackendError, check_format
+from .base import OUTPUT_NAMES, BackendBase, BackendError, check_format, check_output_shapes
 
 #: keys the sidecar's ``engine`` entry must have (written by fa-export when it builds the engine)
 ENGINE_KEYS = ("tensorrt_version", "gpu_name", "compute_capability")
@@ -189,6 +189,8 @@ class TrtBackend(BackendBase):
         self._stream = cuda.Stream()
         # size every buffer for the profile's largest batch, once
         self._context.set_input_shape(self._input, tuple(pmax))
+        check_output_shapes({n: list(self._context.get_tensor_shape(n)) for n in OUTPUT_NAMES}, self.metadata,
+                            str(self.path))  # what the runtime needs, before any buffer is allocated
         self._host = {}
         self._dev = {}
         for name in [self._input] + outputs:

@@ -206,3 +206,22 @@ def test_a_model_that_returns_nan_never_puts_nan_in_the_json_lines(tmp_path, plu
     recs = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the JSON lines")) for line in
             js.read_text().splitlines()]
     assert len(recs) == 30 and all(r["faces"] == [] for r in recs)
+
+
+def test_an_engine_whose_outputs_contradict_its_sidecar_is_refused_at_load(tmp_path, monkeypatch, capsys):
+    """The same load-time check for TensorRT engines, against the stand-in `tensorrt` module (not a TRT run)."""
+    import sys
+
+    from rt_fake_trt import PLAN_BYTES, World
+    from rt_helpers import NUM_DENSE
+
+    world = World(size=SIZE, num_dense=NUM_DENSE + 1, profile=(1, 4, 16), trt_version="10.3.0")
+    for name, mod in world.modules().items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(PLAN_BYTES)
+    write_metadata(str(plan) + ".json", plumbing_metadata(SIZE, fmt="tensorrt", engine={
+        "tensorrt_version": "10.3.0", "gpu_name": "Fake GPU", "compute_capability": "8.7"}))
+    with pytest.raises(BackendError, match=f"num_dense={NUM_DENSE}"):
+        open_backend(plan)
+    assert not any(e[0] == "set_tensor_address" for e in world.log), "refused before any buffer is bound"
