@@ -132,3 +132,14 @@ def test_open_source_on_a_folder_without_images(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(SourceError, match="no images"):
         open_source(str(tmp_path))
+
+
+@pytest.mark.parametrize("spec", ["rtsp://127.0.0.1:9/none", "gst:videotestsrc num-buffers=0 ! fakesink"])
+def test_unreachable_streams_and_pipelines_fail_fast_with_exit_3(plumbing_model, capsys, spec):
+    import time
+
+    t0 = time.monotonic()
+    assert main(["--model", str(plumbing_model), "--source", spec, "--headless"]) == 3
+    assert time.monotonic() - t0 < 20
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "fa-run: error:" in err  # (OpenCV's own warnings may precede it)
