@@ -51,7 +51,7 @@ class FaceAlignerOptions:
     device: str = "cpu"  # ONNX Runtime: cpu | cuda | tensorrt | auto; engines always run on the GPU
     num_threads: int | None = None  # ONNX Runtime intra-op threads (None = its default)
     mode: str = "image"  # image | video | live
-    detector: str = "haar"  # "haar" or a YuNet / SCRFD ONNX path (see fa3d.runtime.detect)
+    detector: str = "blazeface"  # "blazeface" (shipped CNN), "haar", or a YuNet / SCRFD ONNX path (fa3d.runtime.detect)
     det_every_n: int = 10  # video: run the detector at least every N frames
     min_confidence: float = 0.5  # faces below it are not reported; in video mode they trigger detection
     max_faces: int = 4
@@ -88,6 +88,7 @@ class FaceAligner:
         self._tracker: FaceTracker | None = None
         self._smoothers: dict[int, _TrackSmoother] = {}
         self._last_ts: float | None = None
+        self._last_eff: float | None = None
         self.last_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # seconds, of the latest call
         self._closed = False
 
@@ -134,15 +135,23 @@ class FaceAligner:
             return faces
 
     def process_video(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
-        """Faces in the next frame of a video/live stream, tracked (``track_id`` set). Timestamps must increase."""
+        """Faces in the next frame of a video/live stream, tracked (``track_id`` set).
+
+        Timestamps must not go back. A timestamp equal to the previous one (a coarse camera clock) is
+        accepted: the frame is aligned and tracked like any other, and smoothing treats it as 1 ms later
+        (the smallest step a millisecond clock can hide). An earlier timestamp raises ValueError."""
         with self._lock:
             self._check_open()
             if self.options.mode == "image":
                 raise ValueError("process_video() needs FaceAlignerOptions(mode='video' or 'live')")
             self._check_frame(frame_bgr)
-            if self._last_ts is not None and timestamp_ms <= self._last_ts:
-                raise ValueError(f"timestamps must increase: got {timestamp_ms} ms after {self._last_ts} ms")
-            self._last_ts = float(timestamp_ms)
+            if self._last_ts is not None and timestamp_ms < self._last_ts:
+                raise ValueError(f"timestamps must not go back: got {timestamp_ms} ms after {self._last_ts} ms "
+                                 "(call reset() when the source restarts)")
+            t_eff = float(timestamp_ms)  # strictly increasing, for smoothing
+            if self._last_eff is not None and t_eff <= self._last_eff:
+                t_eff = self._last_eff + 1.0
+            self._last_ts, self._last_eff = float(timestamp_ms), t_eff
             if self._tracker is None:
                 o = self.options
                 self._tracker = FaceTracker(self.detector, TrackerOptions(
@@ -151,7 +160,7 @@ class FaceAligner:
             t0 = time.perf_counter()
             boxes, ids, _ = self._tracker.boxes_for_frame(frame_bgr)
             timings["detect"] = time.perf_counter() - t0
-            faces, raw_landmarks = self._align(frame_bgr, boxes, ids, timings, timestamp_s=timestamp_ms / 1000.0)
+            faces, raw_landmarks = self._align(frame_bgr, boxes, ids, timings, timestamp_s=t_eff / 1000.0)
             # the next boxes come from the unsmoothed landmarks: smoothing must not make the crop lag
             self._tracker.update(raw_landmarks, np.array([f.confidence for f in faces]))
             live = set(self._tracker.track_ids)
@@ -165,7 +174,7 @@ class FaceAligner:
         with self._lock:
             self._tracker = None
             self._smoothers.clear()
-            self._last_ts = None
+            self._last_ts = self._last_eff = None
 
     def close(self) -> None:
         with self._lock:

@@ -1,14 +1,25 @@
-"""Multi-face tracking: boxes from the previous frame's landmarks, the detector only now and then.
+"""Multi-face tracking: boxes from the previous frame's landmarks, checked every frame, the full detector now and then.
 
 Per frame, :meth:`FaceTracker.boxes_for_frame` returns one tight face box per live track. A track's box is
-the tight box of its previous landmarks (:func:`fa3d.runtime.preprocess.landmark_box`): no detector call.
-The detector runs when there is no track, every ``det_every_n`` frames (to find new faces), and on the
-frame after a track's confidence fell below ``min_confidence``. Detections are matched to tracks by IoU
-(greedy, best first); a track left unmatched that still overlaps an unmatched detection (IoU >=
-``reanchor_iou``) has drifted off its face and restarts from that detection, keeping its ID; the remaining
-unmatched detections start new tracks with fresh IDs (IDs are never reused); a track whose confidence stays
-low for ``max_misses`` frames is dropped; tracks that converge on the same face are merged (the older ID
-survives).
+the tight box of its previous landmarks (:func:`fa3d.runtime.preprocess.landmark_box`). Tracks are checked
+three ways so that a face that is gone (a cut, an occlusion, a person leaving) is dropped at once:
+
+* **region check** (detectors with ``check_regions``, e.g. the default BlazeFace; every ``verify_every``
+  frames): one batched detector call on a window about twice the size of each track's box. No face there:
+  the track is dropped and the full detector runs on this same frame. A face there whose box overlaps the
+  track's box by less than ``switch_iou``: another face took the place (the track is dropped; the face
+  starts a new track with a new ID). Overlap below ``trust_iou``: the track restarts from the detector's box.
+* **model confidence** below ``min_confidence`` and **agreement** (the new landmarks' box overlapping the
+  box the crop was made from by less than ``agree_iou``): a miss; the full detector runs on the next frame
+  and a track it does not confirm is dropped; ``max_misses`` misses in a row drop it in any case.
+* the full detector (``scan`` when the detector has it: a work-bounded sweep) also runs when there is no
+  track and every ``det_every_n`` frames, to find new faces.
+
+Detections are matched to tracks by IoU (greedy, best first); a track left unmatched that still overlaps
+an unmatched detection (IoU >= ``reanchor_iou``) has drifted off its face and restarts from that detection,
+keeping its ID; the remaining unmatched detections start new tracks with fresh IDs (IDs are never reused);
+tracks that converge on the same face are merged (the older ID survives). A new person who appears exactly
+where the previous one was, at the same size, keeps the track ID: there is no appearance model.
 """
 
 from __future__ import annotations
@@ -61,10 +72,14 @@ class TrackerOptions:
     reanchor_iou: float = 0.1
     merge_iou: float = 0.6
     max_misses: int = 2
+    verify_every: int = 1  # region check every N frames (0 = never); needs a detector with check_regions
+    switch_iou: float = 0.3
+    trust_iou: float = 0.6
+    agree_iou: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.det_every_n < 1 or self.max_faces < 1 or self.max_misses < 1:
-            raise ValueError("det_every_n, max_faces and max_misses must be >= 1")
+        if self.det_every_n < 1 or self.max_faces < 1 or self.max_misses < 1 or self.verify_every < 0:
+            raise ValueError("det_every_n, max_faces and max_misses must be >= 1, verify_every >= 0")
 
 
 @dataclass
@@ -84,7 +99,10 @@ class FaceTracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._since_detect = 0
+        self._frame = 0
         self.detector_calls = 0
+        self.region_checks = 0
+        self.dropped = 0  # tracks ended by a check (region, confidence, agreement), for diagnostics
 
     @property
     def track_ids(self) -> list[int]:
@@ -93,17 +111,51 @@ class FaceTracker:
     def reset(self) -> None:
         self._tracks.clear()
         self._since_detect = 0
+        self._frame = 0
 
     def needs_detection(self) -> bool:
         o = self.options
         return (not self._tracks or self._since_detect >= o.det_every_n
                 or any(t.misses > 0 for t in self._tracks))
 
+    def _verify(self, image_bgr: np.ndarray) -> bool:
+        """The region check; True when a track was dropped (the full detector must run now)."""
+        o = self.options
+        check = getattr(self.detector, "check_regions", None)
+        if (check is None or not self._tracks or o.verify_every == 0
+                or self._frame % o.verify_every != 0):
+            return False
+        found = check(image_bgr, np.array([t.box for t in self._tracks]))
+        self.region_checks += 1
+        keep, new = [], []
+        for t, b, sc in zip(self._tracks, np.asarray(found.boxes, np.float64), np.asarray(found.scores)):
+            seen = sc > 0 and np.isfinite(b).all()
+            iou = box_iou(b, t.box) if seen else 0.0
+            if iou < o.switch_iou:  # no face here any more, or another one: it starts a new track
+                if seen:
+                    new.append(b.copy())
+                continue
+            if iou < o.trust_iou:
+                t.box = b.copy()
+            keep.append(t)
+        lost = len(keep) < len(self._tracks)
+        self.dropped += len(self._tracks) - len(keep)
+        self._tracks = keep
+        for b in new:
+            if len(self._tracks) < o.max_faces and (not self._tracks or iou_matrix(
+                    b, [t.box for t in self._tracks]).max() < o.merge_iou):
+                self._tracks.append(_Track(self._next_id, b))
+                self._next_id += 1
+        return lost
+
     def boxes_for_frame(self, image_bgr: np.ndarray) -> tuple[np.ndarray, list[int], bool]:
-        """Tight boxes (K, 4) and track IDs for this frame, and whether the detector ran."""
+        """Tight boxes (K, 4) and track IDs for this frame, and whether the full detector ran."""
         detected = False
-        if self.detector is not None and self.needs_detection():
-            dets = self.detector.detect(image_bgr)
+        lost = self.detector is not None and self._verify(image_bgr)
+        self._frame += 1
+        if self.detector is not None and (lost or self.needs_detection()):
+            scan = getattr(self.detector, "scan", None)
+            dets = scan(image_bgr) if scan is not None else self.detector.detect(image_bgr)
             self.detector_calls += 1
             self._match(np.asarray(dets.boxes, np.float64).reshape(-1, 4))
             self._since_detect = 0
@@ -143,13 +195,16 @@ class FaceTracker:
         keep = []
         for t, pts, c in zip(self._tracks, lm, conf):
             t.age += 1
-            if c >= o.min_confidence:
-                t.box = landmark_box(pts)[0]
+            new_box = landmark_box(pts)[0]
+            if c >= o.min_confidence and box_iou(new_box, t.box) >= o.agree_iou:
+                t.box = new_box
                 t.misses = 0
-            else:
+            else:  # low confidence, or landmarks that left the box they were looked for in
                 t.misses += 1
             if t.misses <= o.max_misses:
                 keep.append(t)
+            else:
+                self.dropped += 1
         # merge tracks that now cover the same face (older ID wins: tracks are kept in creation order)
         merged: list[_Track] = []
         for t in keep:
