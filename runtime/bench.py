@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="pipeline: at most this many frames")
     p.add_argument("--max-faces", type=int, default=4, help="pipeline: track at most this many faces")
     p.add_argument("--det-every", type=int, default=10, help="pipeline: run the detector at least every N frames")
-    p.add_argument("--detector", default="haar", help="pipeline: 'haar' or a YuNet / SCRFD ONNX file")
+    p.add_argument("--detector", default="blazeface",
+                   help="pipeline: 'blazeface' (the shipped CNN), 'haar' or a YuNet / SCRFD ONNX file")
     p.add_argument("--json", dest="json_out", help="write all figures as JSON (atomically)")
     return p
 

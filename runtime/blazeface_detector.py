@@ -91,7 +91,8 @@ def window_input(rgb: np.ndarray, win: Window) -> tuple[np.ndarray, tuple[float,
     cx1, cy1 = min(w, int(round(win.x0 + win.side))), min(h, int(round(win.y0 + win.side)))
     if cx1 <= cx0 or cy1 <= cy0:
         return out, (win.x0, win.y0, k, k)
-    dx, dy = int(round((cx0 - win.x0) * k)), int(round((cy0 - win.y0) * k))
+    dx = min(INPUT_SIZE - 1, max(0, int(round((cx0 - win.x0) * k))))
+    dy = min(INPUT_SIZE - 1, max(0, int(round((cy0 - win.y0) * k))))
     dw = max(1, min(INPUT_SIZE - dx, int(round((cx1 - cx0) * k))))
     dh = max(1, min(INPUT_SIZE - dy, int(round((cy1 - cy0) * k))))
     interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR

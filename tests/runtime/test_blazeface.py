@@ -89,6 +89,10 @@ def test_pyramid_holds_every_face_whole_in_a_window_of_its_level(size):
 def test_window_input_maps_back_to_frame_pixels():
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 255, (300, 500, 3), dtype=np.uint8)
+    # a window almost entirely outside the frame still gives a whole input (a track at the frame's edge)
+    assert window_input(frame, Window(-50, 299.6 - 180 + 0.2, 180, 1))[0].shape == (128, 128, 3)
+    assert window_input(frame, Window(-179.7, 0, 180, 1))[0].shape == (128, 128, 3)
+    assert window_input(frame, Window(10.4, 20.4, 12, 1))[0].shape == (128, 128, 3)  # upscaled, fractional
     for win in (Window(0, 0, 500, 0), Window(100, 50, 200, 1), Window(-60, -40, 180, 1)):
         img, (ox, oy, kx, ky) = window_input(frame, win)
         assert img.shape == (128, 128, 3)
