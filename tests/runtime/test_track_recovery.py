@@ -105,13 +105,25 @@ def test_without_region_check_disagreeing_landmarks_trigger_detection_next_frame
 
     det = DetectOnly()
     tr = FaceTracker(det, TrackerOptions(det_every_n=50))
-    boxes, ids, _ = tr.boxes_for_frame(IMG)
+    tr.boxes_for_frame(IMG)
+    feed(tr, [A])  # confirmed
+    tr.boxes_for_frame(IMG)
     feed(tr, [A + [70, 70, 70, 70]])  # landmarks far from the box they were looked for in: a miss
     boxes, ids, detected = tr.boxes_for_frame(IMG)
     assert detected and det.calls == 2 and ids == [0]
     np.testing.assert_allclose(boxes[0], A), "the track restarts from the detector's box"
     feed(tr, [A], conf=[0.1])  # low confidence: a miss too
     assert tr.needs_detection()
+
+
+def test_a_false_detection_the_model_rejects_is_dropped_without_a_redetection():
+    det = Scripted([A, B])
+    tr = FaceTracker(det, TrackerOptions(det_every_n=10))
+    boxes, ids, _ = tr.boxes_for_frame(IMG)
+    assert ids == [0, 1]
+    lm = np.stack([[[b[0], b[1], 0.0], [b[2], b[3], 0.0]] for b in boxes])
+    tr.update(lm, np.array([0.9, 0.1]))  # the model does not take B for a face
+    assert tr.track_ids == [0] and not tr.needs_detection()
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +151,29 @@ def test_real_detector_cut_and_leave(portrait_patch):
     assert log[3:6] == [[1]] * 3, "the cut: a new track on the cut frame itself"
     assert log[6:8] == [[], []], "no face: no track from the first empty frame"
     assert log[8] == [2]
+
+
+def test_when_full_a_clearer_face_replaces_the_least_certain_track():
+    class Scored(Scripted):
+        def detect(self, image):
+            self.detect_calls += 1
+            return Detections(self.faces.copy(), self.scores.copy())
+
+    det = Scored([A, B])
+    det.scores = np.array([0.9, 0.62])
+    tr = FaceTracker(det, TrackerOptions(det_every_n=1, max_faces=2, verify_every=0))
+    boxes, ids, _ = tr.boxes_for_frame(IMG)
+    feed(tr, boxes)
+    det.faces, det.scores = np.stack([A, B, C]), np.array([0.9, 0.62, 0.95])
+    boxes, ids, _ = tr.boxes_for_frame(IMG)
+    assert ids == [0, 2], "C (0.95) takes the place of B (0.62)"
+
+
+def test_region_check_holds_the_box_between_landmarks_and_detector():
+    det = Scripted([A])
+    tr = FaceTracker(det, TrackerOptions(det_every_n=10))
+    step(tr, det, [A])
+    det.faces = (A + [8, 0, 8, 0])[None]  # the detector sees the face 8 px to the right
+    boxes, ids, detected = tr.boxes_for_frame(IMG)
+    assert ids == [0] and not detected
+    np.testing.assert_allclose(boxes[0], A + [4, 0, 4, 0])  # the mean of the two boxes (anchor_weight 0.5)
