@@ -18,6 +18,9 @@ three ways so that a face that is gone (a cut, an occlusion, a person leaving) i
   and a track it does not confirm is dropped; ``max_misses`` misses in a row drop it in any case. A new
   track whose first alignment is not confident is dropped at once (a false detection), without a
   re-detection.
+* a track at most two frames old that the region check does not confirm was a false detection: it is
+  dropped without a re-detection, and detections on its place start no track for ``det_every_n`` frames
+  (false detections are specific to one scale; the region check sees the place at another).
 * the full detector (``scan`` when the detector has it: a work-bounded sweep) also runs when there is no
   track and every ``det_every_n`` frames, to find new faces.
 
@@ -109,6 +112,7 @@ class FaceTracker:
         self._next_id = 0
         self._since_detect = 0
         self._frame = 0
+        self._rejected: list[tuple[np.ndarray, int]] = []  # (box, until frame): unconfirmed detections
         self.detector_calls = 0
         self.region_checks = 0
         self.dropped = 0  # tracks ended by a check (region, confidence, agreement), for diagnostics
@@ -119,6 +123,7 @@ class FaceTracker:
 
     def reset(self) -> None:
         self._tracks.clear()
+        self._rejected.clear()
         self._since_detect = 0
         self._frame = 0
 
@@ -136,13 +141,17 @@ class FaceTracker:
             return False
         found = check(image_bgr, np.array([t.box for t in self._tracks]))
         self.region_checks += 1
-        keep, new = [], []
+        keep, new, lost = [], [], False
         for t, b, sc in zip(self._tracks, np.asarray(found.boxes, np.float64), np.asarray(found.scores)):
             seen = sc > 0 and np.isfinite(b).all()
             iou = box_iou(b, t.box) if seen else 0.0
             if iou < o.switch_iou:  # no face here any more, or another one: it starts a new track
                 if seen:
                     new.append((b.copy(), sc))
+                elif t.age <= 2:  # a detection that a second look does not confirm: a false one
+                    self._rejected.append((t.box.copy(), self._frame + o.det_every_n))
+                    continue
+                lost = True
                 continue
             if iou < o.trust_iou:
                 t.box = b.copy()
@@ -150,7 +159,6 @@ class FaceTracker:
                 t.box = (1 - o.anchor_weight) * t.box + o.anchor_weight * b
             t.score = float(sc)
             keep.append(t)
-        lost = len(keep) < len(self._tracks)
         self.dropped += len(self._tracks) - len(keep)
         self._tracks = keep
         for b, sc_new in new:
@@ -163,6 +171,7 @@ class FaceTracker:
     def boxes_for_frame(self, image_bgr: np.ndarray) -> tuple[np.ndarray, list[int], bool]:
         """Tight boxes (K, 4) and track IDs for this frame, and whether the full detector ran."""
         detected = False
+        self._rejected = [(b, until) for b, until in self._rejected if until > self._frame]
         lost = self.detector is not None and self._verify(image_bgr)
         self._frame += 1
         if self.detector is not None and (lost or self.needs_detection()):
@@ -194,8 +203,9 @@ class FaceTracker:
             self._tracks[ti].misses = 0
         # tracks with low confidence that the detector did not confirm are dropped
         self._tracks = [t for i, t in enumerate(self._tracks) if i in matched_t or t.misses == 0]
+        rejected = np.array([b for b, _ in self._rejected]).reshape(-1, 4)
         for di in range(len(dets)):
-            if di in matched_d:
+            if di in matched_d or (len(rejected) and iou_matrix(dets[di], rejected).max() >= 0.5):
                 continue
             if len(self._tracks) >= o.max_faces:  # full: a clearer face replaces the least certain track
                 worst = min(range(len(self._tracks)), key=lambda i: self._tracks[i].score)

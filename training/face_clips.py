@@ -10,7 +10,8 @@ Make (clips go OUTSIDE the repository: they hold research-only faces)::
 Recipe (issue #13): ``--faces`` (40) val faces with ``|AFLW yaw| < --max-yaw``, each held for ``--frames``
 (8) frames while drifting: a tight-box width of ``--face`` px +-15 %, a random start, a drift of 2-6 px per
 frame in a random direction and +-1 % scale per frame, on a new face-free background per face
-(:mod:`fa3d.training.face_paste`; a cut between faces). Written as mp4v at 30 fps, with ``<clip>.npz``:
+(:mod:`fa3d.training.face_paste`, the ``--backgrounds`` kinds in turn; a cut between faces). The ``mosaic``
+kind (shuffled blocks of face crops) is a stress test: the detector finds false faces in it. Written as mp4v at 30 fps, with ``<clip>.npz``:
 per frame the teacher's 68 points and the visible AFLW 21 points mapped into the frame, and the yaw.
 
 Score::
@@ -41,7 +42,7 @@ AFLW21_TO_68 = {6: 36, 8: 39, 9: 42, 11: 45, 14: 30, 17: 48, 19: 54, 20: 8}
 
 
 def make_clip(faces, out: Path, size: tuple[int, int], face_px: float, max_yaw: float, n_faces: int = 40,
-              frames_per_face: int = 8, seed: int = 0) -> dict:
+              frames_per_face: int = 8, seed: int = 0, backgrounds: tuple[str, ...] = BACKGROUNDS) -> dict:
     rng = np.random.default_rng(seed)
     pool = np.flatnonzero(np.abs(faces.yaw) < max_yaw)
     idx = rng.choice(pool, n_faces, replace=False)
@@ -54,7 +55,7 @@ def make_clip(faces, out: Path, size: tuple[int, int], face_px: float, max_yaw: 
     for j, i in enumerate(idx):
         i = int(i)
         crop, tb = faces.image(i), faces.tight(i)
-        bg = background(BACKGROUNDS[j % 3], rng, w, h, faces)
+        bg = background(backgrounds[j % len(backgrounds)], rng, w, h, faces)
         width = face_px * rng.uniform(0.85, 1.15)
         hh = width * (tb[3] - tb[1]) / (tb[2] - tb[0])
         c = np.array([rng.uniform(width * 0.7, w - width * 0.7), rng.uniform(hh * 0.7, h - hh * 0.7)])
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--faces", type=int, default=40)
     m.add_argument("--frames", type=int, default=8, help="frames per face")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--backgrounds", default=",".join(BACKGROUNDS),
+                   help="background kinds, used in turn (clutter, noise, mosaic: see fa3d.training.face_paste)")
     s = sub.add_parser("score", help="score fa-run's JSON lines on a clip")
     s.add_argument("clip")
     s.add_argument("jsonl")
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "make":
         w, h = (int(v) for v in args.size.lower().split("x"))
         out = make_clip(load_faces(args.data, "val"), Path(args.out), (w, h), args.face, args.max_yaw,
-                        args.faces, args.frames, args.seed)
+                        args.faces, args.frames, args.seed, tuple(args.backgrounds.split(",")))
     else:
         out = score(Path(args.clip), Path(args.jsonl))
     print(json.dumps(out))
