@@ -29,7 +29,9 @@ env-test: $(VENV)/.stamp-test
 run: env-run
 	$(BIN)/fa-run --headless --output $(OUT)/sample_annotated.mp4 --json $(OUT)/sample.jsonl
 
+# the import contract first (pyproject.toml [tool.importlinter]: the layers of the README's "Architecture")
 test: env-test
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # MediaPipe (the fa-label teacher) in an environment of its own: it pins numpy<2 and brings a second cv2.

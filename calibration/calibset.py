@@ -1,7 +1,7 @@
 """Calibration and validation sets: face crops made by the runtime's preprocessing, in a neutral ``.npz``.
 
 A set is built once from a folder of images, an image, a video or a dataset (a sequence of
-:class:`fa3d.training.samples.FaceSample`), and every consumer (ONNX Runtime static quantization, the
+:class:`fa3d.runtime.datasets.samples.FaceSample`), and every consumer (ONNX Runtime static quantization, the
 accuracy gate, the optional TensorRT calibrator) only reads the file. Faces are found with the runtime's
 detector unless boxes are given (or the dataset has them), and cropped with
 :func:`fa3d.runtime.preprocess.prepare`: there is no second crop implementation here.
@@ -31,10 +31,10 @@ import numpy as np
 
 from fa3d.runtime.atomic import atomic_path
 from fa3d.runtime.preprocess import PreprocessConfig, prepare, to_crop
+from fa3d.runtime.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, video_frames
+from fa3d.runtime.sources import list_images as _list_images
 
 FORMAT_VERSION = 1
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 #: yaw bin edges (degrees) used to spread a set over head poses
 YAW_EDGES = (-90.0, -60.0, -30.0, 0.0, 30.0, 60.0, 90.0)
 
@@ -271,8 +271,8 @@ class _Collector:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The images of ``folder`` and its subfolders (:func:`fa3d.runtime.sources.list_images`)."""
+    return _list_images(folder, recursive=True)
 
 
 def build_from_images(images: str | os.PathLike | Sequence[str | os.PathLike], config: PreprocessConfig, *,
@@ -321,11 +321,6 @@ def build_from_video(video: str | os.PathLike, config: PreprocessConfig, *, dete
                      frames: Iterable[int] | None = None, progress: bool = False) -> CalibrationSet:
     """Crops from every ``every``-th frame of a video (or the listed frame indices)."""
     video = Path(video)
-    if not video.is_file():
-        raise CalibrationSetError(f"{video}: video file not found")
-    cap = cv2.VideoCapture(str(video))
-    if not cap.isOpened():
-        raise CalibrationSetError(f"{video}: OpenCV cannot open this video (codec or container not supported)")
     wanted = None if frames is None else set(int(f) for f in frames)
     det = detector or runtime_detector()
     col = _Collector(config)
@@ -334,21 +329,17 @@ def build_from_video(video: str | os.PathLike, config: PreprocessConfig, *, dete
         from tqdm import tqdm
         bar = tqdm(desc="calibration frames", unit="frame")
     try:
-        index = -1
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            index += 1
+        for frame in video_frames(video, every=1 if wanted is not None else max(1, every)):
             if bar is not None:
                 bar.update(1)
-            if (wanted is not None and index not in wanted) or (wanted is None and index % max(1, every)):
+            if wanted is not None and frame.index not in wanted:
                 continue
-            col.add(frame, _largest(det(frame), faces_per_frame), f"{video.name}@{index}")
+            col.add(frame.image, _largest(det(frame.image), faces_per_frame), f"{video.name}@{frame.index}")
             if max_faces is not None and len(col.inputs) >= max_faces:
                 break
+    except SourceError as e:
+        raise CalibrationSetError(str(e)) from None
     finally:
-        cap.release()
         if bar is not None:
             bar.close()
     cs = col.finish(str(video))
@@ -357,7 +348,7 @@ def build_from_video(video: str | os.PathLike, config: PreprocessConfig, *, dete
 
 def build_from_samples(samples: Iterable, config: PreprocessConfig, *, max_faces: int | None = None,
                        seed: int = 0, source: str = "dataset", keep_labels: bool = True) -> CalibrationSet:
-    """Crops from dataset records (:class:`fa3d.training.samples.FaceSample`) using their boxes.
+    """Crops from dataset records (:class:`fa3d.runtime.datasets.samples.FaceSample`) using their boxes.
 
     With pose labels (``ypr`` or a real ``yaw_gt``) and ``max_faces``, the set is spread over yaw bins
     (:func:`spread_by_yaw`); ``keep_labels`` stores 68-point labels (in crop pixels) and poses, which

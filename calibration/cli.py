@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fa3d.runtime.policy import DEFAULT_DETECTOR
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -44,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="--dataset: keep every K-th face of the split, before --max (default 1)")
     p.add_argument("--max", type=int, default=256, help="at most this many faces (default 256)")
     p.add_argument("--every", type=int, default=5, help="video: take every K-th frame (default 5)")
-    p.add_argument("--detector", default="haar",
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help="'haar' (default, OpenCV) or a YuNet/SCRFD ONNX file (name must contain yunet/scrfd)")
     p.add_argument("--spread-yaw", action="store_true",
                    help="run the model on the crops and keep a set spread over its predicted yaw")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if stride < 1:
             raise ValueError(f"--stride must be >= 1, got {stride}")
         if args.dataset == "aflw19k":
-            from fa3d.training.data.mix import load_aflw19k
+            from fa3d.runtime.datasets.mix import load_aflw19k
 
             samples = load_aflw19k(args.src, split, teacher=True, box="teacher")
             picked = (samples[i] for i in range(0, len(samples), stride))  # lazy: images read one by one
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                     source=f"aflw19k {split} split of {args.src} (stride {stride}), "
                                            "3DDFA_V2 teacher labels")
         elif (Path(args.src) / "labels.npz").is_file():  # an fa-label folder: keep its labels
-            from fa3d.training.data.labelled import LabelledFolder
+            from fa3d.runtime.datasets.labelled import LabelledFolder
 
             cs = build_from_samples(LabelledFolder(args.src), config, max_faces=want,
                                     source=f"labelled folder {args.src}")

@@ -7,7 +7,7 @@ without ``--calib``, from
   portrait of Eileen Collins that scikit-image ships), face found by the runtime's detector, augmented:
   crop scale and shift jitter, in-plane rotation (+-30 deg), horizontal flips, brightness, contrast,
   gamma and blur;
-* synthetic faces (:mod:`fa3d.runtime.synthetic`) over the full yaw range, with their exact boxes.
+* synthetic faces (:mod:`fa3d.runtime.datasets.synthetic`) over the full yaw range, with their exact boxes.
 
 The validation set uses other augmentation draws and other synthetic seeds than the calibration set
 (held-out crops); when the sample clip ``astronaut.mp4`` is present, some of its frames are added.
@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fa3d.runtime.preprocess import PreprocessConfig, prepare
+from fa3d.runtime.preprocess import PreprocessConfig, jitter_box, prepare
 
 from .calibset import CalibrationSet, Detector, build_from_video, runtime_detector
 
@@ -52,9 +52,7 @@ def _augmented_real(image: np.ndarray, box: np.ndarray, n: int, config: Preproce
             img = img[:, ::-1]
             b = np.array([w - 1 - box[2], box[1], w - 1 - box[0], box[3]])
         s = rng.uniform(0.88, 1.15)
-        c = (b[:2] + b[2:]) / 2 + rng.uniform(-0.08, 0.08, 2) * (bw, bh)
-        half = s * np.array([bw, bh]) / 2
-        jittered = np.concatenate([c - half, c + half])
+        jittered = jitter_box((b[:2] + b[2:]) / 2, np.array([bw, bh]), s, rng.uniform(-0.08, 0.08, 2))
         angle = rng.uniform(-30, 30)
         # photometric: contrast, brightness, gamma, sometimes blur
         x = img.astype(np.float32) * rng.uniform(0.6, 1.35) + rng.uniform(-40, 40)
@@ -68,7 +66,7 @@ def _augmented_real(image: np.ndarray, box: np.ndarray, n: int, config: Preproce
 
 
 def _synthetic(n: int, seed: int, config: PreprocessConfig) -> tuple[list[np.ndarray], list[str], np.ndarray]:
-    from fa3d.runtime.synthetic import synth_faces
+    from fa3d.runtime.datasets.synthetic import synth_faces
     faces = synth_faces(n, seed, size=max(2 * config.input_size, 192))
     inputs = [prepare(f.image, f.box[None], config).inputs[0] for f in faces]
     return inputs, [f"synthetic:{seed}:{i}" for i in range(n)], np.stack([f.ypr for f in faces])

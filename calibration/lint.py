@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_OPSET = 17
+from fa3d.runtime.policy import OPSET as MAX_OPSET
+
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fa3d.runtime.policy import OPSET as MAX_OPSET
+
 QUANTIZED_OP_TYPES = ("Conv", "Gemm", "MatMul")
 METHODS = ("minmax", "entropy", "percentile")
-MAX_OPSET = 17
 
 
 @dataclass(frozen=True)

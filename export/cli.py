@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .defaults import DEFAULT_BATCH, DEFAULT_WORKSPACE_MB
-from .pipeline import EXIT_CODES, EXIT_USAGE, ExportFailure, ExportRequest, Step, run_export
+from .steps import EXIT_CODES, EXIT_USAGE, ExportFailure, ExportRequest, Step, run_export
 from .trt_build import BatchProfile
 
 _EPILOG = "exit status:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items()) + """

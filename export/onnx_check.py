@@ -1,9 +1,11 @@
-"""The TensorRT-safe operator check (DESIGN.md section 3): what TensorRT 8.5 to 11 all parse at opset 17.
+"""The TensorRT-safe operator check: what TensorRT 8.5 to 11 all parse at opset 17 (:mod:`fa3d.runtime.policy`).
 
 ``check_trt_safe(model)`` raises :class:`UnsafeOperatorError` naming the first offending node.
 """
 
 from __future__ import annotations
+
+from fa3d.runtime.policy import OPSET
 
 TRT_SAFE_OPS: frozenset[str] = frozenset({
     # convolution and normalisation (2D and 3D)
@@ -51,7 +53,7 @@ def _constants(model) -> set[str]:
     return names
 
 
-def check_trt_safe(model, opset_max: int = 17) -> None:
+def check_trt_safe(model, opset_max: int = OPSET) -> None:
     """Check the opset and every node of ``model`` (an ``onnx.ModelProto``) against :data:`TRT_SAFE_OPS`."""
     from onnx import helper
 
@@ -69,7 +71,7 @@ def check_trt_safe(model, opset_max: int = 17) -> None:
             raise UnsafeOperatorError(f"{where} is in the custom domain {node.domain!r}")
         if node.op_type not in TRT_SAFE_OPS:
             raise UnsafeOperatorError(f"{where}: operator {node.op_type} is outside the TensorRT-safe set "
-                                      "(DESIGN.md section 3); rewrite the layer with safe operators")
+                                      "(fa3d.export.onnx_check.TRT_SAFE_OPS); rewrite the layer with safe operators")
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Resize":
             mode = attrs.get("mode", b"nearest")

@@ -57,7 +57,7 @@ class _TupleOutputs:
     """Builds a wrapper module that returns the model's dict as a tuple in :data:`OUTPUT_NAMES` order."""
 
     @staticmethod
-    def wrap(model: "torch.nn.Module") -> "torch.nn.Module":
+    def wrap(model: "torch.nn.Module", names: tuple[str, ...] = OUTPUT_NAMES) -> "torch.nn.Module":
         import torch
 
         class Wrapped(torch.nn.Module):
@@ -67,19 +67,20 @@ class _TupleOutputs:
 
             def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
                 out = self.inner(x)
-                return tuple(out[name] for name in OUTPUT_NAMES)
+                return tuple(out[name] for name in names)
 
         return Wrapped(model).eval()
 
 
-def _check_model_outputs(model: "torch.nn.Module", example: "torch.Tensor") -> None:
+def _check_model_outputs(model: "torch.nn.Module", example: "torch.Tensor",
+                         names: tuple[str, ...] = OUTPUT_NAMES) -> None:
     import torch
 
     with torch.no_grad():
         out = model(example)
-    if not isinstance(out, dict) or set(out) != set(OUTPUT_NAMES):
+    if not isinstance(out, dict) or set(out) != set(names):
         got = sorted(out) if isinstance(out, dict) else type(out).__name__
-        raise OnnxExportError(f"the model's forward must return a dict with exactly {list(OUTPUT_NAMES)} "
+        raise OnnxExportError(f"the model's forward must return a dict with exactly {list(names)} "
                               f"in eval mode, got {got}")
     b = example.shape[0]
     for name, t in out.items():
@@ -88,23 +89,27 @@ def _check_model_outputs(model: "torch.nn.Module", example: "torch.Tensor") -> N
                                   f"{getattr(t, 'dtype', type(t))} {tuple(getattr(t, 'shape', ()))}")
 
 
-def torch_to_onnx(model: "torch.nn.Module", input_size: int, opset: int = OPSET) -> "onnx.ModelProto":
-    """Export with the TorchScript exporter at ``opset``: named input/outputs, dynamic batch, constant folding."""
+def torch_to_onnx(model: "torch.nn.Module", input_size: int, opset: int = OPSET,
+                  outputs: tuple[str, ...] = OUTPUT_NAMES) -> "onnx.ModelProto":
+    """Export with the TorchScript exporter at ``opset``: named input/outputs, dynamic batch, constant folding.
+
+    ``model`` returns a dict with exactly the keys ``outputs`` (fa3d models: :data:`OUTPUT_NAMES`)."""
     import onnx
     import torch
 
     model = model.eval()
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(2, 3, input_size, input_size, generator=gen)
-    _check_model_outputs(model, example)
-    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    _check_model_outputs(model, example, outputs)
+    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *outputs)}
     buf = io.BytesIO()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # the TorchScript exporter is deliberate (dynamo cannot emit opset 17): silence its deprecation notice
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(_TupleOutputs.wrap(model), (example,), buf, dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic,
+            torch.onnx.export(_TupleOutputs.wrap(model, outputs), (example,), buf, dynamo=False,
+                              opset_version=opset, input_names=[INPUT_NAME], output_names=list(outputs),
+                              dynamic_axes=dynamic,
                               do_constant_folding=True)
     except Exception as e:  # the exporter raises many types; name the step
         raise OnnxExportError(f"torch.onnx.export (opset {opset}, dynamo=False) failed: {e}") from e

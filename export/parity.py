@@ -3,7 +3,7 @@
 Inputs are real face crops made by the one preprocessing implementation (:mod:`fa3d.runtime.preprocess`):
 the bundled public-domain sample portrait and any images the user adds, each cut several times (scales,
 in-plane rotations, shifts) so that one face gives a small batch with realistic image statistics.
-Synthetic faces (:mod:`fa3d.runtime.synthetic`) are the fallback for tests only.
+Synthetic faces (:mod:`fa3d.runtime.datasets.synthetic`) are the fallback for tests only.
 
 The comparison is the maximum absolute difference per output, against a stated tolerance per output
 (:data:`FP32_TOLERANCE`, :data:`FP16_TOLERANCE`). Landmark and dense tolerances are in crop pixels.
@@ -20,7 +20,7 @@ import numpy as np
 
 from fa3d.runtime.backends.onnxrt import cpu_session
 from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_NAMES
-from fa3d.runtime.preprocess import PreprocessConfig, prepare
+from fa3d.runtime.preprocess import PreprocessConfig, jitter_box, prepare
 
 if TYPE_CHECKING:
     import torch
@@ -119,13 +119,10 @@ def detect_face_box(image: np.ndarray) -> np.ndarray:
 def crops_from_image(image: np.ndarray, face_box: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """Several model inputs (len(_JITTER), 3, S, S) of one face, through the runtime's preprocessing."""
     box = np.asarray(face_box, dtype=np.float64).reshape(4)
-    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2
-    boxes, angles = [], []
-    for scale, angle, shift in _JITTER:
-        c = centre + shift * 2 * half
-        boxes.append(np.concatenate([c - scale * half, c + scale * half]))
-        angles.append(angle)
-    return prepare(image, np.stack(boxes), config, angle_deg=np.array(angles)).inputs
+    centre, size = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
+    boxes = [jitter_box(centre, size, scale, shift) for scale, _, shift in _JITTER]
+    angles = np.array([angle for _, angle, _ in _JITTER])
+    return prepare(image, np.stack(boxes), config, angle_deg=angles).inputs
 
 
 def image_crops(images: Sequence[Path], config: PreprocessConfig) -> FaceCrops:
@@ -146,8 +143,8 @@ def image_crops(images: Sequence[Path], config: PreprocessConfig) -> FaceCrops:
 
 
 def synthetic_crops(config: PreprocessConfig, n_faces: int = 2, seed: int = 0) -> FaceCrops:
-    """Crops of synthetic faces (:mod:`fa3d.runtime.synthetic`): for tests where no real image is available."""
-    from fa3d.runtime import synthetic
+    """Crops of synthetic faces (:mod:`fa3d.runtime.datasets.synthetic`): for tests where no real image is available."""
+    from fa3d.runtime.datasets import synthetic
 
     batches = [crops_from_image(face.image, face.box, config) for face in synthetic.synth_faces(n_faces, seed)]
     return FaceCrops(inputs=np.concatenate(batches).astype(np.float32),

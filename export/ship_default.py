@@ -1,10 +1,12 @@
 """Make a trained checkpoint the package's shipped default model (a maintainers' tool).
 
-``python -m fa3d.export.ship_default runs/default/best.pt`` writes, into ``fa3d/runtime/assets/default/``:
+``python -m fa3d.export.ship_default runs/default/best.pt`` writes:
 
-* ``model.pt``: the weights-only checkpoint, weights stored as float16 (the model computes in float32);
-* ``model.onnx`` + ``model.onnx.json``: its ONNX export, made by the fa-export pipeline from that very
-  ``model.pt`` (opset 17, checked, parity-tested against PyTorch), so the two files agree.
+* into ``fa3d/export/assets/default/``: ``model.pt``, the weights-only checkpoint, weights stored as float16
+  (the model computes in float32); only fa-export reads it, so the runtime package does not carry it;
+* into ``fa3d/runtime/assets/default/``: ``model.onnx`` + ``model.onnx.json``, its ONNX export, made by the
+  fa-export pipeline from that very ``model.pt`` (opset 17, checked, parity-tested against PyTorch), so the
+  two files agree.
 
 Everything is first built in a temporary folder beside the destination and moved in at the end.
 """
@@ -13,39 +15,49 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from fa3d.runtime.default_model import asset_path
 
-from .defaults import ONNX_NAME
-from .pipeline import ExportFailure, ExportRequest, run_export
+from .defaults import ONNX_NAME, export_asset_path
+from .steps import ExportFailure, ExportRequest, run_export
 
-SHIPPED = ("model.pt", ONNX_NAME, ONNX_NAME + ".json")
+CHECKPOINT = "model.pt"
+SHIPPED = (CHECKPOINT, ONNX_NAME, ONNX_NAME + ".json")
 
 
 def ship_default(checkpoint: str | os.PathLike, dest: str | os.PathLike | None = None) -> dict[str, int]:
-    """Ship ``checkpoint`` as the default model into ``dest`` (default: the package's assets); file sizes."""
+    """Ship ``checkpoint`` as the default model; file sizes by name.
+
+    ``dest``: one folder for all three files; default: the ONNX files into the runtime's assets and
+    ``model.pt`` into fa-export's (:func:`fa3d.export.defaults.default_checkpoint_path`).
+    """
     from fa3d.training.checkpoint import export_weights_only
 
-    dest = Path(dest) if dest is not None else asset_path("default")
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".ship-", dir=dest) as tmp:
+    onnx_dest = Path(dest) if dest is not None else asset_path("default")
+    ckpt_dest = Path(dest) if dest is not None else export_asset_path("default")
+    targets = {name: (ckpt_dest if name == CHECKPOINT else onnx_dest) / name for name in SHIPPED}
+    for folder in {onnx_dest, ckpt_dest}:
+        folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".ship-", dir=onnx_dest) as tmp:
         tmp = Path(tmp)
-        export_weights_only(checkpoint, tmp / "model.pt", half=True)
-        run_export(ExportRequest(out_dir=tmp, checkpoint=tmp / "model.pt", onnx_only=True),
+        export_weights_only(checkpoint, tmp / CHECKPOINT, half=True)
+        run_export(ExportRequest(out_dir=tmp, checkpoint=tmp / CHECKPOINT, onnx_only=True),
                    report=lambda step: print(f"[{step.name}] {step.message}"))
-        for name in SHIPPED:
-            os.replace(tmp / name, dest / name)
-    return {name: (dest / name).stat().st_size for name in SHIPPED}
+        for name, target in targets.items():
+            shutil.move(tmp / name, target)  # os.replace within one file system, a copy + rename across
+    return {name: target.stat().st_size for name, target in targets.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fa3d.export.ship_default", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="the trained checkpoint to ship (e.g. runs/default/best.pt)")
-    ap.add_argument("--dest", help="destination folder (default: the installed package's assets/default)")
+    ap.add_argument("--dest", help="one destination folder for all three files (default: the ONNX into "
+                                   "fa3d/runtime/assets/default, model.pt into fa3d/export/assets/default)")
     args = ap.parse_args(argv)
     from fa3d.training.checkpoint import CheckpointError
 

@@ -35,10 +35,10 @@ from packaging.version import InvalidVersion, Version
 
 from fa3d.runtime.atomic import atomic_path, atomic_write_bytes
 from fa3d.runtime.metadata import ArtifactMetadata, read_sidecar, sha256_file, sidecar_path, write_metadata
+from fa3d.runtime.policy import MIN_TENSORRT as OLDEST
 
 from .defaults import DEFAULT_BATCH, DEFAULT_WORKSPACE_MB
 
-OLDEST = Version("8.5")
 FIRST_IMPLICIT_EXPLICIT_BATCH = Version("10")  # EXPLICIT_BATCH deprecated and ignored from 10.0
 FIRST_STRONGLY_TYPED_ONLY = Version("11")  # no FP16/INT8 builder flags, strongly typed networks only
 PRECISIONS = ("fp32", "fp16", "int8")

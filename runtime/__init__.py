@@ -3,7 +3,8 @@
 The public API is imported lazily, so ``import fa3d.runtime`` stays cheap and never imports
 onnxruntime, tensorrt, pycuda or torch:
 
-``FaceAligner``, ``FaceAlignerOptions`` (:mod:`.aligner`), ``FaceResult`` (:mod:`.results`).
+``FaceAligner``, ``FaceAlignerOptions`` (:mod:`.aligner`), ``RunningMode`` (:mod:`.running_mode`),
+``FaceResult`` (:mod:`.results`), ``CameraIntrinsics`` (:mod:`.camera`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import importlib
 _LAZY = {
     "FaceAligner": ".aligner",
     "FaceAlignerOptions": ".aligner",
+    "RunningMode": ".running_mode",
     "FaceResult": ".results",
-    "CameraIntrinsics": ".results",
+    "CameraIntrinsics": ".camera",
     "OneEuroOptions": ".smoothing",
 }
 

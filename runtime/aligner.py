@@ -2,17 +2,25 @@
 
 .. code-block:: python
 
-    from fa3d.runtime import FaceAligner, FaceAlignerOptions
+    from fa3d.runtime import FaceAligner, FaceAlignerOptions, RunningMode
 
-    with FaceAligner.from_artifact("model.onnx", FaceAlignerOptions(mode="video")) as aligner:
+    with FaceAligner.from_artifact("model.onnx", FaceAlignerOptions(mode=RunningMode.VIDEO)) as aligner:
         for t_ms, frame in frames:                       # OpenCV BGR uint8 images
             for face in aligner.process_video(frame, t_ms):
                 print(face.track_id, face.yaw_pitch_roll, face.landmarks[30])
 
-Modes: ``image`` (:meth:`FaceAligner.process`: every call independent; the detector runs unless boxes are
-given) and ``video`` / ``live`` (:meth:`FaceAligner.process_video`: frames with increasing timestamps;
-faces are tracked with stable IDs, boxes come from the previous landmarks, optional One Euro smoothing).
-``live`` behaves as ``video``; the caller drops frames it cannot keep up with.
+Running modes (:class:`~fa3d.runtime.running_mode.RunningMode`, enforced as in MediaPipe: each mode has
+its one call, the others are refused with a clear error):
+
+* ``IMAGE``: :meth:`FaceAligner.process`: every call independent; the detector runs unless boxes are given.
+* ``VIDEO``: :meth:`FaceAligner.process_video`: frames with increasing timestamps; faces are tracked with
+  stable IDs, boxes come from the previous landmarks, optional One Euro smoothing.
+* ``LIVE_STREAM``: :meth:`FaceAligner.process_async`: returns at once; a worker thread tracks as in VIDEO and
+  calls ``options.result_callback(faces, frame, timestamp_ms)``; a frame that arrives while another waits
+  replaces it (``dropped_frames``).
+
+The model is named in one place: the ``path`` of :meth:`FaceAligner.from_artifact` (or the open backend
+given to the constructor); the options say how to run it.
 
 All faces of a frame go through the model in ONE batched inference.
 
@@ -26,43 +34,59 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .backends import Backend, open_backend
+from .camera import DEFAULT_EYE_SPAN_M, CameraIntrinsics, solve_head_pose
 from .detect import FaceDetector, make_detector
-from .pose import matrix_to_6d, matrix_to_euler, rotation_from_6d
+from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
+from .pose import blend_rotations, matrix_to_6d, matrix_to_euler, rotation_from_6d, rotation_from_landmarks
 from .preprocess import prepare, rotation_to_image, to_image
-from .results import DEFAULT_EYE_SPAN_M, CameraIntrinsics, FaceResult, solve_head_pose
+from .live_stream import LatestFrameWorker, ResultCallback
+from .results import FaceResult
+from .running_mode import RunningMode, wrong_mode
 from .smoothing import OneEuroFilter, OneEuroOptions
 from .track import FaceTracker, TrackerOptions
 
-MODES = ("image", "video", "live")
+MODES = tuple(m.value for m in RunningMode)
+#: where the reported head pose comes from: the network's pose head, the rotation fitted to its 68 3D
+#: landmarks (the default: measured better on aflw19k val, see the README), or the chordal mean of the two
+POSE_SOURCES = ("head", "landmarks", "blend")
 STAGES = ("detect", "preprocess", "infer", "postprocess")
 
 
 @dataclass(frozen=True)
 class FaceAlignerOptions:
-    """How a FaceAligner runs. ``model_path`` None = the shipped default model (see from_artifact)."""
+    """How a FaceAligner runs (the model itself is named by :meth:`FaceAligner.from_artifact`)."""
 
-    model_path: str | None = None
+    model_path: str | None = None  # deprecated: name the model in FaceAligner.from_artifact(path)
     device: str = "cpu"  # ONNX Runtime: cpu | cuda | tensorrt | auto; engines always run on the GPU
     num_threads: int | None = None  # ONNX Runtime intra-op threads (None = its default)
-    mode: str = "image"  # image | video | live
-    detector: str = "blazeface"  # "blazeface" (shipped CNN), "haar", or a YuNet / SCRFD ONNX path (fa3d.runtime.detect)
-    det_every_n: int = 10  # video: run the detector at least every N frames
+    mode: RunningMode = RunningMode.IMAGE  # a RunningMode or its value ("image", "video", "live_stream")
+    detector: str = DEFAULT_DETECTOR  # "blazeface" (shipped CNN), "haar", or a YuNet / SCRFD ONNX path
+    det_every_n: int = DEFAULT_DET_EVERY  # video: run the detector at least every N frames
     min_confidence: float = 0.5  # faces below it are not reported; in video mode they trigger detection
-    max_faces: int = 4
+    max_faces: int = DEFAULT_MAX_FACES
     smoothing: OneEuroOptions = field(default_factory=OneEuroOptions)  # off by default
     intrinsics: CameraIntrinsics | None = None  # enables head_pose_cam (PnP)
     fov_deg: float | None = None  # horizontal FOV guess for intrinsics when none are given
     eye_span_m: float = DEFAULT_EYE_SPAN_M
+    pose_source: str = "landmarks"  # head | landmarks | blend (see POSE_SOURCES)
+    result_callback: ResultCallback | None = None  # LIVE_STREAM: called with (faces, frame_bgr, timestamp_ms)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        object.__setattr__(self, "mode", RunningMode.coerce(self.mode))
+        if (self.mode is RunningMode.LIVE_STREAM) != (self.result_callback is not None):
+            raise ValueError("a result_callback is needed in RunningMode.LIVE_STREAM and only there")
+        if self.model_path is not None:
+            warnings.warn("FaceAlignerOptions.model_path is deprecated: name the model in "
+                          "FaceAligner.from_artifact(path)", DeprecationWarning, stacklevel=3)
+        if self.pose_source not in POSE_SOURCES:
+            raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {self.pose_source!r}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.max_faces < 1 or self.det_every_n < 1:
@@ -91,13 +115,17 @@ class FaceAligner:
         self._last_eff: float | None = None
         self.last_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # seconds, of the latest call
         self._closed = False
+        self._worker: LatestFrameWorker | None = None
 
     @classmethod
     def from_artifact(cls, path: str | os.PathLike | None = None,
                       options: FaceAlignerOptions | None = None) -> "FaceAligner":
         """Open an ONNX file or TensorRT engine (its type picks the backend); None = the shipped default model."""
         options = options or FaceAlignerOptions()
-        if path is None:
+        if options.model_path is not None:  # deprecated second name of the model
+            if path is not None and Path(path) != Path(options.model_path):
+                raise ValueError(f"two models named: from_artifact({str(path)!r}) and options.model_path="
+                                 f"{options.model_path!r}; name it once, in from_artifact(path)")
             path = options.model_path
         if path is None:
             from .default_model import default_model_path
@@ -119,6 +147,7 @@ class FaceAligner:
         those below ``min_confidence`` are dropped."""
         with self._lock:
             self._check_open()
+            self._check_mode("process", RunningMode.IMAGE)
             self._check_frame(frame_bgr)
             timings = dict.fromkeys(STAGES, 0.0)
             if boxes is None:
@@ -135,39 +164,65 @@ class FaceAligner:
             return faces
 
     def process_video(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
-        """Faces in the next frame of a video/live stream, tracked (``track_id`` set).
+        """Faces in the next frame of a video, tracked (``track_id`` set).
 
         Timestamps must not go back. A timestamp equal to the previous one (a coarse camera clock) is
         accepted: the frame is aligned and tracked like any other, and smoothing treats it as 1 ms later
         (the smallest step a millisecond clock can hide). An earlier timestamp raises ValueError."""
         with self._lock:
             self._check_open()
-            if self.options.mode == "image":
-                raise ValueError("process_video() needs FaceAlignerOptions(mode='video' or 'live')")
+            self._check_mode("process_video", RunningMode.VIDEO)
             self._check_frame(frame_bgr)
-            if self._last_ts is not None and timestamp_ms < self._last_ts:
-                raise ValueError(f"timestamps must not go back: got {timestamp_ms} ms after {self._last_ts} ms "
-                                 "(call reset() when the source restarts)")
-            t_eff = float(timestamp_ms)  # strictly increasing, for smoothing
-            if self._last_eff is not None and t_eff <= self._last_eff:
-                t_eff = self._last_eff + 1.0
-            self._last_ts, self._last_eff = float(timestamp_ms), t_eff
-            if self._tracker is None:
-                o = self.options
-                self._tracker = FaceTracker(self.detector, TrackerOptions(
-                    det_every_n=o.det_every_n, min_confidence=o.min_confidence, max_faces=o.max_faces))
-            timings = dict.fromkeys(STAGES, 0.0)
-            t0 = time.perf_counter()
-            boxes, ids, _ = self._tracker.boxes_for_frame(frame_bgr)
-            timings["detect"] = time.perf_counter() - t0
-            faces, raw_landmarks = self._align(frame_bgr, boxes, ids, timings, timestamp_s=t_eff / 1000.0)
-            # the next boxes come from the unsmoothed landmarks: smoothing must not make the crop lag
-            self._tracker.update(raw_landmarks, np.array([f.confidence for f in faces]))
-            live = set(self._tracker.track_ids)
-            for tid in [k for k in self._smoothers if k not in live]:
-                del self._smoothers[tid]
-            self.last_timings = timings
-            return [f for f in faces if f.confidence >= self.options.min_confidence]
+            t_eff = self._check_timestamp(timestamp_ms)
+            return self._tracked(frame_bgr, t_eff)
+
+    def process_async(self, frame_bgr: np.ndarray, timestamp_ms: float) -> None:
+        """LIVE_STREAM: hand a frame to the worker and return; ``options.result_callback`` gets its faces.
+
+        Timestamps as for :meth:`process_video`. A frame that arrives while another still waits replaces it (the drop
+        policy; ``dropped_frames`` counts them). An exception of the worker is raised by the next call."""
+        with self._lock:
+            self._check_open()
+            self._check_mode("process_async", RunningMode.LIVE_STREAM)
+            self._check_frame(frame_bgr)
+            t_eff = self._check_timestamp(timestamp_ms)
+            if self._worker is None:
+                self._worker = LatestFrameWorker(self._process_locked, self.options.result_callback)
+            worker = self._worker
+        worker.submit(frame_bgr, t_eff)
+
+    @property
+    def dropped_frames(self) -> int:
+        """LIVE_STREAM: frames replaced by a newer one before the worker got to them."""
+        return self._worker.dropped if self._worker is not None else 0
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """LIVE_STREAM: block until every accepted frame is processed (True) or ``timeout`` s pass (False)."""
+        return self._worker.wait_idle(timeout) if self._worker is not None else True
+
+    def _process_locked(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
+        with self._lock:
+            self._check_open()
+            return self._tracked(frame_bgr, timestamp_ms)
+
+    def _tracked(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
+        """Track and align one frame (the lock is held by the caller)."""
+        if self._tracker is None:
+            o = self.options
+            self._tracker = FaceTracker(self.detector, TrackerOptions(
+                det_every_n=o.det_every_n, min_confidence=o.min_confidence, max_faces=o.max_faces))
+        timings = dict.fromkeys(STAGES, 0.0)
+        t0 = time.perf_counter()
+        boxes, ids, _ = self._tracker.boxes_for_frame(frame_bgr)
+        timings["detect"] = time.perf_counter() - t0
+        faces, raw_landmarks = self._align(frame_bgr, boxes, ids, timings, timestamp_s=timestamp_ms / 1000.0)
+        # the next boxes come from the unsmoothed landmarks: smoothing must not make the crop lag
+        self._tracker.update(raw_landmarks, np.array([f.confidence for f in faces]))
+        live = set(self._tracker.track_ids)
+        for tid in [k for k in self._smoothers if k not in live]:
+            del self._smoothers[tid]
+        self.last_timings = timings
+        return [f for f in faces if f.confidence >= self.options.min_confidence]
 
     def reset(self) -> None:
         """Forget tracks, smoothing state and the last timestamp (e.g. when the video source changes)."""
@@ -177,10 +232,16 @@ class FaceAligner:
             self._last_ts = self._last_eff = None
 
     def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self.backend.close()
-                self._closed = True
+        """Finish LIVE_STREAM work (frames already accepted), then release the backend."""
+        worker, self._worker = self._worker, None
+        try:
+            if worker is not None:
+                worker.close()  # raises a kept worker error, after the backend is released below
+        finally:
+            with self._lock:
+                if not self._closed:
+                    self.backend.close()
+                    self._closed = True
 
     def __enter__(self) -> "FaceAligner":
         return self
@@ -192,6 +253,21 @@ class FaceAligner:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this FaceAligner is closed")
+
+    def _check_mode(self, call: str, mode: RunningMode) -> None:
+        if self.options.mode is not mode:
+            raise wrong_mode(call, self.options.mode)
+
+    def _check_timestamp(self, timestamp_ms: float) -> float:
+        """Refuse a timestamp that goes back; the strictly increasing time (ms) used for smoothing."""
+        if self._last_ts is not None and timestamp_ms < self._last_ts:
+            raise ValueError(f"timestamps must not go back: got {timestamp_ms} ms after {self._last_ts} ms "
+                             "(call reset() when the source restarts)")
+        t_eff = float(timestamp_ms)
+        if self._last_eff is not None and t_eff <= self._last_eff:
+            t_eff = self._last_eff + 1.0
+        self._last_ts, self._last_eff = float(timestamp_ms), t_eff
+        return t_eff
 
     @staticmethod
     def _check_frame(frame: np.ndarray) -> None:
@@ -221,6 +297,9 @@ class FaceAligner:
         lm = to_image(out["landmarks"], m)
         dense = to_image(out["dense"], m) if out["dense"].shape[1] else np.zeros((len(m), 0, 3))
         rot = rotation_to_image(out["rotation"], m)
+        if self.options.pose_source != "head":
+            fitted = rotation_from_landmarks(lm)
+            rot = fitted if self.options.pose_source == "landmarks" else blend_rotations(rot, fitted)
         conf = out["confidence"].reshape(-1)
         smooth = self.options.smoothing.enabled and timestamp_s is not None
         intr = self._intrinsics(frame)
@@ -249,4 +328,4 @@ class FaceAligner:
         return faces, lm
 
 
-__all__ = ["FaceAligner", "FaceAlignerOptions", "STAGES"]
+__all__ = ["FaceAligner", "FaceAlignerOptions", "POSE_SOURCES", "RunningMode", "STAGES"]

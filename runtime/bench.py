@@ -4,7 +4,7 @@ Examples::
 
     fa-bench --model model.onnx --int8 model.int8.onnx --batch 1,4,8 --video clip.mp4 --json bench.json
     fa-bench --engine model.plan --batch 1,8,16
-    fa-bench --checkpoint model.pt --model model.onnx      # PyTorch too (needs fa3d[train])
+    fa-bench-torch --checkpoint model.pt --model model.onnx   # PyTorch too (fa3d.training.bench_torch)
 
 Model-only: random inputs of the artifact's input size, ``--warmup`` untimed calls then ``--iters`` timed
 calls per batch size; reported per row: median, p10 and p90 latency (ms per call) and throughput
@@ -25,6 +25,10 @@ Text output::
 
 ``--json OUT``: ``{"machine": {...}, "model": [rows as above], "pipeline": <summary> | null}``.
 Exit codes: 0 done, 2 usage, 3 video not found, 4 model cannot be loaded.
+
+PyTorch rows (``--checkpoint``) come from ``fa-bench-torch``, the same command with a PyTorch timer plugged in
+(:mod:`fa3d.training.bench_torch`): the runtime never imports torch or the training package, so plain
+``fa-bench --checkpoint`` says where to go (exit 2).
 """
 
 from __future__ import annotations
@@ -34,12 +38,17 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .clihelp import HelpFormatter
-from .timing import time_calls
+from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
+from .timing import summarize_ms, time_calls
+
+#: ``(checkpoint, batches, warmup, iters, threads) -> rows``: times a checkpoint (PyTorch); raises RuntimeError
+CheckpointTimer = Callable[[str, list[int], int, int, "int | None"], list[dict]]
 
 
 def _parse_batches(text: str) -> list[int]:
@@ -52,14 +61,15 @@ def _parse_batches(text: str) -> list[int]:
     return vals
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fa-bench", description=__doc__.split("\n\n")[0],
+def build_parser(prog: str = "fa-bench") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
     p.add_argument("--model", help="FP32 (or FP16) ONNX model, run by ONNX Runtime (default, when no model of "
                                    "any kind is given: the model shipped inside fa3d)")
     p.add_argument("--int8", help="INT8 Q/DQ ONNX model, run by ONNX Runtime")
     p.add_argument("--engine", help="TensorRT engine (.plan), run by TensorRT + pycuda")
-    p.add_argument("--checkpoint", help="PyTorch checkpoint (.pt), run by PyTorch on CPU (needs fa3d[train])")
+    p.add_argument("--checkpoint", help="PyTorch checkpoint (.pt), run by PyTorch on CPU: fa-bench-torch only "
+                                        "(needs fa3d[train])")
     p.add_argument("--batch", type=_parse_batches, default=[1, 4, 8], help="batch sizes, comma-separated")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls (and pipeline frames) first")
     p.add_argument("--iters", type=int, default=30, help="timed calls per batch size")
@@ -70,19 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pipeline", action="store_true", help="model-only figures")
     p.add_argument("--no-track", action="store_true", help="pipeline: detect on every frame")
     p.add_argument("--max-frames", type=int, help="pipeline: at most this many frames")
-    p.add_argument("--max-faces", type=int, default=4, help="pipeline: track at most this many faces")
-    p.add_argument("--det-every", type=int, default=10, help="pipeline: run the detector at least every N frames")
-    p.add_argument("--detector", default="blazeface",
-                   help="pipeline: 'blazeface' (the shipped CNN), 'haar' or a YuNet / SCRFD ONNX file")
+    p.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES, help="pipeline: track at most this many faces")
+    p.add_argument("--det-every", type=int, default=DEFAULT_DET_EVERY,
+                   help="pipeline: run the detector at least every N frames")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help="pipeline: 'blazeface' (the shipped CNN), 'haar' or a YuNet / SCRFD ONNX file")
     p.add_argument("--json", dest="json_out", help="write all figures as JSON (atomically)")
     return p
 
 
 def row(backend: str, precision: str, batch: int, t: np.ndarray) -> dict:
-    ms = t * 1000.0
-    med = float(np.median(ms))
+    st = summarize_ms(t * 1000.0)
+    med = st["median_ms"]
     return {"backend": backend, "precision": precision, "batch": batch, "median_ms": round(med, 3),
-            "p10_ms": round(float(np.percentile(ms, 10)), 3), "p90_ms": round(float(np.percentile(ms, 90)), 3),
+            "p10_ms": round(st["p10_ms"], 3), "p90_ms": round(st["p90_ms"], 3),
             "faces_per_s": round(batch * 1000.0 / med, 1) if med > 0 else None, "iters": len(t)}
 
 
@@ -93,28 +103,6 @@ def bench_backend(backend, batches: list[int], warmup: int, iters: int, label: s
     for b in batches:
         x = rng.standard_normal((b, 3, s, s)).astype(np.float32)
         rows.append(row(label, backend.metadata.precision, b, time_calls(lambda: backend.infer(x), warmup, iters)))
-    return rows
-
-
-def bench_torch(checkpoint: str, batches: list[int], warmup: int, iters: int, threads: int | None) -> list[dict]:
-    """PyTorch eager on CPU (``fa3d.training.checkpoint.load_checkpoint``; needs fa3d[train])."""
-    import torch  # lazy: fa3d[train]
-
-    from fa3d.training.checkpoint import CheckpointError, load_checkpoint  # lazy: fa3d[train]
-
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        loaded = load_checkpoint(checkpoint)
-    except CheckpointError as e:
-        raise RuntimeError(str(e)) from None
-    model = loaded.model.eval()
-    s = loaded.metadata.preprocess.input_size
-    rows = []
-    with torch.inference_mode():
-        for b in batches:
-            x = torch.randn(b, 3, s, s)
-            rows.append(row("pytorch", "fp32", b, time_calls(lambda: model(x), warmup, iters)))
     return rows
 
 
@@ -140,12 +128,18 @@ def _print_rows(rows: list[dict]) -> None:
               f"{r['p90_ms']:>9.2f}{r['faces_per_s']:>10.1f}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None = None,
+         prog: str = "fa-bench") -> int:
+    """fa-bench; ``checkpoint_timer`` (given by fa-bench-torch) times ``--checkpoint`` files."""
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    if args.checkpoint and checkpoint_timer is None:
+        print("fa-bench: error: --checkpoint times PyTorch, which the runtime never imports: run the same command "
+              "as fa-bench-torch (needs fa3d[train])", file=sys.stderr)
+        return 2
     if not (args.model or args.int8 or args.engine or args.checkpoint):
         from .default_model import DefaultModelMissing, default_model_path
 
@@ -169,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 with open_backend(path, device=args.device, num_threads=args.threads) as be:
                     rows += bench_backend(be, args.batch, args.warmup, args.iters, label)
         if args.checkpoint:
-            rows += bench_torch(args.checkpoint, args.batch, args.warmup, args.iters, args.threads)
+            rows += checkpoint_timer(args.checkpoint, args.batch, args.warmup, args.iters, args.threads)
     except (MetadataError, BackendError, FileNotFoundError, RuntimeError) as e:
         print(f"fa-bench: error: {e}", file=sys.stderr)
         return 4
@@ -190,14 +184,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
-    from .aligner import FaceAligner, FaceAlignerOptions
+    from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
     from .default_model import DefaultModelMissing, sample_clip_path
-    from .pipeline import run_pipeline
+    from .frame_loop import run_pipeline
     from .sources import SourceError, open_source
 
     try:
         video = args.video or str(sample_clip_path())
-        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode="video",
+        mode = RunningMode.IMAGE if args.no_track else RunningMode.VIDEO
+        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode=mode,
                                      max_faces=args.max_faces, det_every_n=args.det_every, detector=args.detector)
         with FaceAligner.from_artifact(model, options) as aligner:
             if args.warmup:

@@ -43,12 +43,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
 from .clihelp import HelpFormatter
+from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
 
 EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
 
@@ -76,12 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt", "auto"],
                    help="ONNX Runtime execution provider (ignored for --engine)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice)")
-    p.add_argument("--detector", default="blazeface",
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help="'blazeface' (the shipped CNN, MediaPipe BlazeFace short range), 'haar' (OpenCV's "
                         "cascade: frontal faces only) or a YuNet / SCRFD ONNX file")
-    p.add_argument("--det-every", type=int, default=10, help="run the detector at least every N frames")
+    p.add_argument("--det-every", type=int, default=DEFAULT_DET_EVERY, help="run the detector at least every N frames")
     p.add_argument("--min-confidence", type=float, default=0.5, help="drop faces below this confidence")
-    p.add_argument("--max-faces", type=int, default=4, help="track at most this many faces")
+    p.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES, help="track at most this many faces")
     p.add_argument("--no-track", action="store_true",
                    help="detect on every frame, no tracking (default for image folders)")
     p.add_argument("--intrinsics", help="camera intrinsics JSON {fx, fy, cx, cy[, dist]}: adds head_pose_cam (PnP)")
@@ -121,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         _err("give --intrinsics or --fov, not both")
         return EXIT_USAGE
 
-    from .aligner import FaceAligner, FaceAlignerOptions
+    from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
     from .backends import BackendError
     from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
     from .metadata import MetadataError
-    from .results import CameraIntrinsics
+    from .camera import CameraIntrinsics
     from .smoothing import OneEuroOptions
     from .sources import ImageSource, SourceError, open_source
 
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         intrinsics = CameraIntrinsics.load(args.intrinsics) if args.intrinsics else None
         smoothing = OneEuroOptions(enabled=args.smooth, min_cutoff=args.smooth_min_cutoff,
                                    beta=args.smooth_beta, d_cutoff=args.smooth_d_cutoff)
-        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode="video",
+        options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode=RunningMode.VIDEO,
                                      detector=args.detector, det_every_n=args.det_every,
                                      min_confidence=args.min_confidence, max_faces=args.max_faces,
                                      smoothing=smoothing, intrinsics=intrinsics, fov_deg=args.fov)
@@ -159,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
              "(one annotated image per frame) or a video name")
         return EXIT_USAGE
 
+    track = not args.no_track and not isinstance(source, ImageSource)
+    if not track:
+        options = dataclasses.replace(options, mode=RunningMode.IMAGE)
     with contextlib.closing(source):
         try:
             model = args.engine or args.model or default_model_path()
@@ -172,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
             except (ValueError, FileNotFoundError, RuntimeError) as e:
                 _err(f"--detector: {e}")
                 return EXIT_USAGE
-            track = not args.no_track and not isinstance(source, ImageSource)
             try:
                 report = _run(aligner, source, args, track)
             except SourceError as e:
@@ -207,8 +211,8 @@ def _run(aligner, source, args, track: bool):
     import cv2
 
     from .draw import draw_results
+    from .frame_loop import run_pipeline
     from .outputs import JsonLinesWriter, open_annotated
-    from .pipeline import run_pipeline
 
     show = not args.headless and display_available()
     with contextlib.ExitStack() as stack:

@@ -1,8 +1,9 @@
 """Where the shipped default model and the bundled samples live inside the installed package.
 
-The one place that knows the asset layout: ``fa3d/runtime/assets/default/`` (the default model:
-``model.onnx`` + ``model.onnx.json`` for the runtime, ``model.pt`` for fa-export) and
-``fa3d/runtime/assets/samples/`` (the public-domain portrait and the clip made from it).
+The one place that knows the runtime's asset layout: ``fa3d/runtime/assets/default/`` (the default model:
+``model.onnx`` + ``model.onnx.json``) and ``fa3d/runtime/assets/samples/`` (the public-domain portrait and the
+clip made from it). The default model's torch checkpoint ``model.pt`` is fa-export's, not the runtime's:
+:func:`fa3d.export.defaults.default_checkpoint_path`.
 """
 
 from __future__ import annotations
@@ -33,12 +34,6 @@ def default_model_path() -> Path:
     """The shipped default model's ONNX file (with its ``model.onnx.json`` sidecar)."""
     return _existing("default/model.onnx", "the shipped default model is missing: give a model explicitly "
                      "(--model model.onnx or --engine model.plan, made by fa-export)")
-
-
-def default_checkpoint_path() -> Path:
-    """The shipped default model's weights-only checkpoint (what fa-export starts from)."""
-    return _existing("default/model.pt", "the shipped default model is not in this installation: give a "
-                     "checkpoint explicitly (fa-export path/to/model.pt) or train one with fa-train")
 
 
 def sample_path(name: str = "astronaut.mp4") -> Path:

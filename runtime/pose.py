@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .schema import mean_shape
+
 _FLIP_X = np.diag([-1.0, 1.0, 1.0])
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])
 
@@ -196,3 +198,31 @@ def geodesic_deg(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     r1, r2 = _check_matrix(r1), _check_matrix(r2)
     tr = np.einsum("...ij,...ij->...", r1, r2)
     return np.degrees(np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0)))
+
+
+def rotation_from_landmarks(landmarks: np.ndarray, model_shape: np.ndarray | None = None) -> np.ndarray:
+    """Head rotations (..., 3, 3) fitted to 3D image landmarks (..., 68, 3).
+
+    The rotation of the least-squares similarity (:func:`fit_similarity`) from the frontal mean shape
+    (``model_shape``, model frame; default :func:`fa3d.runtime.schema.mean_shape`) to the landmarks in the
+    view frame (:func:`image_to_view`): the pose that the predicted 3D shape itself implies.
+    """
+    if model_shape is None:
+        model_shape = mean_shape()
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.ndim < 2 or lm.shape[-2:] != np.shape(model_shape):
+        raise ValueError(f"expected (..., {np.shape(model_shape)[0]}, 3) landmarks, got {lm.shape}")
+    flat = image_to_view(lm.reshape(-1, *lm.shape[-2:]))
+    out = np.stack([fit_similarity(model_shape, p)[0] for p in flat]) if len(flat) else np.zeros((0, 3, 3))
+    return out.reshape(*lm.shape[:-2], 3, 3)
+
+
+def blend_rotations(r1: np.ndarray, r2: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    """The chordal mean of two rotations: ``weight * r1 + (1 - weight) * r2`` projected onto SO(3) by SVD."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must lie in [0, 1], got {weight}")
+    m = weight * _check_matrix(r1) + (1.0 - weight) * _check_matrix(r2)
+    u, _, vt = np.linalg.svd(m)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[..., :, 2] *= d[..., None]
+    return u @ vt

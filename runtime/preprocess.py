@@ -120,6 +120,16 @@ def crop_boxes(face_boxes: np.ndarray, crop_scale: float = DEFAULT_CROP_SCALE) -
     return np.concatenate([centre - half[:, None], centre + half[:, None]], axis=1)
 
 
+def jitter_box(centre: np.ndarray, size: np.ndarray | float, scale: float = 1.0,
+               shift: np.ndarray | float = 0.0) -> np.ndarray:
+    """The crop jitter of the package (training augmentation, calibration sets, parity crops): the box (4,)
+    of size ``size * scale`` centred at ``centre + shift * size``. ``size`` is a side (square boxes) or
+    ``(w, h)``; ``shift`` a fraction of the size, per axis or for both. Callers draw ``scale``/``shift``."""
+    c = np.asarray(centre, dtype=np.float64) + shift * size
+    half = size * scale / 2
+    return np.concatenate([c - half, c + half])
+
+
 def crop_transforms(crop_box: np.ndarray, input_size: int, angle_deg: np.ndarray | float = 0.0) -> np.ndarray:
     """Affine transforms (B, 2, 3), image -> crop, for square crop boxes.
 

@@ -1,21 +1,13 @@
-"""What the runtime returns for a face, camera intrinsics, and the optional 6DoF head pose by PnP."""
+"""What the runtime returns for a face: :class:`FaceResult`, and :class:`HeadPose` (6DoF, camera frame).
+
+The PnP solver that fills ``head_pose_cam`` and the camera intrinsics live in :mod:`fa3d.runtime.camera`.
+"""
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
 import numpy as np
-
-from .schema import mean_shape
-
-#: metric size of the PnP face model: distance between the outer eye corners (points 36 and 45), metres.
-#: 90 mm is a typical adult biocular width (ex-ex); a different person shifts the distance, not the rotation.
-DEFAULT_EYE_SPAN_M = 0.090
 
 
 @dataclass(frozen=True)
@@ -63,69 +55,3 @@ class FaceResult:
             d["head_pose_cam"] = {"rvec": np.round(self.head_pose_cam.rvec, 5).tolist(),
                                   "tvec_m": np.round(self.head_pose_cam.tvec, 4).tolist()}
         return d
-
-
-@dataclass(frozen=True)
-class CameraIntrinsics:
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    dist: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not (self.fx > 0 and self.fy > 0):
-            raise ValueError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
-
-    def matrix(self) -> np.ndarray:
-        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=np.float64)
-
-    @classmethod
-    def from_fov(cls, width: int, height: int, hfov_deg: float) -> "CameraIntrinsics":
-        """A guess from the horizontal field of view (square pixels, principal point at the centre)."""
-        if not 1 < hfov_deg < 179:
-            raise ValueError(f"field of view must be in (1, 179) degrees, got {hfov_deg}")
-        f = (width / 2) / math.tan(math.radians(hfov_deg) / 2)
-        return cls(fx=f, fy=f, cx=(width - 1) / 2, cy=(height - 1) / 2)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "CameraIntrinsics":
-        """JSON ``{"fx": .., "fy": .., "cx": .., "cy": .., "dist": [k1, k2, p1, p2, k3] (optional)}``."""
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-            return cls(fx=float(d["fx"]), fy=float(d["fy"]), cx=float(d["cx"]), cy=float(d["cy"]),
-                       dist=tuple(float(v) for v in d.get("dist", ())))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: intrinsics file not found") from None
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: intrinsics need JSON with numbers fx, fy, cx, cy (and optional dist): "
-                             f"{type(e).__name__}: {e}") from None
-
-
-def face_model_points(eye_span_m: float = DEFAULT_EYE_SPAN_M) -> np.ndarray:
-    """The mean shape (68, 3) in metres, in the OpenCV object frame (x right, y down, z away from the viewer)."""
-    m = np.asarray(mean_shape(), dtype=np.float64)
-    m = m * (eye_span_m / np.linalg.norm(m[45] - m[36]))
-    return m * np.array([1.0, -1.0, -1.0])
-
-
-def solve_head_pose(landmarks: np.ndarray, intrinsics: CameraIntrinsics,
-                    eye_span_m: float = DEFAULT_EYE_SPAN_M) -> HeadPose:
-    """6DoF head pose in the camera frame from the 2D landmarks by PnP against the metric mean shape.
-
-    EPnP gives the start, Levenberg-Marquardt (``SOLVEPNP_ITERATIVE``) refines it. Raises ValueError on failure.
-    """
-    obj = face_model_points(eye_span_m)
-    img = np.ascontiguousarray(np.asarray(landmarks, dtype=np.float64)[:, :2])
-    k, dist = intrinsics.matrix(), np.asarray(intrinsics.dist, dtype=np.float64)
-    ok, rvec, tvec = cv2.solvePnP(obj, img, k, dist, flags=cv2.SOLVEPNP_EPNP)
-    if ok:
-        ok, rvec, tvec = cv2.solvePnP(obj, img, k, dist, rvec=rvec, tvec=tvec, useExtrinsicGuess=True,
-                                      flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok or not np.isfinite(tvec).all():
-        raise ValueError("PnP failed for these landmarks")
-    rmat, _ = cv2.Rodrigues(rvec)
-    t = np.eye(4)
-    t[:3, :3], t[:3, 3] = rmat, tvec.ravel()
-    return HeadPose(rvec=rvec.ravel(), tvec=tvec.ravel(), matrix=t)

@@ -23,8 +23,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+#: image files every reader of the package accepts (fa-run, fa-calib, fa-label, the dataset readers)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+#: video files fa-calib and fa-label recognise by name (fa-run opens anything that is not an image as a video)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MAX_CONSECUTIVE_FAILURES = 25
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The image files (:data:`IMAGE_SUFFIXES`) of ``folder`` in name order; ``recursive``: of its subfolders too."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 class SourceError(RuntimeError):
@@ -139,7 +149,7 @@ class ImageSource(FrameSource):
         self.path = Path(path)
         self.description = str(self.path)
         if self.path.is_dir():
-            self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self._files = list_images(self.path)
             if not self._files:
                 raise SourceError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         elif self.path.is_file():
@@ -258,3 +268,14 @@ def open_source(spec: str | int, **live_options) -> FrameSource:
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
     return VideoFileSource(path)
+
+
+def video_frames(path: str | os.PathLike, every: int = 1) -> Iterator[Frame]:
+    """Every ``every``-th frame of a video file (by frame index), through :class:`VideoFileSource`: the one
+    video frame reader of the package. Raises :class:`SourceError` if the file is missing or cannot be opened."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    with VideoFileSource(path) as src:
+        for frame in src:
+            if frame.index % every == 0:
+                yield frame

@@ -2,7 +2,7 @@
 
 Cropping, warping, normalisation and the mapping of labels into the crop all use
 :mod:`fa3d.runtime.preprocess` (the one implementation); this module only draws the random parameters
-(box centre/scale jitter, in-plane angle, flip, colour, blur, occlusion) and makes negative crops for the
+(box centre/scale jitter, in-plane angle, flip, colour, blur, occlusion, resolution, JPEG quality) and makes negative crops for the
 confidence head. Randomness comes from the generator passed in (one per example, seeded by
 ``(seed, epoch, index)`` in the dataset), so an example does not depend on worker scheduling.
 
@@ -23,7 +23,7 @@ import numpy as np
 from fa3d.runtime import pose, preprocess
 from fa3d.runtime.schema import NUM_LANDMARKS, mirror_landmarks
 
-from .samples import FaceSample
+from fa3d.runtime.datasets.samples import FaceSample
 
 #: AFLW-21 point i of a flipped face is point AFLW21_MIRROR[i] of the original
 AFLW21_MIRROR = np.array([5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 16, 15, 14, 13, 12, 19, 18, 17, 20])
@@ -40,6 +40,22 @@ class AugmentConfig:
     occlusion_prob: float = 0.2
     noise_std: float = 3.0
     negative_prob: float = 0.1  # an example becomes a background / far-shifted crop (confidence target 0)
+    lowres_prob: float = 0.0  # the crop is downsampled to U(lowres_min, 1) x its size and upsampled back
+    lowres_min: float = 0.35
+    jpeg_prob: float = 0.0  # the crop is JPEG-compressed at a quality U(jpeg_quality_min, 95)
+    jpeg_quality_min: int = 30
+
+    def __post_init__(self) -> None:
+        for f in ("scale_jitter", "shift_jitter", "rotation_deg", "noise_std", "color_jitter"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"[augment] {f} must be >= 0, got {getattr(self, f)}")
+        for f in ("flip_prob", "blur_prob", "occlusion_prob", "negative_prob", "lowres_prob", "jpeg_prob"):
+            if not 0.0 <= getattr(self, f) <= 1.0:
+                raise ValueError(f"[augment] {f} is a probability in [0, 1], got {getattr(self, f)}")
+        if not 0.05 <= self.lowres_min <= 1.0:
+            raise ValueError(f"[augment] lowres_min must lie in [0.05, 1], got {self.lowres_min}")
+        if not 1 <= self.jpeg_quality_min <= 95:
+            raise ValueError(f"[augment] jpeg_quality_min must lie in [1, 95], got {self.jpeg_quality_min}")
 
     @classmethod
     def off(cls) -> "AugmentConfig":
@@ -68,7 +84,24 @@ def _flip(sample: FaceSample, dense_mirror: np.ndarray | None) -> dict:
     return out
 
 
+def _degrade(crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Resolution and compression like a camera's: downsample + upsample back, JPEG at a random quality."""
+    s = crop.shape[0]
+    if cfg.lowres_prob > 0 and rng.random() < cfg.lowres_prob:
+        small = max(8, int(round(s * rng.uniform(cfg.lowres_min, 1.0))))
+        down = cv2.INTER_AREA if rng.random() < 0.5 else cv2.INTER_LINEAR
+        up = cv2.INTER_LINEAR if rng.random() < 0.7 else cv2.INTER_NEAREST
+        crop = cv2.resize(cv2.resize(crop, (small, small), interpolation=down), (s, s), interpolation=up)
+    if cfg.jpeg_prob > 0 and rng.random() < cfg.jpeg_prob:
+        q = int(rng.integers(cfg.jpeg_quality_min, 96))
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, q])
+        if ok:
+            crop = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED).reshape(crop.shape)
+    return crop
+
+
 def _photometric(crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    crop = _degrade(crop, cfg, rng)
     img = crop.astype(np.float32)
     if cfg.color_jitter > 0:
         gain = rng.uniform(1 - cfg.color_jitter, 1 + cfg.color_jitter, size=3)
@@ -108,11 +141,12 @@ def make_example(sample: FaceSample, pre: preprocess.PreprocessConfig, cfg: Augm
         a = rng.uniform(0, 2 * np.pi)
         centre = centre + side * rng.uniform(0.8, 1.3) * np.array([np.cos(a), np.sin(a)])
         side = side * rng.uniform(0.7, 1.3)
+        scale, shift = 1.0, 0.0
     else:
-        centre = centre + rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, size=2) * side
-        side = side * rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
+        shift = rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, size=2)
+        scale = rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
     angle = float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)) if cfg.rotation_deg > 0 else 0.0
-    crop_box = np.concatenate([centre - side / 2, centre + side / 2])[None]
+    crop_box = preprocess.jitter_box(centre, side, scale, shift)[None]
     m = preprocess.crop_transforms(crop_box, s, angle)
     crop = preprocess.warp_crops(lab["image"], m, pre)[0]
     crop = _photometric(crop, cfg, rng)

@@ -4,7 +4,7 @@ Every block that is "pose-fused" takes the feature map and a flattened head rota
 its squeeze-and-excitation computes ``sigmoid(Linear([squeeze(x), rot9]))`` and rescales the channels.
 With ``fuse_pose=False`` the rotation is left out of every excitation (``Linear(C/16 -> C)``).
 
-All operators stay inside the TensorRT-safe set of DESIGN.md section 3 at ONNX opset 17: reshapes use
+All operators stay inside the TensorRT-safe set (fa3d.export.onnx_check) at ONNX opset 17: reshapes use
 ``-1`` for the batch (no Shape ops), CoordConv channels are a constant buffer whose convolution is added
 by broadcasting (no Expand of a batch-dependent shape).
 """

@@ -26,7 +26,7 @@ from fa3d.runtime.metadata import ArtifactMetadata, MetadataError
 from fa3d.runtime.preprocess import PreprocessConfig
 from fa3d.runtime.schema import MIRROR, NUM_LANDMARKS, SCHEMA_NAME, mean_shape
 
-from .model import ModelConfig, PoseFusedAlignmentNet, count_parameters
+from .model import ModelConfig, MobileConfig, config_from_dict, count_parameters, network_for
 
 FORMAT = "fa3d.checkpoint"
 FORMAT_VERSION = 1
@@ -40,9 +40,9 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    model: PoseFusedAlignmentNet  # in eval mode
+    model: "torch.nn.Module"  # in eval mode
     metadata: ArtifactMetadata
-    model_config: ModelConfig
+    model_config: ModelConfig | MobileConfig
     metrics: dict
     train_config: dict = field(default_factory=dict)
     resume: dict | None = None
@@ -58,7 +58,7 @@ def _producer() -> dict[str, str]:
     return {"fa3d": fa3d_version, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
-def model_metadata(model: PoseFusedAlignmentNet, preprocess: PreprocessConfig | None = None,
+def model_metadata(model: torch.nn.Module, preprocess: PreprocessConfig | None = None,
                    extra: dict | None = None) -> ArtifactMetadata:
     """The artifact metadata of a model (format ``checkpoint``)."""
     cfg = model.config
@@ -94,7 +94,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | os.PathLike, model: PoseFusedAlignmentNet, *, metrics: dict | None = None,
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, metrics: dict | None = None,
                     train_config: dict | None = None, preprocess: PreprocessConfig | None = None,
                     resume: dict | None = None, metadata_extra: dict | None = None) -> Path:
     """Write a checkpoint atomically (a crash leaves the previous file or none, never half a file)."""
@@ -149,7 +149,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Loade
     """Rebuild the model of a checkpoint (eval mode) with its metadata, config and metrics."""
     ckpt = read_checkpoint(path, map_location)
     try:
-        cfg = ModelConfig.from_dict(ckpt["model_config"])
+        cfg = config_from_dict(ckpt["model_config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid model_config ({e}); the checkpoint comes from an incompatible "
                               "fa3d version") from None
@@ -159,7 +159,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Loade
         raise CheckpointError(str(e)) from None
     sd = ckpt["state_dict"]
     template = sd.get("dense_template")
-    model = PoseFusedAlignmentNet(cfg, None if template is None else template.float().numpy())
+    model = network_for(cfg, None if template is None else template.float().numpy())
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:

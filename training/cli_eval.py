@@ -11,7 +11,7 @@ import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fa3d.training.evaluate import DATASETS
+    from fa3d.runtime.evaluation.protocols import DATASETS
 
     p = argparse.ArgumentParser(
         prog="fa-eval",
@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default=None,
                    help="the main result's name in the tables and the CED legend (default: the model or "
                         "predictions path)")
+    p.add_argument("--pose-source", choices=("predicted", "head", "landmarks", "blend"), default="predicted",
+                   help="the pose to score: as reported (predicted: the runtime's default for a model, the file's "
+                        "pose for predictions); for a model, the runtime's pose head (head), the rotation fitted "
+                        "to the predicted 3D landmarks (landmarks) or their chordal mean (blend); for predictions "
+                        "files (main and --compare), landmarks and blend are recomputed from the file")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (smoke runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -59,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _paired_difference(main_result, other, main_label: str) -> str:
     """One line: the compared result's mean NME minus the main one's on the images both scored, with a
     paired-bootstrap 95 % interval (which images were drawn; not training noise)."""
-    from fa3d.training.metrics import paired_bootstrap
+    from fa3d.runtime.evaluation.metrics import paired_bootstrap
 
     if not len(main_result.per_image_nme) or not len(other.per_image_nme):
         return f"difference to {main_label}: no NME to compare"
@@ -79,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print("fa-eval: give either a MODEL or --predictions PRED.npz (exactly one)", file=sys.stderr)
         return 2
     from fa3d.runtime.atomic import atomic_write_text
-    from fa3d.training import evaluate as ev
-    from fa3d.training import metrics
+    from fa3d.runtime.evaluation import protocols as ev
+    from fa3d.runtime.evaluation import metrics
 
     try:
         gt = ev.load_ground_truth(args.dataset, args.data, limit=args.limit, biwi_protocol=args.biwi_protocol)
@@ -98,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             from tqdm import tqdm
 
             preds = ev.predict_with_model(
-                args.model, gt, box=args.box,
+                args.model, gt, box=args.box, pose_source=args.pose_source,
                 progress=None if args.quiet else (lambda it: tqdm(it, desc="fa-eval", unit="img")))
             if args.save_predictions:
                 ev.save_predictions(args.save_predictions, preds)
-        result = ev.evaluate(gt, preds)
-        compared = [(label, ev.evaluate(gt, p)) for label, p in others]
+        file_pose = "predicted" if args.model else args.pose_source  # a model already ran with it
+        result = ev.evaluate(gt, ev.with_pose_from(preds, file_pose))
+        compared = [(label, ev.evaluate(gt, ev.with_pose_from(p, args.pose_source if args.pose_source != "head"
+                                                              else "predicted"))) for label, p in others]
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"fa-eval: error: {e}", file=sys.stderr)
         return 2

@@ -2,10 +2,11 @@
 
 ```toml
 [model]      preset = "edge", fuse_pose = true, num_dense = 468, dense_template = "template.npy" (optional)
-[model.overrides]  any ModelConfig field, e.g. depth_bins = 32
+[model.overrides]  any field of the preset's config (ModelConfig or MobileConfig), e.g. depth_bins = 32
 [data]       batch_size, num_workers, samples_per_epoch (0 = the training set's size), val_batch_size
 [[data.sources]]  kind = "synthetic" | "aflw19k" | "labelled" | "python", path, split, weight, count, seed,
-                  size, loader = "module:function" (kind python), dense_labels, box, [data.sources.mix]
+                  size, loader = "module:function" (kind python), dense_labels, box, teacher_file,
+                  [data.sources.mix]
 [[data.val]]      the same, for validation (no augmentation)
 [augment]    fa3d.training.augment.AugmentConfig fields
 [loss]       fa3d.training.losses.LossWeights fields
@@ -44,8 +45,9 @@ class SourceConfig:
     loader: str = ""  # python: "module:function" called as function(path, split) -> Sequence[FaceSample]
     label_weight: float = 1.0  # labelled: weight of the folder's (teacher) labels
     dense_labels: str = ""  # aflw19k: an fa-label output folder of MediaPipe dense points for these crops
-    mix: dict = field(default_factory=dict)  # aflw19k: fa3d.training.data.mix.MixWeights fields
+    mix: dict = field(default_factory=dict)  # aflw19k: fa3d.runtime.datasets.mix.MixWeights fields
     box: str = "teacher"  # aflw19k: "teacher" (tight 68-point box) or "protocol"
+    teacher_file: str = ""  # aflw19k: the teacher labels file in the data folder ("" = teacher_3ddfa_v2_mb05.npz)
     stride: int = 1  # keep every stride-th sample (e.g. a quicker validation subset)
 
 

@@ -1,7 +1,8 @@
-"""The pose-fused 3D face alignment network (So & Han, arXiv 2308.13327), one family, two presets.
+"""The pose-fused 3D face alignment network (So & Han, arXiv 2308.13327): the hourglass family, the presets of
+both families and the factory (the mobile family is in :mod:`fa3d.training.mobile`).
 
-Structure (DESIGN.md section 1): CoordConv stem -> pose head (6D -> rotation) -> stacked pose-fused
-hourglasses emitting 3D heatmap volumes (channels = depth bins; intermediate supervision) -> dual
+Structure (after the authors' released code; README, "Training"): CoordConv stem -> pose head (6D -> rotation)
+-> stacked pose-fused hourglasses emitting 3D heatmap volumes (channels = depth bins; intermediate supervision) -> dual
 regressor (heatmap attention, 2D branch on the feature maps, 3D branch of Conv3d + pose-fused SE-Conv3D
 on the heatmap volume, pooled, concatenated, linear -> 68x3) -> dense head (template warped by the
 keypoints + residual, see :mod:`fa3d.training.dense_template`) and a face confidence.
@@ -19,11 +20,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fa3d.runtime.preprocess import DEFAULT_CROP_SCALE
-from fa3d.runtime.schema import NUM_LANDMARKS, mean_shape
-
-from .blocks import (CoordConv2d, FusedConv3dBlock, FusedConvBlock, Hourglass, rotation_from_6d_torch)
-from .dense_template import default_template, tps_weights
+from .blocks import CoordConv2d, FusedConv3dBlock, FusedConvBlock, Hourglass
+from .heads import add_output_heads, assemble_outputs, base_shape_crop, pose_for_fusion  # noqa: F401 (base_shape_crop: API)
+from .mobile import MobileConfig, PoseFusedMobileNet
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,11 @@ class ModelConfig:
     num_dense: int = 468
     fuse_pose: bool = True
     z_range: float = 1.0  # the depth bins cover z in [-z_range * S / 2, z_range * S / 2] crop pixels
+    arch: str = "hourglass"
 
     def __post_init__(self) -> None:
+        if self.arch != "hourglass":
+            raise ValueError(f"ModelConfig.arch must be 'hourglass', got {self.arch!r}")
         if self.input_size % 4 or (self.input_size // 4) % (2 ** self.hg_depth):
             raise ValueError(f"input_size {self.input_size} / 4 must be divisible by 2**hg_depth "
                              f"({2 ** self.hg_depth})")
@@ -76,32 +78,48 @@ class ModelConfig:
         return cls(**d)
 
 
-PRESETS: dict[str, ModelConfig] = {
+PRESETS: dict[str, "ModelConfig | MobileConfig"] = {
     # faithful sizes: 256 input, 4 hourglasses of depth 4 at 256 channels, a 64-bin volume
     "paper": ModelConfig(preset="paper", input_size=256, stem_width=64, channels=256, num_stacks=4, hg_depth=4,
                          depth_bins=64, regressor_hourglass=True, reg2d_width=256, reg2d_blocks=2,
                          reg3d_width=16, reg3d_blocks=2, hidden=512, pose_width=128),
-    # real time: 128 input, 2 narrow hourglasses, 16 depth bins (chosen by measured MACs and CPU latency)
-    "edge": ModelConfig(preset="edge", input_size=128, stem_width=16, channels=64, num_stacks=2, hg_depth=3,
-                        depth_bins=16, regressor_hourglass=False, reg2d_width=96, reg2d_blocks=2,
-                        reg3d_width=8, reg3d_blocks=1, hidden=256, pose_width=64),
+    # real time on CPUs, Jetson GPUs and TensorRT: the method on an inverted-residual backbone
+    # (fa3d.training.mobile; candidates and their measured latency ratios in the README)
+    "edge": MobileConfig(preset="edge", input_size=112, stem_width=16,
+                         stages=((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 48, 2, 1), (4, 96, 2, 2),
+                                 (4, 128, 2, 2)),
+                         pose_after=2, heat_after=3, depth_bins=8, reg3d_width=32, hidden=256, pose_width=64),
+    # the first edge model (2 narrow hourglasses, 16 depth bins): 268 M MACs, 8.7x the reference latency
+    "edge_hg": ModelConfig(preset="edge_hg", input_size=128, stem_width=16, channels=64, num_stacks=2, hg_depth=3,
+                           depth_bins=16, regressor_hourglass=False, reg2d_width=96, reg2d_blocks=2,
+                           reg3d_width=8, reg3d_blocks=1, hidden=256, pose_width=64),
     # for tests and CI smoke runs only
     "tiny": ModelConfig(preset="tiny", input_size=64, stem_width=8, channels=16, num_stacks=1, hg_depth=2,
                         depth_bins=8, regressor_hourglass=False, reg2d_width=16, reg2d_blocks=1,
                         reg3d_width=4, reg3d_blocks=1, hidden=32, pose_width=16, num_dense=32),
+    "tiny_mobile": MobileConfig(preset="tiny_mobile", input_size=64, stem_width=8,
+                                stages=((1, 8, 1, 1), (2, 12, 1, 2), (2, 16, 1, 2), (2, 16, 1, 1), (2, 24, 1, 2)),
+                                pose_after=1, heat_after=3, depth_bins=4, reg3d_width=8, hidden=32, pose_width=16,
+                                num_dense=32),
 }
 
 
-def base_shape_crop(input_size: int, crop_scale: float = DEFAULT_CROP_SCALE) -> np.ndarray:
-    """The mean shape (68, 3) as it sits in a crop of ``input_size`` made by the runtime's crop rule."""
-    m = mean_shape().astype(np.float64) * np.array([1.0, -1.0, 1.0])  # model frame -> image axes
-    extent = (m[:, :2].max(0) - m[:, :2].min(0)).max()
-    scale = input_size / crop_scale / extent
-    centre = (m[:, :2].max(0) + m[:, :2].min(0)) / 2
-    out = m * scale
-    out[:, :2] += (input_size - 1) / 2.0 - centre * scale
-    out[:, 2] -= out[:, 2].mean()
-    return out.astype(np.float32)
+def config_from_dict(d: dict) -> "ModelConfig | MobileConfig":
+    """A model config from its ``to_dict`` form (checkpoints); ``arch`` picks the family (hourglass when
+    absent: checkpoints written before the mobile family existed)."""
+    arch = d.get("arch", "hourglass")
+    if arch == "mobile":
+        return MobileConfig.from_dict(d)
+    if arch == "hourglass":
+        return ModelConfig.from_dict(d)
+    raise ValueError(f"unknown model architecture {arch!r} (known: hourglass, mobile)")
+
+
+def network_for(config: "ModelConfig | MobileConfig", dense_template: np.ndarray | None = None) -> nn.Module:
+    """The network of a config, of whichever family."""
+    if isinstance(config, MobileConfig):
+        return PoseFusedMobileNet(config, dense_template)
+    return PoseFusedAlignmentNet(config, dense_template)
 
 
 class PoseFusedAlignmentNet(nn.Module):
@@ -167,29 +185,11 @@ class PoseFusedAlignmentNet(nn.Module):
                                       nn.BatchNorm3d(c.reg3d_width), nn.ReLU(inplace=True))
         self.reg3d = nn.ModuleList(FusedConv3dBlock(c.reg3d_width, fp) for _ in range(c.reg3d_blocks))
         self.fc = nn.Sequential(nn.Linear(cin + c.reg3d_width, c.hidden), nn.ReLU(inplace=True))
-        self.coords = nn.Linear(c.hidden, NUM_LANDMARKS * 3)
-        nn.init.normal_(self.coords.weight, std=1e-3)
-        nn.init.zeros_(self.coords.bias)
-        self.confidence = nn.Linear(c.hidden, 1)
-        self.register_buffer("base_shape", torch.from_numpy(base_shape_crop(c.input_size)))
-        # --- dense head
-        if c.num_dense:
-            template = default_template(c.num_dense) if dense_template is None else np.asarray(dense_template,
-                                                                                              np.float32)
-            if template.shape != (c.num_dense, 3):
-                raise ValueError(f"dense_template must be ({c.num_dense}, 3), got {template.shape}")
-            self.register_buffer("dense_template", torch.from_numpy(template.copy()))
-            self.register_buffer("dense_weights", torch.from_numpy(tps_weights(template)))
-            self.dense_residual = nn.Linear(c.hidden, c.num_dense * 3)
-            nn.init.zeros_(self.dense_residual.weight)
-            nn.init.zeros_(self.dense_residual.bias)
-        else:
-            self.dense_residual = None
+        add_output_heads(self, c, dense_template)
 
     def forward(self, x: torch.Tensor, rotation: torch.Tensor | None = None,
                 force_mask: torch.Tensor | None = None) -> dict:
         c = self.config
-        s = float(c.input_size)
         f = F.relu(self.stem_bn(self.stem_conv(x)))
         f = self.stem_b1(f, None)  # the stem is not fused: the pose is estimated from its output
         f = F.max_pool2d(f, 2, 2)
@@ -197,16 +197,8 @@ class PoseFusedAlignmentNet(nn.Module):
         f = self.stem_b3(f, None)
         # pose
         p = self.pose_convs(f).mean(dim=(2, 3))
-        r6 = self.pose_fc(p).float()  # Gram-Schmidt in float32 even under autocast
-        r_pred = rotation_from_6d_torch(r6)
-        if rotation is None:
-            r_used = r_pred if not self.training else r_pred.detach()
-        elif force_mask is None:
-            r_used = rotation.to(r_pred.dtype)
-        else:
-            m = force_mask.reshape(-1, 1, 1).to(torch.bool)
-            r_used = torch.where(m, rotation.to(r_pred.dtype), r_pred.detach())
-        rot9 = r_used.reshape(-1, 9)
+        r6 = self.pose_fc(p).float()
+        r_pred, rot9 = pose_for_fusion(r6, rotation, force_mask, self.training)
         # stacked hourglasses
         heatmaps = []
         ll = heat = f
@@ -232,17 +224,7 @@ class PoseFusedAlignmentNet(nn.Module):
             v = F.max_pool3d(v, 2, 2)
         p3d = v.mean(dim=(2, 3, 4))
         hidden = self.fc(torch.cat([p2d, p3d], dim=1))
-        lm = self.base_shape + self.coords(hidden).reshape(-1, NUM_LANDMARKS, 3) * (s / 2.0)
-        lm_xy = lm[:, :, 0:2]
-        lm_z = lm[:, :, 2:3]
-        lm = torch.cat([lm_xy, lm_z - lm_z.mean(dim=1, keepdim=True)], dim=2)
-        if self.dense_residual is not None:
-            dense = torch.matmul(self.dense_weights, lm)
-            dense = dense + self.dense_residual(hidden).reshape(-1, c.num_dense, 3) * (s / 2.0)
-        else:
-            dense = lm[:, :0]
-        out = {"landmarks": lm, "rotation": r_pred, "dense": dense,
-               "confidence": torch.sigmoid(self.confidence(hidden))}
+        out = assemble_outputs(self, hidden, r_pred)
         if self.training:
             out["heatmaps"] = heatmaps
             out["rotation_6d"] = r6
@@ -250,11 +232,13 @@ class PoseFusedAlignmentNet(nn.Module):
 
 
 def build_model(preset: str, fuse_pose: bool = True, num_dense: int | None = None,
-                dense_template: np.ndarray | None = None, **overrides) -> PoseFusedAlignmentNet:
-    """The network of a preset (``paper``, ``edge``, or ``tiny`` for tests), optionally with changed sizes.
+                dense_template: np.ndarray | None = None, **overrides) -> nn.Module:
+    """The network of a preset (``paper``, ``edge``, ``edge_hg``, or ``tiny``/``tiny_mobile`` for tests),
+    optionally with changed sizes.
 
-    ``overrides`` are :class:`ModelConfig` fields (e.g. ``depth_bins=32``). ``dense_template`` (N, 3) is in
-    the mean-shape model frame; without it a deterministic default template is used.
+    ``overrides`` are fields of the preset's config (:class:`ModelConfig` or :class:`MobileConfig`), e.g.
+    ``depth_bins=32``. ``dense_template`` (N, 3) is in the mean-shape model frame; without it a deterministic
+    default template is used.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -265,7 +249,7 @@ def build_model(preset: str, fuse_pose: bool = True, num_dense: int | None = Non
         if dense_template is not None and num_dense != changes["num_dense"]:
             raise ValueError(f"num_dense={num_dense} contradicts the template's {changes['num_dense']} points")
         changes["num_dense"] = int(num_dense)
-    return PoseFusedAlignmentNet(replace(PRESETS[preset], **changes), dense_template)
+    return network_for(replace(PRESETS[preset], **changes), dense_template)
 
 
 def count_parameters(model: nn.Module) -> int:

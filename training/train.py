@@ -20,24 +20,24 @@ import math
 import os
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fa3d.runtime.atomic import atomic_path, atomic_write_text
+from fa3d.runtime.evaluation.metrics import nme
 from fa3d.runtime.pose import matrix_to_euler
 from fa3d.runtime.preprocess import PreprocessConfig
 
 from .augment import AugmentConfig, collate
 from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig
-from .data_sources import AlignmentDataset, Loader, MixedSamples, ResumableSampler, default_registry, epoch_indices
+from .dataset import AlignmentDataset, Loader, MixedSamples, ResumableSampler, default_registry, epoch_indices
 from .dense_template import mirror_permutation
 from .losses import compute_losses, teacher_forcing_probability, yaw_of
-from .metrics import nme
-from .model import PoseFusedAlignmentNet, build_model
+from .model import build_model
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _lr_lambda(warmup: int, total: int):
     return f
 
 
-def build_from_config(cfg: TrainConfig) -> PoseFusedAlignmentNet:
+def build_from_config(cfg: TrainConfig) -> torch.nn.Module:
     template = None
     if cfg.model.dense_template:
         p = Path(cfg.model.dense_template)
@@ -104,12 +104,20 @@ def build_from_config(cfg: TrainConfig) -> PoseFusedAlignmentNet:
                        dense_template=template, **cfg.model.overrides)
 
 
+def _memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on CPUs: oneDNN's depthwise and 1x1 convolutions train several times faster in NHWC
+    (measured on our 2-core CPU with the edge preset); the default layout elsewhere."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out["image"] = out["image"].contiguous(memory_format=_memory_format(device))
+    return out
 
 
 @torch.no_grad()
-def evaluate(model: PoseFusedAlignmentNet, loader, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
     """Validation metrics: ``nme68`` (%, 2D, normalised by sqrt(w*h) of the GT landmark box), pose MAE
     (degrees, crop frame), ``yaw_mae`` where only a yaw is known, and the loss without heatmap terms."""
     model.eval()
@@ -183,179 +191,282 @@ def _plot(path: Path, history: dict) -> None:
         fig.savefig(tmp, format="png", dpi=80)
 
 
-def train(cfg: TrainConfig, resume: bool = False, registry: Mapping[str, Loader] | None = None,
-          progress: bool = True) -> TrainResult:
-    """Train (or resume) as configured; writes ``last.pt``, ``best.pt``, logs and a curve to ``run.out_dir``."""
-    dist_info = _init_distributed()
-    device = _device(cfg, dist_info)
-    seed = cfg.run.seed
+@dataclass(frozen=True)
+class _Run:
+    """What a training run is made of once set up (the parts that do not change from step to step)."""
+
+    cfg: TrainConfig
+    dist: _Dist
+    device: torch.device
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper (see _distribute)
+    pre: PreprocessConfig
+    train_samples: MixedSamples
+    dataset: AlignmentDataset
+    val_loader: object | None
+    count: int  # samples per epoch
+    steps_per_epoch: int
+    total_steps: int
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    meta_extra: dict
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.run.out_dir)
+
+
+@dataclass
+class _State:
+    """Where a run stands (saved in ``last.pt`` for an exact resume)."""
+
+    epoch: int = 0
+    step: int = 0
+    pos: int = 0  # steps done inside the current epoch
+    history: dict = field(default_factory=lambda: {"steps": [], "epochs": []})
+    best: float = math.inf
+
+
+def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    out_dir = Path(cfg.run.out_dir)
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
 
+
+def _model_on(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """The configured network on ``device``, its 2D convolutions in :func:`_memory_format`."""
     model = build_from_config(cfg).to(device)
+    for mod in model.modules():  # 2D convolutions only: Conv3d weights (the hourglass family) stay as they are
+        if isinstance(mod, torch.nn.Conv2d):
+            mod.to(memory_format=_memory_format(device))
+    return model
+
+
+def _data(cfg: TrainConfig, model: torch.nn.Module, registry: Mapping[str, Loader], d: _Dist):
+    """The training samples and dataset, the validation loader, samples and steps per epoch."""
     mc = model.config
     pre = PreprocessConfig(input_size=mc.input_size)
-    registry = registry or default_registry()
     train_samples = MixedSamples(cfg.data.sources, registry)
     dense_mirror = mirror_permutation(model.dense_template.cpu().numpy()) if mc.num_dense else None
-    ds = AlignmentDataset(train_samples, pre, cfg.augment, mc.num_dense, seed, dense_mirror)
+    ds = AlignmentDataset(train_samples, pre, cfg.augment, mc.num_dense, cfg.run.seed, dense_mirror)
     val_loader = None
     if cfg.data.val:
         val_ds = AlignmentDataset(MixedSamples(cfg.data.val, registry), pre, AugmentConfig.off(), mc.num_dense,
-                                  seed, dense_mirror)
+                                  cfg.run.seed, dense_mirror)
         val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.data.val_batch_size, shuffle=False,
                                                  num_workers=cfg.data.num_workers, collate_fn=collate)
     count = cfg.data.samples_per_epoch or len(train_samples)
     bs = cfg.data.batch_size
-    steps_per_epoch = (count // dist_info.world_size) // bs
+    steps_per_epoch = (count // d.world_size) // bs
     if steps_per_epoch < 1:
-        raise ConfigError(f"an epoch of {count} samples over {dist_info.world_size} process(es) is less than one "
+        raise ConfigError(f"an epoch of {count} samples over {d.world_size} process(es) is less than one "
                           f"batch of {bs}; lower [data] batch_size or raise samples_per_epoch")
-    total_steps = cfg.optim.epochs * steps_per_epoch
-    weighted = len(cfg.data.sources) > 1
+    return pre, train_samples, ds, val_loader, count, steps_per_epoch
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+def _set_up(cfg: TrainConfig, registry: Mapping[str, Loader] | None) -> _Run:
+    """Distributed set-up, device, seeds, model, data, optimizer, LR schedule and AMP scaler."""
+    dist_info = _init_distributed()
+    device = _device(cfg, dist_info)
+    _seed_everything(cfg.run.seed)
+    model = _model_on(cfg, device)
+    pre, train_samples, ds, val_loader, count, steps_per_epoch = _data(cfg, model, registry or default_registry(),
+                                                                       dist_info)
+    total_steps = cfg.optim.epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                  foreach=True)  # one kernel per step, not one per tensor (CPU default: per tensor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.optim.warmup_steps, total_steps))
     use_amp = cfg.optim.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    epoch, step, pos = 0, 0, 0
-    history: dict = {"steps": [], "epochs": []}
-    best = math.inf
-    if resume:
-        if not last_path.is_file():
-            raise ConfigError(f"{last_path}: nothing to resume from; run without --resume to start, or point "
-                              "--out-dir at the run to continue")
-        ckpt = read_checkpoint(last_path)
-        if "resume" not in ckpt:
-            raise ConfigError(f"{last_path}: has no resume state (a weights-only export?); cannot --resume from it")
-        try:
-            model.load_state_dict(ckpt["state_dict"])
-        except RuntimeError as e:
-            raise ConfigError(f"{last_path}: was trained with another [model] section than this config ({e}); "
-                              "resume with the config of that run") from None
-        r = ckpt["resume"]
-        optimizer.load_state_dict(r["optimizer"])
-        scheduler.load_state_dict(r["scheduler"])
-        scaler.load_state_dict(r["scaler"])
-        set_rng_state(r["rng"])
-        epoch, step, pos = int(r["epoch"]), int(r["step"]), int(r["position"])
-        history, best = r["history"], float(r["best"])
-
-    net = model
-    if dist_info.world_size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    writer = None
-    if cfg.run.tensorboard and dist_info.main:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out_dir / "tensorboard"))
-
     meta_extra = {"training_data": [f"{s.kind}:{s.path or f'count={s.count},seed={s.seed}'}:{s.split}"
                                     for s in cfg.data.sources]}
+    return _Run(cfg, dist_info, device, model, model, pre, train_samples, ds, val_loader, count, steps_per_epoch,
+                total_steps, optimizer, scheduler, scaler, use_amp, meta_extra)
 
-    def save_last() -> None:
-        if not dist_info.main:
+
+def _distribute(run: _Run) -> _Run:
+    """Wrap the model in DistributedDataParallel when there are several processes (after any resume)."""
+    if run.dist.world_size <= 1:
+        return run
+    net = torch.nn.parallel.DistributedDataParallel(
+        run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    return replace(run, net=net)
+
+
+def _resume(run: _Run) -> _State:
+    """Model, optimizer, scheduler, scaler and RNG states and the position from ``last.pt``."""
+    last_path = run.out_dir / "last.pt"
+    if not last_path.is_file():
+        raise ConfigError(f"{last_path}: nothing to resume from; run without --resume to start, or point "
+                          "--out-dir at the run to continue")
+    ckpt = read_checkpoint(last_path)
+    if "resume" not in ckpt:
+        raise ConfigError(f"{last_path}: has no resume state (a weights-only export?); cannot --resume from it")
+    try:
+        run.model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ConfigError(f"{last_path}: was trained with another [model] section than this config ({e}); "
+                          "resume with the config of that run") from None
+    r = ckpt["resume"]
+    run.optimizer.load_state_dict(r["optimizer"])
+    run.scheduler.load_state_dict(r["scheduler"])
+    run.scaler.load_state_dict(r["scaler"])
+    set_rng_state(r["rng"])
+    return _State(epoch=int(r["epoch"]), step=int(r["step"]), pos=int(r["position"]), history=r["history"],
+                  best=float(r["best"]))
+
+
+def _save_last(run: _Run, state: _State) -> None:
+    if not run.dist.main:
+        return
+    resume = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+              "scaler": run.scaler.state_dict(), "rng": rng_state(), "epoch": state.epoch, "step": state.step,
+              "position": state.pos, "history": state.history, "best": state.best}
+    save_checkpoint(run.out_dir / "last.pt", run.model,
+                    metrics=state.history["epochs"][-1] if state.history["epochs"] else {},
+                    train_config=run.cfg.to_dict(), preprocess=run.pre, resume=resume, metadata_extra=run.meta_extra)
+
+
+class _Board:
+    """TensorBoard scalars (when ``[run] tensorboard`` and this is the main process); otherwise nothing."""
+
+    def __init__(self, run: _Run) -> None:
+        self.writer = None
+        if run.cfg.run.tensorboard and run.dist.main:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(run.out_dir / "tensorboard"))
+
+    def scalars(self, prefix: str, row: dict, at: int, skip: tuple[str, ...], flush: bool = False) -> None:
+        if self.writer is None:
             return
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "scaler": scaler.state_dict(), "rng": rng_state(), "epoch": epoch, "step": step,
-                 "position": pos, "history": history, "best": best}
-        save_checkpoint(last_path, model, metrics=history["epochs"][-1] if history["epochs"] else {},
-                        train_config=cfg.to_dict(), preprocess=pre, resume=state, metadata_extra=meta_extra)
+        for k, v in row.items():
+            if k not in skip:
+                self.writer.add_scalar(f"{prefix}/{k}", v, at)
+        if flush:
+            self.writer.flush()
 
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _train_step(run: _Run, state: _State, batch: dict) -> tuple[float, float, dict]:
+    """One optimisation step with teacher forcing and AMP; returns the loss, p(teacher forcing), the terms."""
+    cfg, mc, device = run.cfg, run.model.config, run.device
+    batch = _to(batch, device)
+    p_tf = teacher_forcing_probability(state.step, run.total_steps, cfg.teacher_forcing.p0,
+                                       cfg.teacher_forcing.anneal_fraction)
+    g = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + state.step)
+    force = (torch.rand(batch["image"].shape[0], generator=g) < p_tf).to(device) & (batch["has_pose"] > 0)
+    with torch.autocast(device.type, enabled=run.use_amp):
+        out = run.net(batch["image"], rotation=batch["rotation"], force_mask=force)
+    losses = compute_losses(out, batch, mc.input_size, mc.depth_bins, mc.z_range, cfg.loss)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(losses["total"]).backward()
+    run.scaler.unscale_(run.optimizer)
+    if cfg.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return float(losses["total"].detach()), p_tf, losses
+
+
+def _epoch_loader(run: _Run, state: _State):
+    cfg, bs = run.cfg, run.cfg.data.batch_size
+    run.dataset.set_epoch(state.epoch)
+    idx = epoch_indices(run.train_samples.weights, run.count, cfg.run.seed, state.epoch, run.dist.rank,
+                        run.dist.world_size, len(cfg.data.sources) > 1)
+    return torch.utils.data.DataLoader(
+        run.dataset, batch_size=bs, sampler=ResumableSampler(idx, state.pos * bs), num_workers=cfg.data.num_workers,
+        collate_fn=collate, drop_last=True, generator=torch.Generator().manual_seed(cfg.run.seed),
+        pin_memory=run.device.type == "cuda")
+
+
+def _train_epoch(run: _Run, state: _State, board: _Board, progress: bool) -> tuple[bool, float]:
+    """The rest of the current epoch; returns (stopped by stop_after_steps, mean training loss)."""
     from tqdm.auto import tqdm
 
-    stopped = False
-    while epoch < cfg.optim.epochs and not stopped:
-        ds.set_epoch(epoch)
-        idx = epoch_indices(train_samples.weights, count, seed, epoch, dist_info.rank, dist_info.world_size,
-                            weighted)
-        loader = torch.utils.data.DataLoader(
-            ds, batch_size=bs, sampler=ResumableSampler(idx, pos * bs), num_workers=cfg.data.num_workers,
-            collate_fn=collate, drop_last=True, generator=torch.Generator().manual_seed(seed),
-            pin_memory=device.type == "cuda")
-        net.train()
-        bar = tqdm(total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
-                   disable=not (progress and dist_info.main), leave=False)
-        run_loss, run_n = 0.0, 0
-        for batch in loader:
-            if pos >= steps_per_epoch:
-                break
-            batch = _to(batch, device)
-            p_tf = teacher_forcing_probability(step, total_steps, cfg.teacher_forcing.p0,
-                                               cfg.teacher_forcing.anneal_fraction)
-            g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-            force = (torch.rand(batch["image"].shape[0], generator=g) < p_tf).to(device) & (batch["has_pose"] > 0)
-            with torch.autocast(device.type, enabled=use_amp):
-                out = net(batch["image"], rotation=batch["rotation"], force_mask=force)
-            losses = compute_losses(out, batch, mc.input_size, mc.depth_bins, mc.z_range, cfg.loss)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["total"]).backward()
-            scaler.unscale_(optimizer)
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            pos += 1
-            loss = float(losses["total"].detach())
-            run_loss += loss
-            run_n += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            if dist_info.main and step % max(cfg.run.log_every, 1) == 0:
-                row = {"step": step, "epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                       "teacher_forcing": p_tf}
-                row.update({k: float(v.detach()) for k, v in losses.items() if k != "total"})
-                history["steps"].append(row)
-                if writer is not None:
-                    for k, v in row.items():
-                        if k not in ("step", "epoch"):
-                            writer.add_scalar(f"train/{k}", v, step)
-            if cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0:
-                save_last()
-            if cfg.run.stop_after_steps and step >= cfg.run.stop_after_steps:
-                stopped = True
-                break
-        bar.close()
-        if stopped:
-            save_last()
+    cfg = run.cfg
+    loader = _epoch_loader(run, state)
+    run.net.train()
+    bar = tqdm(total=run.steps_per_epoch, initial=state.pos, desc=f"epoch {state.epoch + 1}/{cfg.optim.epochs}",
+               disable=not (progress and run.dist.main), leave=False)
+    run_loss, run_n, stopped = 0.0, 0, False
+    for batch in loader:
+        if state.pos >= run.steps_per_epoch:
             break
-        # end of epoch: validate, log, keep the best
-        metrics = {"epoch": epoch + 1, "step": step, "train_loss": run_loss / max(run_n, 1),
-                   "lr": scheduler.get_last_lr()[0]}
-        if val_loader is not None:
-            metrics.update(evaluate(model, val_loader, device, cfg))
-        epoch += 1
-        pos = 0
-        if dist_info.main:
-            history["epochs"].append(metrics)
-            key = cfg.run.select_metric if cfg.run.select_metric in metrics else (
-                "val_loss" if "val_loss" in metrics else "train_loss")
-            if metrics[key] < best:
-                best = float(metrics[key])
-                save_checkpoint(best_path, model, metrics=metrics, train_config=cfg.to_dict(), preprocess=pre,
-                                metadata_extra=meta_extra)
-            save_last()
-            _write_csv(out_dir / "epochs.csv", history["epochs"])
-            _write_csv(out_dir / "steps.csv", history["steps"])
-            _plot(out_dir / "curve.png", history)
-            if writer is not None:
-                for k, v in metrics.items():
-                    if k not in ("epoch", "step"):
-                        writer.add_scalar(f"epoch/{k}", v, epoch)
-                writer.flush()
-    if writer is not None:
-        writer.close()
-    if dist_info.world_size > 1:
+        loss, p_tf, losses = _train_step(run, state, batch)
+        state.step += 1
+        state.pos += 1
+        run_loss += loss
+        run_n += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if run.dist.main and state.step % max(cfg.run.log_every, 1) == 0:
+            row = {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
+                   "teacher_forcing": p_tf}
+            row.update({k: float(v.detach()) for k, v in losses.items() if k != "total"})
+            state.history["steps"].append(row)
+            board.scalars("train", row, state.step, skip=("step", "epoch"))
+        if cfg.run.checkpoint_every and state.step % cfg.run.checkpoint_every == 0:
+            _save_last(run, state)
+        if cfg.run.stop_after_steps and state.step >= cfg.run.stop_after_steps:
+            stopped = True
+            break
+    bar.close()
+    return stopped, run_loss / max(run_n, 1)
+
+
+def _end_epoch(run: _Run, state: _State, board: _Board, train_loss: float) -> None:
+    """Validate, keep the best checkpoint, save ``last.pt``, write the CSV logs, the curve and the scalars."""
+    metrics = {"epoch": state.epoch + 1, "step": state.step, "train_loss": train_loss,
+               "lr": run.scheduler.get_last_lr()[0]}
+    if run.val_loader is not None:
+        metrics.update(evaluate(run.model, run.val_loader, run.device, run.cfg))
+    state.epoch += 1
+    state.pos = 0
+    if not run.dist.main:
+        return
+    state.history["epochs"].append(metrics)
+    select = run.cfg.run.select_metric
+    key = select if select in metrics else ("val_loss" if "val_loss" in metrics else "train_loss")
+    if metrics[key] < state.best:
+        state.best = float(metrics[key])
+        save_checkpoint(run.out_dir / "best.pt", run.model, metrics=metrics, train_config=run.cfg.to_dict(),
+                        preprocess=run.pre, metadata_extra=run.meta_extra)
+    _save_last(run, state)
+    _write_csv(run.out_dir / "epochs.csv", state.history["epochs"])
+    _write_csv(run.out_dir / "steps.csv", state.history["steps"])
+    _plot(run.out_dir / "curve.png", state.history)
+    board.scalars("epoch", metrics, state.epoch, skip=("epoch", "step"), flush=True)
+
+
+def _shut_down(run: _Run) -> None:
+    if run.dist.world_size > 1:
         import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()
-    return TrainResult(out_dir=out_dir, step=step, epochs_done=epoch, stopped_early=stopped, history=history,
-                       best_metric=best)
+
+
+def train(cfg: TrainConfig, resume: bool = False, registry: Mapping[str, Loader] | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train (or resume) as configured; writes ``last.pt``, ``best.pt``, logs and a curve to ``run.out_dir``."""
+    run = _set_up(cfg, registry)
+    state = _resume(run) if resume else _State()
+    run = _distribute(run)
+    board = _Board(run)
+    stopped = False
+    while state.epoch < cfg.optim.epochs and not stopped:
+        stopped, train_loss = _train_epoch(run, state, board, progress)
+        if stopped:
+            _save_last(run, state)
+            break
+        _end_epoch(run, state, board, train_loss)
+    board.close()
+    _shut_down(run)
+    return TrainResult(out_dir=run.out_dir, step=state.step, epochs_done=state.epoch, stopped_early=stopped,
+                       history=state.history, best_metric=state.best)

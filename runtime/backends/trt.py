@@ -23,9 +23,9 @@ import numpy as np
 from packaging.version import InvalidVersion, Version
 
 from ..metadata import MetadataError, read_sidecar
+from ..policy import MIN_TENSORRT
 from .base import OUTPUT_NAMES, BackendBase, BackendError, check_format
 
-MIN_TENSORRT = Version("8.5")
 #: keys the sidecar's ``engine`` entry must have (written by fa-export when it builds the engine)
 ENGINE_KEYS = ("tensorrt_version", "gpu_name", "compute_capability")
 

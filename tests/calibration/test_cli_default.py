@@ -27,7 +27,7 @@ def stub_detector(monkeypatch):
 
 
 def test_cli_builds_a_set(tmp_path, tiny_onnx, preprocess_config, stub_detector, capsys):
-    from fa3d.runtime.synthetic import synth_faces
+    from fa3d.runtime.datasets.synthetic import synth_faces
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, f in enumerate(synth_faces(5, seed=2, size=64)):
@@ -60,7 +60,7 @@ def test_cli_help_explains_options(capsys):
 
 
 def test_default_sets_are_deterministic_and_disjoint(tmp_path, preprocess_config):
-    from fa3d.runtime.synthetic import synth_face
+    from fa3d.runtime.datasets.synthetic import synth_face
     img = tmp_path / "portrait.png"
     cv2.imwrite(str(img), synth_face(4, size=160, yaw_range=(-10, 10)).image)
     det = (lambda im: np.array([[50.0, 50.0, 110.0, 110.0]]))
@@ -83,8 +83,8 @@ def test_default_set_from_bundled_sample(preprocess_config):
 
 
 def test_cli_keeps_the_labels_of_an_fa_label_folder(tmp_path, tiny_onnx, preprocess_config, capsys):
-    from fa3d.runtime.synthetic import synth_faces
-    from fa3d.training.data.labelled import write_labelled
+    from fa3d.runtime.datasets.synthetic import synth_faces
+    from fa3d.runtime.datasets.labelled import write_labelled
 
     folder = tmp_path / "labelled"
     (folder / "images").mkdir(parents=True)

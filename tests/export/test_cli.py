@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from trt_standin import make_standin
 
-from fa3d.export import pipeline
+from fa3d.export import steps
 from fa3d.export.cli import main
 from fa3d.runtime.metadata import read_sidecar, sha256_file, sidecar_path, write_metadata
 
@@ -69,7 +69,7 @@ def fp16_export(edge_checkpoint, tmp_path_factory):
 
 
 def test_no_tensorrt_exit_status_and_files(fp16_export, edge_checkpoint):
-    assert fp16_export["rc"] == pipeline.EXIT_NO_TENSORRT == 3
+    assert fp16_export["rc"] == steps.EXIT_NO_TENSORRT == 3
     out = fp16_export["out"]
     assert sorted(p.name for p in out.iterdir()) == ["model.fp16.onnx", "model.fp16.onnx.json", "model.onnx",
                                                      "model.onnx.json"]
@@ -88,8 +88,9 @@ def test_each_step_is_reported(fp16_export):
 
 def test_prints_the_target_commands(fp16_export):
     out, text = fp16_export["out"], fp16_export["stdout"]
+    s = read_sidecar(out / "model.onnx").preprocess.input_size  # the edge preset's input size
     assert f"fa-export --from-onnx {out}/model.onnx --fp16 --batch 1:2:8 --workspace 512" in text
-    shapes = ("--minShapes=input:1x3x128x128 --optShapes=input:2x3x128x128 --maxShapes=input:8x3x128x128 "
+    shapes = (f"--minShapes=input:1x3x{s}x{s} --optShapes=input:2x3x{s}x{s} --maxShapes=input:8x3x{s}x{s} "
               f"--memPoolSize=workspace:512 --timingCacheFile={out}/timing.cache")
     assert f"trtexec --onnx={out}/model.onnx --fp16 --saveEngine={out}/model.plan {shapes}" in text
     assert f"trtexec --onnx={out}/model.fp16.onnx --saveEngine={out}/model.plan {shapes}" in text  # TRT 11
@@ -101,8 +102,9 @@ def test_triton_repository(fp16_export):
     assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*")) == [
         "1", "1/model.onnx", "1/model.onnx.json", "config.pbtxt"]
     cfg = (repo / "config.pbtxt").read_text()
+    s = read_sidecar(repo / "1" / "model.onnx").preprocess.input_size  # the edge preset's input size
     for line in ('platform: "onnxruntime_onnx"', "max_batch_size: 8", "preferred_batch_size: [ 2 ]",
-                 "dims: [ 3, 128, 128 ]", "dims: [ 68, 3 ]", "dims: [ 32, 3 ]", "dims: [ 3, 3 ]", "dims: [ 1 ]",
+                 f"dims: [ 3, {s}, {s} ]", "dims: [ 68, 3 ]", "dims: [ 32, 3 ]", "dims: [ 3, 3 ]", "dims: [ 1 ]",
                  "dynamic_batching {"):
         assert line in cfg
     assert read_sidecar(repo / "1" / "model.onnx").precision == "fp16"  # the requested precision's ONNX
@@ -166,7 +168,7 @@ def test_from_onnx_fp16_on_11_converts_when_the_fp16_onnx_is_missing(fp16_export
 def test_parse_failure_exit_status(fp16_export, tmp_path, monkeypatch, capsys):
     d = _copy_export(fp16_export["out"], tmp_path / "e")
     monkeypatch.setitem(sys.modules, "tensorrt", make_standin("8.6.1", parse_ok=False))
-    assert main(["--from-onnx", str(d / "model.onnx")]) == pipeline.EXIT_BUILD_FAILED
+    assert main(["--from-onnx", str(d / "model.onnx")]) == steps.EXIT_BUILD_FAILED
     assert "could not parse" in capsys.readouterr().err
     assert not (d / "model.plan").exists()
 
@@ -183,7 +185,7 @@ def test_onnx_only_and_json(tiny_checkpoint, tmp_path, capsys):
 def test_usage_errors(tmp_path, monkeypatch, capsys):
     assert main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
-    monkeypatch.setattr("fa3d.runtime.default_model.asset_path", lambda relative: tmp_path / "nope" / relative)
+    monkeypatch.setattr("fa3d.export.defaults.export_asset_path", lambda relative: tmp_path / "nope" / relative)
     assert main(["--out", str(tmp_path / "o")]) == 2
     assert "shipped default model is not in this installation" in capsys.readouterr().err
     assert main(["--dla-core", "0", "--out", str(tmp_path / "o")]) == 2

@@ -62,7 +62,7 @@ def test_real_engine_build_and_parity(tmp_path, tiny_onnx, precision, tol):
 
     import tensorrt as trt
 
-    from fa3d.export.pipeline import choose_build_source
+    from fa3d.export.steps import choose_build_source
 
     src, prec = choose_build_source(tiny_onnx, precision, trt.__version__, lambda msg: None)
     res = build_engine(src, tmp_path / "model.plan", BuildOptions(

@@ -176,7 +176,7 @@ def test_import_failure_becomes_tensorrt_unavailable(monkeypatch, tmp_path, tiny
 def test_no_tensorrt_import_at_package_import():
     import subprocess
 
-    code = ("import sys, fa3d.export, fa3d.export.cli, fa3d.export.trt_build, fa3d.export.pipeline; "
+    code = ("import sys, fa3d.export, fa3d.export.cli, fa3d.export.trt_build, fa3d.export.steps; "
             "fa3d.export.trt_build.gpu_info(); "
             "bad = [m for m in ('tensorrt', 'pycuda', 'torch') if m in sys.modules]; print(bad); "
             "sys.exit(1 if bad else 0)")

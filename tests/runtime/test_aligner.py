@@ -226,3 +226,22 @@ def test_options_validation():
         FaceAlignerOptions(mode="stream")
     with pytest.raises(ValueError, match="process_video"):
         FaceAligner(CountingBackend.__new__(CountingBackend)).process_video(blob_frame(), 0.0)
+
+
+def test_pose_source_head_landmarks_blend(plumbing_model):
+    from fa3d.runtime import pose
+
+    frame = blob_frame(centre=(200, 240))
+    box = np.array([[140, 160, 260, 320]], float)
+    faces = {}
+    for src in ("head", "landmarks", "blend"):
+        with _aligner(plumbing_model, pose_source=src) as a:
+            faces[src] = a.process(frame, boxes=box)[0]
+    np.testing.assert_array_equal(faces["head"].landmarks, faces["landmarks"].landmarks)
+    fitted = pose.rotation_from_landmarks(faces["head"].landmarks.astype(np.float64))
+    np.testing.assert_allclose(faces["landmarks"].rotation, fitted, atol=1e-5)
+    np.testing.assert_allclose(faces["landmarks"].yaw_pitch_roll, pose.matrix_to_euler(fitted), atol=1e-3)
+    mid = pose.blend_rotations(faces["head"].rotation.astype(np.float64), fitted)
+    np.testing.assert_allclose(faces["blend"].rotation, mid, atol=1e-5)
+    with pytest.raises(ValueError, match="pose_source"):
+        FaceAlignerOptions(pose_source="nose")

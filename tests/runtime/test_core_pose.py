@@ -130,3 +130,24 @@ def test_pose_para_rotation_agrees_with_real_pt3d_68(format_samples, name):
     pred = pose.image_to_view(s * schema.mean_shape() @ r.T + t)
     size = np.sqrt(np.prod(pts[:, :2].max(0) - pts[:, :2].min(0)))
     assert np.median(np.linalg.norm(pred[:, :2] - pts[:, :2], axis=1)) / size < 0.08
+
+
+def test_rotation_from_landmarks_recovers_the_pose_of_a_posed_mean_shape():
+    m = schema.mean_shape().astype(np.float64)
+    ypr = np.array([[30.0, -10.0, 5.0], [-70.0, 25.0, -15.0]])
+    r = pose.euler_to_matrix(ypr)
+    lm = pose.image_to_view(np.einsum("bij,nj->bni", r, m) * 40.0 + np.array([60.0, 50.0, 3.0]))
+    fitted = pose.rotation_from_landmarks(lm)
+    assert fitted.shape == (2, 3, 3)
+    np.testing.assert_allclose(pose.geodesic_deg(fitted, r), 0.0, atol=1e-4)  # arccos near 1
+    with pytest.raises(ValueError, match="68, 3"):
+        pose.rotation_from_landmarks(np.zeros((2, 21, 3)))
+
+
+def test_blend_rotations_is_the_midpoint_about_one_axis():
+    a = pose.euler_to_matrix(np.array([10.0, 0.0, 0.0]))
+    b = pose.euler_to_matrix(np.array([40.0, 0.0, 0.0]))
+    np.testing.assert_allclose(pose.matrix_to_euler(pose.blend_rotations(a, b)), [25.0, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(pose.blend_rotations(a, b, weight=1.0), a, atol=1e-12)
+    with pytest.raises(ValueError, match="weight"):
+        pose.blend_rotations(a, b, weight=2.0)

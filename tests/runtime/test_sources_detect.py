@@ -12,7 +12,7 @@ from fa3d.runtime.detect import (HAAR_TO_TIGHT, BoxMapping, HaarDetector, box_fr
                                  decode_scrfd, make_detector, parse_yunet)
 from fa3d.runtime.pose import euler_to_matrix, matrix_to_euler
 from fa3d.runtime.preprocess import landmark_box
-from fa3d.runtime.results import CameraIntrinsics, face_model_points, solve_head_pose
+from fa3d.runtime.camera import CameraIntrinsics, face_model_points, solve_head_pose
 from fa3d.runtime.schema import mean_shape
 from fa3d.runtime.sources import (ImageSource, LiveSource, SourceError, VideoFileSource, jetson_csi_pipeline,
                                   open_source)

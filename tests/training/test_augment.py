@@ -7,11 +7,11 @@ import pytest
 
 from fa3d.runtime import pose, preprocess
 from fa3d.training.augment import AFLW21_MIRROR, AugmentConfig, make_example
-from fa3d.training.samples import FaceSample
+from fa3d.runtime.datasets.samples import FaceSample
 
 
 def _sample(dense=None):
-    synth = pytest.importorskip("fa3d.runtime.synthetic")
+    synth = pytest.importorskip("fa3d.runtime.datasets.synthetic")
     f = synth.synth_face(3, 128, occluders=False)
     pts21 = np.full((21, 2), np.nan, np.float32)
     pts21[14] = f.landmarks[30, :2]
@@ -82,3 +82,26 @@ def test_dense_labels_are_mapped_and_checked():
     assert ex["has_dense"] == 1 and np.allclose(ex["dense"], ex["landmarks"][:10], atol=1e-4)
     with pytest.raises(ValueError, match="num_dense"):
         make_example(s, pre, AugmentConfig.off(), np.random.default_rng(0), num_dense=468)
+
+
+def test_resolution_and_jpeg_degrade_pixels_not_labels():
+    s = _sample()
+    pre = preprocess.PreprocessConfig(input_size=64)
+    plain = make_example(s, pre, AugmentConfig.off(), np.random.default_rng(0), num_dense=0)
+    cfg = AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0, 0, lowres_prob=1.0, lowres_min=0.3, jpeg_prob=1.0,
+                        jpeg_quality_min=20)
+    deg = make_example(s, pre, cfg, np.random.default_rng(0), num_dense=0)
+    assert np.array_equal(deg["landmarks"], plain["landmarks"]) and np.array_equal(deg["rotation"], plain["rotation"])
+    diff = np.abs(deg["image"] - plain["image"]).mean()
+    assert 0.005 < diff < 0.3  # visibly degraded, still the same picture
+    # high frequencies are what a low resolution removes
+    def hf(x):
+        return np.abs(np.diff(x, axis=-1)).mean()
+    assert hf(deg["image"]) < hf(plain["image"])
+
+
+@pytest.mark.parametrize("bad", [{"lowres_prob": 1.5}, {"jpeg_quality_min": 0}, {"lowres_min": 0.0},
+                                 {"scale_jitter": -0.1}])
+def test_augment_config_is_validated(bad):
+    with pytest.raises(ValueError, match="augment"):
+        AugmentConfig(**bad)

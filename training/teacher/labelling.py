@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.atomic import atomic_path
-from fa3d.training.data._io import IMAGE_EXTS, read_image
-from fa3d.training.data.labelled import write_labelled
+from fa3d.runtime.datasets._io import read_image
+from fa3d.runtime.datasets.labelled import write_labelled
+from fa3d.runtime.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, video_frames
+from fa3d.runtime.sources import list_images as _list_images
 
 from .mediapipe_teacher import MediaPipeTeacher, TeacherOptions
-
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-
 
 @dataclass(frozen=True)
 class LabelOptions:
@@ -38,29 +37,19 @@ class LabelSummary:
 
 
 def list_images(folder: Path) -> list[str]:
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    names = [p.name for p in _list_images(folder)]
     if not names:
-        raise ValueError(f"{folder}: no images ({', '.join(IMAGE_EXTS)}) in this folder")
+        raise ValueError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     return names
 
 
 def _video_frames(path: Path, every: int, image_format: str) -> Iterator[tuple[str, np.ndarray]]:
-    import cv2  # noqa: PLC0415
-
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"{path}: cannot open the video")
+    """Named frames from :func:`fa3d.runtime.sources.video_frames`; ValueError if the video cannot be opened."""
     try:
-        i = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if i % every == 0:
-                yield f"frame_{i:06d}{image_format}", frame
-            i += 1
-    finally:
-        cap.release()
+        for frame in video_frames(path, every):
+            yield f"frame_{frame.index:06d}{image_format}", frame.image
+    except SourceError as e:
+        raise ValueError(str(e)) from None
 
 
 def label_source(src: str | os.PathLike, out: str | os.PathLike, options: LabelOptions = LabelOptions(),
@@ -84,12 +73,12 @@ def label_source(src: str | os.PathLike, out: str | os.PathLike, options: LabelO
         items = ((n, read_image(src / n)) for n in names)
         total: int | None = len(names)
         is_video = False
-    elif src.is_file() and src.suffix.lower() in VIDEO_EXTS:
+    elif src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES:
         items = _video_frames(src, options.every, options.image_format)
         total = None
         is_video = True
     elif src.is_file():
-        raise ValueError(f"{src}: not a folder of images nor a video ({', '.join(VIDEO_EXTS)})")
+        raise ValueError(f"{src}: not a folder of images nor a video ({', '.join(VIDEO_SUFFIXES)})")
     else:
         raise FileNotFoundError(f"{src}: no such folder or video")
     copy = options.copy_images or is_video

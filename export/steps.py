@@ -1,0 +1,341 @@
+"""The fa-export steps in order, as a library: checkpoint -> ONNX -> parity -> precision -> engine -> Triton.
+
+:func:`run_export` calls ``report(step)`` after every step (the CLI prints them) and returns an
+:class:`ExportOutcome` whose ``status`` is the CLI's exit code (see :data:`EXIT_CODES`). Failures of a
+step raise :class:`ExportFailure` carrying the exit code and the step's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fa3d.runtime.metadata import MetadataError, read_sidecar, sha256_file
+
+from .defaults import ENGINE_NAME, FP16_ONNX_NAME, INT8_ONNX_NAME, INT8_REPORT_NAME, ONNX_NAME, TIMING_CACHE_NAME
+from .trt_build import BatchProfile, BuildOptions, EngineBuildError, TensorRTUnavailable
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad arguments, missing or invalid input files
+EXIT_NO_TENSORRT = 3  # every ONNX written and checked; no TensorRT here: run the printed commands on the target
+EXIT_CHECK_FAILED = 4  # an ONNX check or a parity check failed
+EXIT_GATE_FAILED = 5  # the INT8 accuracy gate failed (no engine built; --force overrides)
+EXIT_BUILD_FAILED = 6  # TensorRT could not parse the ONNX or build the engine
+EXIT_CODES = {
+    EXIT_OK: "done: every requested artifact written",
+    EXIT_USAGE: "bad arguments, or a missing or invalid input file",
+    EXIT_NO_TENSORRT: "ONNX files written and checked, but TensorRT cannot be imported here: no engine; "
+                      "run the printed command on the target machine",
+    EXIT_CHECK_FAILED: "an ONNX check (checker, TensorRT-safe operators) or a parity check failed",
+    EXIT_GATE_FAILED: "the INT8 accuracy gate failed: no engine built (--force builds it anyway)",
+    EXIT_BUILD_FAILED: "TensorRT could not parse the ONNX or build the engine",
+}
+
+
+class ExportFailure(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    out_dir: Path | None = None  # None: beside --from-onnx, else ./fa3d-export
+    checkpoint: Path | None = None  # None (and no from_onnx): the shipped default model
+    from_onnx: Path | None = None
+    precision: str = "fp32"
+    batch: BatchProfile = BuildOptions().batch
+    workspace_mb: int = BuildOptions().workspace_mb
+    dla_core: int | None = None
+    triton: Path | None = None
+    calib: Path | None = None
+    val: Path | None = None  # --int8: (labelled) validation set for the gate
+    calib_method: str = "percentile"
+    force: bool = False
+    onnx_only: bool = False
+    parity_images: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportOutcome:
+    status: int = EXIT_OK
+    steps: list[Step] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    target_commands: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "meaning": EXIT_CODES[self.status],
+                "steps": [{"name": s.name, "message": s.message, **({"details": s.details} if s.details else {})}
+                          for s in self.steps],
+                "files": dict(self.files), "target_commands": list(self.target_commands)}
+
+
+Report = Callable[[Step], None]
+
+
+def _add(outcome: ExportOutcome, report: Report, step: Step) -> None:
+    outcome.steps.append(step)
+    report(step)
+
+
+def _meta_precision(path: Path) -> str:
+    try:
+        meta = read_sidecar(path)
+    except MetadataError as e:
+        raise ExportFailure(EXIT_USAGE, str(e)) from None
+    if meta.format != "onnx":
+        raise ExportFailure(EXIT_USAGE, f"{path}: its sidecar says format {meta.format!r}, not an ONNX export")
+    return meta.precision
+
+
+def _sibling(src: Path, name: str, precision: str) -> Path | None:
+    p = src.parent / name
+    if p.is_file():
+        try:
+            if read_sidecar(p).precision == precision:
+                return p
+        except MetadataError:
+            return None
+    return None
+
+
+def choose_build_source(src: Path, precision: str, trt_version: Any, report: Callable[[str], None]) -> tuple[Path, str]:
+    """Which ONNX to build from and the engine's precision, for the installed TensorRT version.
+
+    An FP16 or Q/DQ ONNX decides the precision itself. ``--fp16`` from an FP32 ONNX uses the FP16
+    builder flag before TensorRT 11 and the FP16 ONNX (beside it, or converted now) from 11 on.
+    """
+    from packaging.version import Version
+
+    from .trt_build import FIRST_STRONGLY_TYPED_ONLY
+
+    src_p = _meta_precision(src)
+    if src_p != "fp32":
+        if precision not in ("fp32", src_p):
+            raise ExportFailure(EXIT_USAGE, f"{src} is a {src_p} ONNX; it cannot become a {precision} engine")
+        return src, src_p
+    if precision == "int8":
+        sib = _sibling(src, INT8_ONNX_NAME, "int8")
+        if sib is None:
+            raise ExportFailure(EXIT_USAGE, f"an INT8 engine needs the Q/DQ ONNX: {src.parent / INT8_ONNX_NAME} is "
+                                "missing; make it with fa-export --int8 (it calibrates), then build from it")
+        return sib, "int8"
+    if precision == "fp16" and Version(str(trt_version)) >= FIRST_STRONGLY_TYPED_ONLY:
+        sib = _sibling(src, FP16_ONNX_NAME, "fp16")
+        if sib is None:
+            from .fp16 import make_fp16
+
+            sib = make_fp16(src, src.parent / FP16_ONNX_NAME).path
+            report(f"TensorRT {trt_version} needs an FP16 ONNX: wrote {sib}")
+        return sib, "fp16"
+    return src, precision
+
+
+def _export_from_checkpoint(req: ExportRequest, out_dir: Path, outcome: ExportOutcome, report: Report) -> Path:
+    from .defaults import default_checkpoint_path
+
+    from .onnx_export import OnnxExportError, export_onnx
+    from .parity import FP32_TOLERANCE, parity_crops, torch_vs_onnx
+
+    try:
+        ckpt = Path(req.checkpoint) if req.checkpoint is not None else default_checkpoint_path()
+    except FileNotFoundError as e:
+        raise ExportFailure(EXIT_USAGE, str(e)) from None
+    if not ckpt.is_file():
+        raise ExportFailure(EXIT_USAGE, f"{ckpt}: checkpoint not found")
+    from fa3d.training.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        loaded = load_checkpoint(ckpt)
+    except (CheckpointError, MetadataError, OSError) as e:
+        raise ExportFailure(EXIT_USAGE, f"{ckpt}: cannot load the checkpoint: {e}") from None
+    meta = loaded.metadata.with_(source_sha256=sha256_file(ckpt))
+    onnx_path = out_dir / ONNX_NAME
+    try:
+        res = export_onnx(loaded.model, onnx_path, meta)
+    except OnnxExportError as e:
+        raise ExportFailure(EXIT_CHECK_FAILED, str(e)) from None
+    outcome.files["onnx"] = str(res.path)
+    _add(outcome, report, Step("onnx", f"wrote {res.path} (opset {res.opset}, dynamic batch, {res.nodes} nodes after "
+                               f"folding/cleanup of {res.nodes_exported}); onnx.checker and TensorRT-safe operator "
+                               f"check passed; sidecar {res.sidecar.name}",
+                               {"ops": list(res.ops), "sha256": res.sha256, "checkpoint": str(ckpt)}))
+    try:
+        crops = parity_crops(meta.preprocess, req.parity_images, synthetic_fallback=True)
+    except FileNotFoundError as e:
+        raise ExportFailure(EXIT_USAGE, str(e)) from None
+    rep = torch_vs_onnx(loaded.model, onnx_path, crops, FP32_TOLERANCE)
+    _add(outcome, report, Step("parity", ("passed: " if rep.passed else "FAILED: ") + rep.summary(), rep.to_dict()))
+    if not rep.passed:
+        raise ExportFailure(EXIT_CHECK_FAILED, f"PyTorch vs ONNX Runtime parity failed: {rep.failures}")
+    return onnx_path
+
+
+def _precision_variant(req: ExportRequest, onnx_path: Path, outcome: ExportOutcome, report: Report) -> None:
+    out_dir = onnx_path.parent
+    if req.precision == "fp16":
+        from .fp16 import make_fp16
+        from .onnx_export import OnnxExportError
+        from .parity import FP16_TOLERANCE, onnx_vs_onnx, parity_crops
+
+        try:
+            res = make_fp16(onnx_path, out_dir / FP16_ONNX_NAME)
+        except OnnxExportError as e:
+            raise ExportFailure(EXIT_CHECK_FAILED, str(e)) from None
+        outcome.files["fp16_onnx"] = str(res.path)
+        crops = parity_crops(read_sidecar(onnx_path).preprocess, req.parity_images, synthetic_fallback=True)
+        rep = onnx_vs_onnx(onnx_path, res.path, crops, FP16_TOLERANCE)
+        _add(outcome, report, Step("fp16", f"wrote {res.path} (float16 weights and activations, float32 input and "
+                                   f"outputs, {res.casts} Cast nodes); checks passed; "
+                                   + ("parity passed: " if rep.passed else "parity FAILED: ") + rep.summary(),
+                                   rep.to_dict()))
+        if not rep.passed:
+            raise ExportFailure(EXIT_CHECK_FAILED, f"FP16 ONNX outside tolerance: {rep.failures}")
+    elif req.precision == "int8":
+        from fa3d.calibration.int8 import make_int8, make_int8_cli_summary
+
+        try:
+            res = make_int8(onnx_path, out_dir / INT8_ONNX_NAME, calib=req.calib, val=req.val, method=req.calib_method,
+                            force=req.force, report_path=out_dir / INT8_REPORT_NAME)
+        except (ValueError, FileNotFoundError) as e:
+            raise ExportFailure(EXIT_USAGE, f"INT8 calibration: {e}") from None
+        outcome.files["int8_report"] = str(out_dir / INT8_REPORT_NAME)
+        if res.report.get("written"):
+            outcome.files["int8_onnx"] = str(res.path)
+        _add(outcome, report, Step("int8", make_int8_cli_summary(res), {"passed": res.passed}))
+        if not res.passed and not req.force:
+            raise ExportFailure(EXIT_GATE_FAILED, f"INT8 accuracy gate failed (report {out_dir / INT8_REPORT_NAME}); "
+                                "no engine built; --force builds it anyway")
+
+
+def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome, report: Report) -> Path | None:
+    from .trt_build import build_engine, import_tensorrt
+
+    if req.onnx_only:
+        _add(outcome, report, Step("engine", "skipped (--onnx-only)"))
+        return None
+    try:
+        trt = import_tensorrt()
+    except TensorRTUnavailable as e:
+        from .target_commands import from_onnx_command, trtexec_commands
+
+        size = read_sidecar(src).preprocess.input_size
+        build_src = out_dir / INT8_ONNX_NAME if req.precision == "int8" and src.name == ONNX_NAME else src
+        cmds = [{"label": "fa-export (any TensorRT 8.5 to 11.x)",
+                 "command": from_onnx_command(build_src, req.precision, req.batch, req.workspace_mb, req.dla_core)}]
+        cmds += [{"label": c.label, "command": c.command} for c in
+                 trtexec_commands(out_dir, size, req.precision, req.batch, req.workspace_mb, req.dla_core,
+                                  fp16_only=_meta_precision(src) == "fp16")]
+        outcome.target_commands = cmds
+        outcome.status = EXIT_NO_TENSORRT
+        _add(outcome, report, Step("engine", f"not built: {e}. Copy {out_dir} to the target machine and run there:\n"
+                                   + "\n".join(f"  # {c['label']}\n  {c['command']}" for c in cmds)))
+        return None
+    notes: list[str] = []
+    source, precision = choose_build_source(src, req.precision, trt.__version__, notes.append)
+    options = BuildOptions(precision=precision, batch=req.batch, workspace_mb=req.workspace_mb,
+                           dla_core=req.dla_core, timing_cache=out_dir / TIMING_CACHE_NAME)
+    try:
+        res = build_engine(source, out_dir / ENGINE_NAME, options)
+    except EngineBuildError as e:
+        raise ExportFailure(EXIT_BUILD_FAILED, str(e)) from None
+    outcome.files["engine"] = str(res.path)
+    outcome.files["timing_cache"] = str(res.timing_cache)
+    _add(outcome, report, Step("engine", " ".join(notes + [
+        f"built {res.path} ({res.size_bytes / 1e6:.1f} MB, {res.seconds:.0f} s) with TensorRT "
+        f"{res.plan.tensorrt_version} from {source.name}: {precision}, batch {req.batch}, workspace "
+        f"{req.workspace_mb} MiB, flags {list(res.plan.builder_flags) or 'none'}"
+        + (", strongly typed" if res.plan.strongly_typed else "")
+        + (f", DLA core {req.dla_core} with GPU fallback" if req.dla_core is not None else "")
+        + f"; timing cache {'reused' if res.timing_cache_reused else 'created'} ({res.timing_cache.name}); "
+        f"sidecar {res.sidecar.name}"]), res.plan.to_dict()))
+    return res.path
+
+
+def _variant_path(onnx_path: Path, precision: str) -> Path:
+    name = {"fp16": FP16_ONNX_NAME, "int8": INT8_ONNX_NAME}.get(precision)
+    if name is None or _meta_precision(onnx_path) != "fp32":
+        return onnx_path
+    p = onnx_path.parent / name
+    return p if p.is_file() else onnx_path
+
+
+def run_export(req: ExportRequest, report: Report = lambda step: None) -> ExportOutcome:
+    """Run every requested step; raises :class:`ExportFailure` (with its exit code) when one fails."""
+    outcome = ExportOutcome()
+    if req.precision not in ("fp32", "fp16", "int8"):
+        raise ExportFailure(EXIT_USAGE, f"precision must be fp32, fp16 or int8, got {req.precision!r}")
+    if req.from_onnx is not None:
+        src = Path(req.from_onnx)
+        if not src.is_file():
+            raise ExportFailure(EXIT_USAGE, f"{src}: ONNX file not found")
+        src_p = _meta_precision(src)
+        out_dir = Path(req.out_dir) if req.out_dir is not None else src.parent
+        if out_dir.resolve() != src.parent.resolve():
+            raise ExportFailure(EXIT_USAGE, f"--from-onnx builds beside its ONNX ({src.parent}); copy the export "
+                                "folder there instead of giving a different --out")
+        _check_existing_onnx(src, outcome, report)
+        if src_p != "fp32" and req.precision == "fp32":
+            req = _replace_precision(req, src_p)
+        onnx_path = src
+    else:
+        out_dir = Path(req.out_dir) if req.out_dir is not None else Path("fa3d-export")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        onnx_path = _export_from_checkpoint(req, out_dir, outcome, report)
+        _precision_variant(req, onnx_path, outcome, report)
+    engine = _engine(req, onnx_path, out_dir, outcome, report)
+    if req.triton is not None:
+        from .triton import write_triton_repo
+
+        artifact = engine if engine is not None else _variant_path(onnx_path, req.precision)
+        try:
+            res = write_triton_repo(req.triton, artifact, max_batch=req.batch.max, preferred=(req.batch.opt,))
+        except (ValueError, MetadataError) as e:
+            raise ExportFailure(EXIT_USAGE, f"--triton: {e}") from None
+        outcome.files["triton"] = str(res.model_dir)
+        _add(outcome, report, Step("triton", f"wrote {res.model_dir} ({res.platform}, max_batch_size "
+                                   f"{req.batch.max}, dynamic batching, {res.artifact.relative_to(res.model_dir)})"))
+    return outcome
+
+
+def _replace_precision(req: ExportRequest, precision: str) -> ExportRequest:
+    from dataclasses import replace
+
+    return replace(req, precision=precision)
+
+
+def _check_existing_onnx(src: Path, outcome: ExportOutcome, report: Report) -> None:
+    """onnx.checker + the TensorRT-safe check on a given ONNX (skipped, and said so, without the onnx package)."""
+    try:
+        import onnx
+    except ImportError:
+        _add(outcome, report, Step("check", f"{src}: onnx is not installed here, ONNX checks skipped "
+                                   "(pip install 'fa3d[export]' to run them)"))
+        return
+    from .onnx_export import OnnxExportError, check_onnx
+
+    try:
+        check_onnx(onnx.load(str(src)), where=str(src))
+    except OnnxExportError as e:
+        raise ExportFailure(EXIT_CHECK_FAILED, str(e)) from None
+    extra = ""
+    if _meta_precision(src) == "int8":
+        from fa3d.calibration.lint import QdqLintError, lint_qdq
+
+        try:
+            lint_qdq(src)
+        except QdqLintError as e:
+            raise ExportFailure(EXIT_CHECK_FAILED, f"{src}: Q/DQ lint failed: {e}") from None
+        extra = ", Q/DQ lint"
+    _add(outcome, report, Step("check", f"{src}: onnx.checker{extra} and TensorRT-safe operator check passed "
+                               f"({_meta_precision(src)})"))
+

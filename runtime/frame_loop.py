@@ -1,0 +1,105 @@
+"""The frame loop shared by fa-run and fa-bench: source -> detect/track -> crop -> infer -> results, timed.
+
+Stages (seconds per frame): ``decode`` (getting the frame from the source), ``detect`` (detector or
+tracker), ``preprocess``, ``infer``, ``postprocess`` (as :attr:`FaceAligner.last_timings`), and
+``output`` (the caller's sink: drawing, writing, display). ``fps`` is frames / wall time of the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .aligner import STAGES, FaceAligner
+from .results import FaceResult
+from .sources import Frame, FrameSource, SourceError
+from .timing import summarize_ms
+
+ALL_STAGES = ("decode",) + STAGES + ("output",)
+
+Sink = Callable[[Frame, list[FaceResult]], bool | None]  # return False to stop
+
+
+@dataclass
+class PipelineReport:
+    frames: int = 0
+    faces: int = 0
+    frames_with_face: int = 0
+    wall_s: float = 0.0
+    interrupted: bool = False
+    stopped: bool = False
+    times: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in ALL_STAGES})
+    decode_failures: int = 0
+    reconnects: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> dict:
+        """Per stage median/p10/p90/mean in milliseconds, plus counts and fps (JSON-ready)."""
+        stages = {}
+        for s, v in self.times.items():
+            stats = summarize_ms(np.asarray(v, np.float64) * 1000.0) if len(v) else None
+            stages[s] = {k: x for k, x in stats.items() if k != "runs"} if stats else None
+        return {"frames": self.frames, "faces": self.faces, "frames_with_face": self.frames_with_face,
+                "decode_failures": self.decode_failures, "reconnects": self.reconnects,
+                "wall_s": round(self.wall_s, 4), "fps": round(self.fps, 2), "interrupted": self.interrupted,
+                "stages_ms": stages}
+
+    def format_table(self) -> str:
+        s = self.summary()
+        lines = [f"frames {s['frames']} (with a face {s['frames_with_face']}, faces {s['faces']}, "
+                 f"decode failures {s['decode_failures']}, reconnects {s['reconnects']}), "
+                 f"wall {s['wall_s']:.2f} s, {s['fps']:.1f} fps" + (" [interrupted]" if s["interrupted"] else ""),
+                 f"{'stage':<12}{'median ms':>10}{'p10':>9}{'p90':>9}{'mean':>9}"]
+        for name, st in s["stages_ms"].items():
+            if st is not None:
+                lines.append(f"{name:<12}{st['median_ms']:>10.2f}{st['p10_ms']:>9.2f}{st['p90_ms']:>9.2f}"
+                             f"{st['mean_ms']:>9.2f}")
+        return "\n".join(lines)
+
+
+def run_pipeline(aligner: FaceAligner, source: FrameSource, *, track: bool = True,
+                 max_frames: int | None = None, sink: Sink | None = None) -> PipelineReport:
+    """Run ``aligner`` over ``source``. Ctrl-C ends the loop and sets ``report.interrupted`` (no exception);
+    the caller finalises its outputs. Raises :class:`SourceError` if no frame at all could be read."""
+    rep = PipelineReport()
+    it = iter(source)
+    t_start = time.perf_counter()
+    try:
+        while max_frames is None or rep.frames < max_frames:
+            t0 = time.perf_counter()
+            frame = next(it, None)
+            t1 = time.perf_counter()
+            if frame is None:
+                break
+            if track:
+                faces = aligner.process_video(frame.image, frame.timestamp_ms)
+            else:
+                faces = aligner.process(frame.image)
+            t2 = time.perf_counter()
+            keep_going = sink(frame, faces) if sink is not None else None
+            t3 = time.perf_counter()
+            rep.frames += 1
+            rep.faces += len(faces)
+            rep.frames_with_face += bool(faces)
+            rep.times["decode"].append(t1 - t0)
+            for s in STAGES:
+                rep.times[s].append(aligner.last_timings[s])
+            rep.times["output"].append(t3 - t2)
+            if keep_going is False:
+                rep.stopped = True
+                break
+    except KeyboardInterrupt:
+        rep.interrupted = True
+    rep.wall_s = time.perf_counter() - t_start
+    rep.decode_failures = source.stats.decode_failures
+    rep.reconnects = source.stats.reconnects
+    if rep.frames == 0 and not rep.interrupted:
+        raise SourceError(f"{source.description}: no frame could be read"
+                          + (f" ({rep.decode_failures} failed to decode)" if rep.decode_failures else ""))
+    return rep

@@ -1,0 +1,27 @@
+"""The version policy and the shared defaults: the one place that states them.
+
+Everything else imports these names; change a value here and every layer follows. Versions are
+:class:`packaging.version.Version` objects and are compared as such, never as strings.
+
+The TensorRT facts behind the values (checked 2026-11): JetPack 5 ships TensorRT 8.5, JetPack 6 10.3,
+JetPack 7.2+ 11; TensorRT 11 removed the implicit INT8 calibrator and the FP16/INT8 builder flags, so INT8
+comes from explicit Q/DQ nodes. ONNX opset 17 is the highest every one of them parses, and the operators
+safe from 8.5 to 11 are listed in :data:`fa3d.export.onnx_check.TRT_SAFE_OPS`.
+"""
+
+from __future__ import annotations
+
+from packaging.version import Version
+
+#: The highest ONNX opset that TensorRT 8.5 to 11 all parse; the exporter emits it and the checks enforce it.
+OPSET = 17
+#: The oldest TensorRT fa3d builds engines for and runs them with (JetPack 5).
+MIN_TENSORRT = Version("8.5")
+
+#: The face detector used when none is named: the shipped BlazeFace CNN (see fa3d.runtime.blazeface_detector);
+#: "haar" is OpenCV's cascade (see fa3d.runtime.detect).
+DEFAULT_DETECTOR = "blazeface"
+#: Video and live modes: run the detector at least every N frames (tracking fills the frames between).
+DEFAULT_DET_EVERY = 10
+#: Video and live modes: track at most this many faces.
+DEFAULT_MAX_FACES = 4

@@ -1,0 +1,192 @@
+"""The `edge` network: the method's ideas (So & Han, arXiv 2308.13327) on a mobile backbone.
+
+Why a second architecture: the first `edge` preset (two narrow hourglasses) needs 268 M MACs and 650 ONNX
+nodes and ran 8.7x slower than 3DDFA_V2's MobileNet-V1 x0.5 on one CPU thread. This one keeps what the paper
+contributes and drops what is expensive on CPUs, Jetson GPUs and TensorRT:
+
+- a CoordConv stem (constant coordinate channels, folded into one Add in ONNX);
+- an inverted-residual backbone (MobileNet-V2 blocks: 1x1 expand, 3x3 depthwise, 1x1 project, ReLU only);
+- a pose head on the early features (6D -> rotation, Gram-Schmidt), whose rotation is fused into the
+  squeeze-and-excitation of every later block: ``sigmoid(Linear([squeeze(x), rot9]))`` rescales the
+  expanded channels (pose fusion, as in the paper's blocks; MobileNet-V3 places SE the same way);
+- a light 3D heatmap: one 1x1 convolution of the stride-8 features into ``depth_bins`` channels, the volume
+  ``depth_bins x H/8 x W/8`` holding all 68 landmarks (supervised with Gaussian targets like the paper's);
+- the dual-dimensional regressor in its cheapest form: a 2D branch (the rest of the backbone, pooled) and a
+  3D branch (a strided convolution and a pose-fused excitation over the heatmap volume, pooled), concatenated,
+  one hidden layer, linear -> 68 x 3 offsets from the mean shape;
+- the dense head (template warped by the keypoints + a learnt residual) and the face confidence, exactly as in
+  :mod:`fa3d.training.model`.
+
+Operators: Conv, BatchNormalization (folded at export), Relu, Add, Mul, Sigmoid, ReduceMean, Gemm/MatMul,
+Concat, Reshape, Slice, Sqrt, Div: all in the TensorRT 8.5-11 safe set at opset 17, and every Conv/Gemm input
+quantisable with Q/DQ (no op between a Conv and its ReLU that blocks fusion).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .blocks import CoordConv2d, PoseSE
+from .heads import add_output_heads, assemble_outputs, pose_for_fusion
+
+#: one stage of the backbone: (expansion, out channels, repeats, first stride)
+Stage = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class MobileConfig:
+    """Every size of the mobile network. Stored in checkpoints (``to_dict``/``from_dict``)."""
+
+    preset: str
+    input_size: int
+    stem_width: int
+    stages: tuple[Stage, ...]
+    pose_after: int  # the pose head reads the output of this stage; later stages are pose-fused
+    heat_after: int  # the 3D heatmap is made from the output of this stage (stride 8)
+    depth_bins: int
+    reg3d_width: int
+    hidden: int
+    pose_width: int
+    se_reduction: int = 4
+    num_dense: int = 468
+    fuse_pose: bool = True
+    z_range: float = 1.0  # the depth bins cover z in [-z_range * S / 2, z_range * S / 2] crop pixels
+    arch: str = "mobile"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(tuple(int(v) for v in s) for s in self.stages))
+        if self.arch != "mobile":
+            raise ValueError(f"MobileConfig.arch must be 'mobile', got {self.arch!r}")
+        if not self.stages or any(len(s) != 4 or min(s) < 1 for s in self.stages):
+            raise ValueError("stages must be a non-empty list of [expansion, channels, repeats, stride], all >= 1")
+        if not 0 <= self.pose_after < len(self.stages) - 1:
+            raise ValueError(f"pose_after must index a stage before the last, got {self.pose_after}")
+        if not self.pose_after <= self.heat_after < len(self.stages):
+            raise ValueError(f"heat_after must be a stage from pose_after ({self.pose_after}) on, "
+                             f"got {self.heat_after}")
+        for f in ("input_size", "stem_width", "depth_bins", "reg3d_width", "hidden", "pose_width", "se_reduction"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"model config {f} must be >= 1, got {getattr(self, f)}")
+        if self.input_size % 16:
+            raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
+        if self.num_dense < 0:
+            raise ValueError(f"num_dense must be >= 0, got {self.num_dense}")
+
+    @property
+    def heatmap_size(self) -> int:
+        stride = 2 * int(np.prod([s[3] for s in self.stages[:self.heat_after + 1]]))
+        return self.input_size // stride
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stages"] = [list(s) for s in self.stages]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MobileConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expand - 3x3 depthwise - (pose-fused) SE - 1x1 project, residual when shapes agree.
+
+    ``se`` is None for the stages before the pose head (no rotation exists yet there); with ``fuse_pose``
+    False the excitation does not see the rotation (the paper's ablation).
+    """
+
+    def __init__(self, cin: int, cout: int, expansion: int, stride: int, se: bool, fuse_pose: bool,
+                 reduction: int) -> None:
+        super().__init__()
+        mid = cin * expansion
+        layers: list[nn.Module] = []
+        if expansion != 1:
+            layers += [nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)]
+        layers += [nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid),
+                   nn.ReLU(inplace=True)]
+        self.expand_dw = nn.Sequential(*layers)
+        self.se = PoseSE(mid, fuse_pose, reduction) if se else None
+        self.project = nn.Sequential(nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor, rot9: torch.Tensor | None) -> torch.Tensor:
+        y = self.expand_dw(x)
+        if self.se is not None:
+            y = self.se(y, rot9)
+        y = self.project(y)
+        return x + y if self.residual else y
+
+
+def _stage(cin: int, spec: Stage, fused: bool, fuse_pose: bool, reduction: int) -> nn.ModuleList:
+    t, c, n, s = spec
+    blocks = nn.ModuleList()
+    for i in range(n):
+        blocks.append(InvertedResidual(cin, c, t, s if i == 0 else 1, fused, fuse_pose, reduction))
+        cin = c
+    return blocks
+
+
+class PoseFusedMobileNet(nn.Module):
+    """See the module docstring. Same call and outputs as :class:`fa3d.training.model.PoseFusedAlignmentNet`:
+    ``forward(x, rotation=None, force_mask=None) -> dict`` (``heatmaps`` and ``rotation_6d`` in training)."""
+
+    def __init__(self, config: MobileConfig, dense_template: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.config = c = config
+        self.input_size = c.input_size
+        self.num_dense = c.num_dense
+        self.stem_conv = CoordConv2d(3, c.stem_width, 3, 2, c.input_size)
+        self.stem_bn = nn.BatchNorm2d(c.stem_width)
+        self.stages = nn.ModuleList()
+        cin = c.stem_width
+        widths = []
+        for i, spec in enumerate(c.stages):
+            self.stages.append(_stage(cin, spec, i > c.pose_after, c.fuse_pose, c.se_reduction))
+            cin = spec[1]
+            widths.append(cin)
+        # pose head on the early features
+        pw = c.pose_width
+        self.pose_conv = nn.Sequential(nn.Conv2d(widths[c.pose_after], pw, 1, bias=False), nn.BatchNorm2d(pw),
+                                       nn.ReLU(inplace=True))
+        self.pose_fc = nn.Sequential(nn.Linear(pw, pw), nn.ReLU(inplace=True), nn.Linear(pw, 6))
+        nn.init.zeros_(self.pose_fc[2].weight)
+        with torch.no_grad():
+            self.pose_fc[2].bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+        # 3D heatmap and its branch of the dual regressor
+        self.heat = nn.Conv2d(widths[c.heat_after], c.depth_bins, 1)
+        rw = c.reg3d_width
+        self.reg3d = nn.Sequential(nn.Conv2d(c.depth_bins, rw, 3, 2, 1, bias=False), nn.BatchNorm2d(rw),
+                                   nn.ReLU(inplace=True))
+        self.reg3d_se = PoseSE(rw, c.fuse_pose, c.se_reduction)
+        self.fc = nn.Sequential(nn.Linear(widths[-1] + rw, c.hidden), nn.ReLU(inplace=True))
+        add_output_heads(self, c, dense_template)
+
+    def forward(self, x: torch.Tensor, rotation: torch.Tensor | None = None,
+                force_mask: torch.Tensor | None = None) -> dict:
+        c = self.config
+        f = F.relu(self.stem_bn(self.stem_conv(x)))
+        rot9 = r6 = r_pred = heat = None
+        for i, stage in enumerate(self.stages):
+            for blk in stage:
+                f = blk(f, rot9)
+            if i == c.pose_after:
+                r6 = self.pose_fc(self.pose_conv(f).mean(dim=(2, 3))).float()
+                r_pred, rot9 = pose_for_fusion(r6, rotation, force_mask, self.training)
+            if i == c.heat_after:
+                heat = self.heat(f)
+        p2d = f.mean(dim=(2, 3))
+        p3d = self.reg3d_se(self.reg3d(heat), rot9).mean(dim=(2, 3))
+        hidden = self.fc(torch.cat([p2d, p3d], dim=1))
+        out = assemble_outputs(self, hidden, r_pred)
+        if self.training:
+            out["heatmaps"] = [heat]
+            out["rotation_6d"] = r6
+        return out
