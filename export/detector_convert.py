@@ -20,8 +20,8 @@ from the wheel's dist-info, a NOTICE and ``conversion.json`` (the figures of the
 Exit codes: 0 written, 1 a check failed (nothing written), 2 usage / missing tools.
 
 The full-range model (``face_detection_full_range_sparse.tflite``) is NOT converted: its weights are stored
-sparse behind DENSIFY ops and need a TensorFlow Lite interpreter with XNNPACK off plus tf2onnx and
-tensorflow-cpu; see DESIGN.md section 7.
+sparse behind DENSIFY ops and need a TensorFlow Lite interpreter with XNNPACK off (which otherwise returns
+wrong weights) to densify them, then tf2onnx with tensorflow-cpu (tflite2onnx lacks DEPTH_TO_SPACE).
 """
 
 from __future__ import annotations

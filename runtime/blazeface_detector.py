@@ -2,15 +2,15 @@
 
 The network sees 128x128 pixels and finds faces from about ``MIN_FACE_IN_INPUT`` pixels to the whole input.
 A frame is covered by a pyramid of square windows (:func:`plan_windows`): the whole frame letterboxed to a
-square (zero padding, as MediaPipe does), then tiles of half the side, and so on, down to the tile side at
-which a face of ``min_face`` frame pixels is still ``MIN_FACE_IN_INPUT`` input pixels. Tiles of a level
+square (zero padding, as MediaPipe does), then tiles shrinking by a constant factor of at most 2 per level,
+down to the tile side at which a face of ``min_face`` frame pixels is still ``MIN_FACE_IN_INPUT`` input pixels. Tiles of a level
 overlap by the largest face that the level above cannot see, so every face lies whole inside some window
 of the level responsible for its size. All windows of a call go through ONNX Runtime in one batch;
 detections are mapped back to the frame, detections cut by a tile edge are dropped, and the rest are merged
 by MediaPipe's weighted NMS. Work per call is bounded by ``max_windows``: :meth:`BlazeFaceDetector.detect`
 runs every window (use it for single images), :meth:`BlazeFaceDetector.scan` (used by the tracker) runs the
-coarse levels and the next ``max_windows`` fine tiles in turn, so a full scan of a large frame spreads over a
-few detector calls.
+coarse levels every call and the finer tiles in turn, so a full sweep of a large frame spreads over a few calls.
+:meth:`BlazeFaceDetector.check_regions` looks again at known faces (the tracker's region check).
 
 Boxes are mapped to the tight 68-landmark box by :data:`BLAZE_TO_TIGHT` (how it was measured: see there).
 """
@@ -27,6 +27,7 @@ import numpy as np
 
 from .blazeface import INPUT_SIZE, RawDetections, concat, decode, weighted_nms
 from .detect import BoxMapping, Detections
+from .track import iou_matrix
 
 #: smallest face (tight-box width) the short-range network finds reliably, in input pixels. Measured on 150
 #: aflw19k val faces pasted on 128x128 clutter (one window): found 1 % at 10 px, 45 % at 14, 82 % at 18,
@@ -136,9 +137,10 @@ class BlazeFaceDetector:
     ``score_threshold`` 0.55 rather than MediaPipe's 0.5: over a pyramid of many windows the false positives
     add up. On 1280x720 face-free frames (8 of each background kind; aflw19k val faces for recall, 15 per
     yaw bin at 40, 80 and 160 px) 0.5 / 0.55 / 0.6 gave 6.6 / 3.9 / 2.0 false positives per frame on the
-    mosaic of face-crop blocks (0.25 / 0.12 / 0.12 on clutter, 0 on noise), while 0.6 lost up to 7 points
-    of recall at 60-90 degrees of yaw and 0.55 none against 0.5 but at 40 px. On the acceptance clips
-    (``fa3d.training.face_clips``, 1280x720) faces were found in 96.9 % of frames at 0.6, 99.7 % at 0.55.
+    mosaic of face-crop blocks (0.25 / 0.12 / 0.12 on clutter, 0 on noise); 0.6 lost up to 7 points of
+    recall at 60-90 degrees of yaw against 0.5, 0.55 lost nothing but on 40 px profile faces. On the first
+    1280x720 acceptance clip (``fa3d.training.face_clips``, seed 0, the tracker of that day) faces were found
+    in 96.9 % of frames at 0.6 and 99.7 % at 0.55.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, score_threshold: float = 0.55,
@@ -244,8 +246,6 @@ class BlazeFaceDetector:
         The score threshold here is ``check_threshold`` (0.5), lower than for new faces: keeping a face
         that is known to be there needs less evidence than finding one (hysteresis; profile faces score
         near the detection threshold and would otherwise flicker in and out)."""
-        from .track import iou_matrix
-
         b = np.asarray(tight_boxes, np.float64).reshape(-1, 4)
         out_b, out_s = np.full((len(b), 4), np.nan), np.zeros(len(b))
         if len(b) == 0:
