@@ -99,7 +99,16 @@ def input_name(model_path: str | os.PathLike) -> str:
     return names[0]
 
 
-def _reader(name: str, inputs: np.ndarray, batch: int):
+def equal_batch(n: int, batch: int) -> int:
+    """The largest batch size <= ``batch`` that divides ``n``: every calibration batch must have one shape.
+
+    ONNX Runtime's histogram calibrators (percentile, entropy) stack the activations of all batches with
+    ``np.asarray``, which fails ("inhomogeneous shape") when the last batch is smaller than the others.
+    """
+    return next(b for b in range(max(1, min(batch, n)), 0, -1) if n % b == 0)
+
+
+def _reader(name: str, inputs: np.ndarray, batch: int, progress: bool = False):
     from onnxruntime.quantization import CalibrationDataReader
 
     class _NpzReader(CalibrationDataReader):
@@ -107,12 +116,20 @@ def _reader(name: str, inputs: np.ndarray, batch: int):
 
         def __init__(self) -> None:
             self._i = 0
+            self._bar = None
+            if progress:
+                from tqdm import tqdm
+                self._bar = tqdm(total=len(inputs), desc="INT8 calibration", unit="face")
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             if self._i >= len(inputs):
+                if self._bar is not None:
+                    self._bar.close()
                 return None
             x = inputs[self._i:self._i + batch]
             self._i += batch
+            if self._bar is not None:
+                self._bar.update(len(x))
             return {name: np.ascontiguousarray(x, dtype=np.float32)}
 
         def __len__(self) -> int:
@@ -145,7 +162,8 @@ def _quiet_ort():
 
 
 def quantize_qdq(fp32_onnx: str | os.PathLike, out_onnx: str | os.PathLike, inputs: np.ndarray | None,
-                 options: QdqOptions = QdqOptions(), *, calibration_cache: str | os.PathLike | None = None) -> Path:
+                 options: QdqOptions = QdqOptions(), *, calibration_cache: str | os.PathLike | None = None,
+                 progress: bool = False) -> Path:
     """Write a Q/DQ INT8 model of ``fp32_onnx`` to ``out_onnx`` (atomically).
 
     ``inputs`` (N, 3, S, S) float32 calibration inputs; may be None only when ``calibration_cache`` holds
@@ -188,7 +206,13 @@ def quantize_qdq(fp32_onnx: str | os.PathLike, out_onnx: str | os.PathLike, inpu
             kwargs["calibration_cache_path"] = str(calibration_cache)
     if inputs is None and not (calibration_cache is not None and Path(calibration_cache).is_file()):
         raise ValueError("no calibration inputs and no calibration cache to take the ranges from")
-    reader = None if inputs is None else _reader(input_name(fp32_onnx), inputs, batch)
+    if inputs is not None:
+        fixed = _fixed_batch(fp32_onnx)
+        if fixed and len(inputs) % fixed:
+            raise ValueError(f"{fp32_onnx.name} has a fixed batch of {fixed}; give a multiple of {fixed} "
+                             f"calibration inputs (got {len(inputs)})")
+        batch = fixed or equal_batch(len(inputs), batch)
+    reader = None if inputs is None else _reader(input_name(fp32_onnx), inputs, batch, progress)
     with atomic_path(out_onnx) as tmp, _quiet_ort():
         quantize_static(
             str(fp32_onnx), str(tmp), reader,

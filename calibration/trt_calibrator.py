@@ -16,6 +16,7 @@ import numpy as np
 from packaging.version import Version
 
 from fa3d.runtime.atomic import atomic_write_bytes
+from fa3d.runtime.policy import MIN_TENSORRT, TRT_STRONGLY_TYPED_ONLY
 from fa3d.runtime.preprocess import PreprocessConfig
 
 from .calibset import load_calibration_set
@@ -27,12 +28,12 @@ class CalibratorUnavailable(RuntimeError):
 
 def check_trt_version(version: str) -> None:
     v = Version(version)
-    if v >= Version("11"):
+    if v >= TRT_STRONGLY_TYPED_ONLY:
         raise CalibratorUnavailable(
             f"TensorRT {version} has no INT8 calibrator (IInt8Calibrator was removed in TensorRT 11); use the "
             "Q/DQ ONNX from `fa-export --int8`, which needs no calibrator")
-    if v < Version("8.5"):
-        raise CalibratorUnavailable(f"TensorRT {version} is older than 8.5, the oldest fa3d supports")
+    if v < MIN_TENSORRT:
+        raise CalibratorUnavailable(f"TensorRT {version} is older than {MIN_TENSORRT}, the oldest fa3d supports")
 
 
 def make_entropy_calibrator(calib_npz: str | os.PathLike, expected: PreprocessConfig,
@@ -41,7 +42,10 @@ def make_entropy_calibrator(calib_npz: str | os.PathLike, expected: PreprocessCo
 
     ``trt``/``cuda`` default to the ``tensorrt`` and ``pycuda.driver`` modules (parameters for tests
     with stand-in modules). Set it on the builder config with ``config.int8_calibrator = calibrator``
-    together with ``BuilderFlag.INT8`` (TensorRT 8.5-10.x).
+    together with ``BuilderFlag.INT8`` and ``config.set_calibration_profile(profile)`` (dynamic shapes
+    need a calibration profile, and ``batch_size`` must be that profile's OPT batch; fa-export's builder
+    does both, see :func:`fa3d.export.trt_build.build_engine`). TensorRT 8.5 to 10.11 (weakly typed).
+    Call ``release()`` with the CUDA context current before the context goes.
     """
     if trt is None:
         try:
@@ -86,6 +90,12 @@ def make_entropy_calibrator(calib_npz: str | os.PathLike, expected: PreprocessCo
 
         def write_calibration_cache(self, cache) -> None:
             atomic_write_bytes(cache_path, bytes(cache))
+
+        def release(self) -> None:
+            """Free the device buffer (with the CUDA context current)."""
+            if self.device is not None:
+                self.device.free()
+                self.device = None
 
     if len(data) < batch_size:
         raise ValueError(f"{calib_npz}: {len(data)} calibration inputs are fewer than one batch of {batch_size}")

@@ -19,8 +19,12 @@ model.plan and timing.cache (when TensorRT is importable), and a JSON sidecar <f
 examples:
   fa-export --out export/                       # the shipped model, FP32 ONNX (+ engine on a GPU machine)
   fa-export model.pt --fp16 --batch 1:4:16      # FP16: builder flag on TRT 8.5-10.x, FP16 ONNX on TRT 11
+  fa-export --int8                              # the shipped model's INT8 Q/DQ ONNX (verified) + engine
   fa-export model.pt --int8 --calib frames.npz  # calibrate on your camera's frames, gate, Q/DQ ONNX
   fa-export --from-onnx export/model.onnx --fp16 --dla-core 0   # on the Jetson: build the engine there
+
+on the GPU machine, fa-verify builds FP32/FP16/INT8 engines of the shipped model, checks them against
+ONNX Runtime on real faces, times them and writes a report (exit 3 where there is no GPU).
 
 """
 
@@ -37,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="FP16: write model.fp16.onnx (float32 I/O) and build with FP16 (flag on TensorRT "
                            "8.5-10.x, the FP16 ONNX on 11.x)")
     prec.add_argument("--int8", action="store_const", dest="precision", const="int8",
-                      help="INT8: calibrate, insert Q/DQ (model.int8.onnx), check the accuracy gate, build from it")
+                      help="INT8 (model.int8.onnx, Q/DQ) and its engine. The shipped default model has one, "
+                           "calibrated and gated on labelled faces at development time: it is verified and "
+                           "used. Any other model: calibrate on --calib, gate, then build")
     p.add_argument("--batch", type=BatchProfile.parse, default=BatchProfile(*DEFAULT_BATCH), metavar="MIN:OPT:MAX",
                    help="TensorRT optimisation profile over the batch (faces per inference); default %(default)s")
     p.add_argument("--workspace", type=int, default=DEFAULT_WORKSPACE_MB, metavar="MB",
@@ -50,12 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--triton", type=Path, default=None, metavar="DIR",
                    help="also write a Triton model repository entry DIR/fa3d (the engine if built, else the ONNX)")
     p.add_argument("--calib", type=Path, default=None, metavar="PATH",
-                   help="--int8: calibration set .npz of your camera's face crops (fa3d.calibration); default: the "
-                        "shipped calibration set")
+                   help="--int8: your camera's faces: a fa-calib set (.npz), a folder of images, an image or a "
+                        "video (faces found by the runtime's detector); required for any model but the shipped one")
     p.add_argument("--val", type=Path, default=None, metavar="PATH",
                    help="--int8: labelled validation set .npz for the accuracy gate (fa-calib on an fa-label folder); "
                         "with labels the gate measures the accuracy loss, without them the deviation from FP32; "
-                        "default: every 4th face of --calib, or the shipped (unlabelled) validation set")
+                        "default: every 4th face of --calib held out (deviation gate, see README)")
     p.add_argument("--calib-method", choices=("percentile", "entropy", "minmax"), default="percentile",
                    help="--int8: activation range calibration (default %(default)s)")
     p.add_argument("--force", action="store_true",
@@ -63,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx-only", action="store_true", help="stop after the ONNX files (exit 0 without TensorRT)")
     p.add_argument("--parity-image", action="append", default=[], type=Path, metavar="IMAGE",
                    help="add a face image to the parity check's real crops (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they go to stderr)")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout instead of the step log")
     p.set_defaults(precision="fp32")
     return p
@@ -83,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                         precision=args.precision, batch=args.batch, workspace_mb=args.workspace,
                         dla_core=args.dla_core, triton=args.triton, calib=args.calib, val=args.val,
                         calib_method=args.calib_method,
-                        force=args.force, onnx_only=args.onnx_only, parity_images=tuple(args.parity_image))
+                        force=args.force, onnx_only=args.onnx_only, parity_images=tuple(args.parity_image),
+                        progress=not (args.no_progress or args.json))
 
     def show(step: Step) -> None:
         if not args.json:

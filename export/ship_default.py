@@ -6,7 +6,10 @@
   (the model computes in float32); only fa-export reads it, so the runtime package does not carry it;
 * into ``fa3d/runtime/assets/default/``: ``model.onnx`` + ``model.onnx.json``, its ONNX export, made by the
   fa-export pipeline from that very ``model.pt`` (opset 17, checked, parity-tested against PyTorch), so the
-  two files agree.
+  two files agree; and ``model.int8.onnx`` + ``model.int8.onnx.json``, its INT8 Q/DQ ONNX, calibrated and
+  gated on labelled aflw19k faces by :mod:`.ship_int8` (``--data``; about 1.5 min). Without the data (or
+  with ``--no-int8``) the stale INT8 file of the previous model is removed: ``fa-export --int8`` then asks
+  for ``--calib``.
 
 Everything is first built in a temporary folder beside the destination and moved in at the end.
 """
@@ -52,12 +55,36 @@ def ship_default(checkpoint: str | os.PathLike, dest: str | os.PathLike | None =
     return {name: target.stat().st_size for name, target in targets.items()}
 
 
+def refresh_int8(dest: str | os.PathLike | None, data: str | os.PathLike | None, skip: bool) -> str:
+    """Remake the INT8 file of the (new) default model, or remove the stale one; a line to print."""
+    from .defaults import INT8_ONNX_NAME
+    from .ship_int8 import ship_int8
+
+    dest = Path(dest) if dest is not None else asset_path("default")
+    stale = [dest / INT8_ONNX_NAME, dest / (INT8_ONNX_NAME + ".json")]
+    why = "--no-int8"
+    if not skip:
+        try:
+            res = ship_int8(data, dest)
+        except FileNotFoundError as e:
+            why = str(e)
+        else:
+            if res.passed:
+                return f"{INT8_ONNX_NAME}: {res.path.stat().st_size / 1e6:.2f} MB (gate passed)"
+            why = "the INT8 gate failed"
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return f"{INT8_ONNX_NAME}: not shipped ({why}); the old one was removed"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fa3d.export.ship_default", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="the trained checkpoint to ship (e.g. runs/default/best.pt)")
     ap.add_argument("--dest", help="one destination folder for all three files (default: the ONNX into "
                                    "fa3d/runtime/assets/default, model.pt into fa3d/export/assets/default)")
+    ap.add_argument("--data", help="the aflw19k folder for the INT8 calibration and gate (default ../shared/data/aflw19k)")
+    ap.add_argument("--no-int8", action="store_true", help="do not make the INT8 file (the stale one is removed)")
     args = ap.parse_args(argv)
     from fa3d.training.checkpoint import CheckpointError
 
@@ -69,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, size in sizes.items():
         print(f"{name}: {size / 1e6:.2f} MB")
     print(f"total: {sum(sizes.values()) / 1e6:.2f} MB")
+    print(refresh_int8(args.dest, args.data, args.no_int8))
     return 0
 
 

@@ -23,14 +23,18 @@ EXIT_NO_TENSORRT = 3  # every ONNX written and checked; no TensorRT here: run th
 EXIT_CHECK_FAILED = 4  # an ONNX check or a parity check failed
 EXIT_GATE_FAILED = 5  # the INT8 accuracy gate failed (no engine built; --force overrides)
 EXIT_BUILD_FAILED = 6  # TensorRT could not parse the ONNX or build the engine
+EXIT_NEEDS_TORCH = 7  # exporting a checkpoint needs PyTorch, which is not installed
 EXIT_CODES = {
     EXIT_OK: "done: every requested artifact written",
     EXIT_USAGE: "bad arguments, or a missing or invalid input file",
     EXIT_NO_TENSORRT: "ONNX files written and checked, but TensorRT cannot be imported here: no engine; "
                       "run the printed command on the target machine",
-    EXIT_CHECK_FAILED: "an ONNX check (checker, TensorRT-safe operators) or a parity check failed",
+    EXIT_CHECK_FAILED: "an ONNX check failed (unreadable file, outputs that do not match the sidecar, checker, "
+                       "TensorRT-safe operators, Q/DQ lint, INT8 file made from another model) or a parity check",
     EXIT_GATE_FAILED: "the INT8 accuracy gate failed: no engine built (--force builds it anyway)",
     EXIT_BUILD_FAILED: "TensorRT could not parse the ONNX or build the engine",
+    EXIT_NEEDS_TORCH: "exporting a checkpoint needs PyTorch (pip install 'fa3d[train]'); the shipped default "
+                      "model's ONNX and INT8 files need none (fa-export, fa-export --int8)",
 }
 
 
@@ -55,6 +59,7 @@ class ExportRequest:
     calib_method: str = "percentile"
     force: bool = False
     onnx_only: bool = False
+    progress: bool = True  # progress bars on the long steps (calibration, gate)
     parity_images: tuple[Path, ...] = ()
 
 
@@ -112,11 +117,12 @@ def choose_build_source(src: Path, precision: str, trt_version: Any, report: Cal
     """Which ONNX to build from and the engine's precision, for the installed TensorRT version.
 
     An FP16 or Q/DQ ONNX decides the precision itself. ``--fp16`` from an FP32 ONNX uses the FP16
-    builder flag before TensorRT 11 and the FP16 ONNX (beside it, or converted now) from 11 on.
+    builder flag before TensorRT 10.12 and the FP16 ONNX (beside it, or converted now) from 10.12 on
+    (strongly typed builds).
     """
     from packaging.version import Version
 
-    from .trt_build import FIRST_STRONGLY_TYPED_ONLY
+    from .trt_build import FIRST_STRONGLY_TYPED
 
     src_p = _meta_precision(src)
     if src_p != "fp32":
@@ -129,7 +135,7 @@ def choose_build_source(src: Path, precision: str, trt_version: Any, report: Cal
             raise ExportFailure(EXIT_USAGE, f"an INT8 engine needs the Q/DQ ONNX: {src.parent / INT8_ONNX_NAME} is "
                                 "missing; make it with fa-export --int8 (it calibrates), then build from it")
         return sib, "int8"
-    if precision == "fp16" and Version(str(trt_version)) >= FIRST_STRONGLY_TYPED_ONLY:
+    if precision == "fp16" and Version(str(trt_version)) >= FIRST_STRONGLY_TYPED:
         sib = _sibling(src, FP16_ONNX_NAME, "fp16")
         if sib is None:
             from .fp16 import make_fp16
@@ -201,24 +207,68 @@ def _precision_variant(req: ExportRequest, onnx_path: Path, outcome: ExportOutco
         if not rep.passed:
             raise ExportFailure(EXIT_CHECK_FAILED, f"FP16 ONNX outside tolerance: {rep.failures}")
     elif req.precision == "int8":
-        from fa3d.calibration.int8 import make_int8, make_int8_cli_summary
+        _int8_step(req, onnx_path, outcome, report)
 
+
+_INT8_EXIT = {"usage": EXIT_USAGE, "check": EXIT_CHECK_FAILED, "gate": EXIT_GATE_FAILED}
+
+
+def _int8_step(req: ExportRequest, onnx_path: Path, outcome: ExportOutcome, report: Report) -> None:
+    """Make or verify model.int8.onnx beside the FP32 ``onnx_path`` (see :mod:`.int8_step`)."""
+    from .int8_step import Int8StepError, int8_for
+
+    try:
+        message, passed = int8_for(onnx_path, calib=req.calib, val=req.val, method=req.calib_method,
+                                   force=req.force, progress=req.progress)
+    except Int8StepError as e:
+        if (onnx_path.parent / INT8_REPORT_NAME).is_file():
+            outcome.files["int8_report"] = str(onnx_path.parent / INT8_REPORT_NAME)
+        raise ExportFailure(_INT8_EXIT[e.kind], str(e)) from None
+    outcome.files["int8_onnx"] = str(onnx_path.parent / INT8_ONNX_NAME)
+    if (onnx_path.parent / INT8_REPORT_NAME).is_file() and req.calib is not None:
+        outcome.files["int8_report"] = str(onnx_path.parent / INT8_REPORT_NAME)
+    _add(outcome, report, Step("int8", message, {"passed": passed}))
+
+
+def _shipped_onnx(req: ExportRequest, out_dir: Path, outcome: ExportOutcome, report: Report) -> Path | None:
+    """The default model's shipped files when they serve (``--int8`` without ``--calib``, or no torch); else None."""
+    import importlib.util
+
+    from .int8_step import Int8StepError, shipped_files, use_shipped
+
+    if req.checkpoint is not None:
+        if importlib.util.find_spec("torch") is None:
+            raise ExportFailure(EXIT_NEEDS_TORCH, f"exporting {req.checkpoint} needs PyTorch, which is not installed "
+                                "here: pip install 'fa3d[train]' (or export on a machine with it and use "
+                                "fa-export --from-onnx model.onnx here)")
+        return None
+    if req.precision == "int8" and req.calib is None:
         try:
-            res = make_int8(onnx_path, out_dir / INT8_ONNX_NAME, calib=req.calib, val=req.val, method=req.calib_method,
-                            force=req.force, report_path=out_dir / INT8_REPORT_NAME)
-        except (ValueError, FileNotFoundError) as e:
-            raise ExportFailure(EXIT_USAGE, f"INT8 calibration: {e}") from None
-        outcome.files["int8_report"] = str(out_dir / INT8_REPORT_NAME)
-        if res.report.get("written"):
-            outcome.files["int8_onnx"] = str(res.path)
-        _add(outcome, report, Step("int8", make_int8_cli_summary(res), {"passed": res.passed}))
-        if not res.passed and not req.force:
-            raise ExportFailure(EXIT_GATE_FAILED, f"INT8 accuracy gate failed (report {out_dir / INT8_REPORT_NAME}); "
-                                "no engine built; --force builds it anyway")
+            onnx_path, message = use_shipped(out_dir)
+        except Int8StepError as e:
+            raise ExportFailure(_INT8_EXIT[e.kind], str(e)) from None
+        outcome.files["onnx"] = str(onnx_path)
+        outcome.files["int8_onnx"] = str(out_dir / INT8_ONNX_NAME)
+        _add(outcome, report, Step("int8", message, {"passed": True, "shipped": True}))
+        return onnx_path
+    if importlib.util.find_spec("torch") is not None:
+        return None
+    fp32 = shipped_files()[0]
+    if not fp32.is_file():
+        raise ExportFailure(EXIT_NEEDS_TORCH, "PyTorch is not installed and this installation has no shipped "
+                            "default ONNX: pip install 'fa3d[train]'")
+    from .int8_step import _copy
+
+    _copy(fp32, out_dir / ONNX_NAME)
+    outcome.files["onnx"] = str(out_dir / ONNX_NAME)
+    _add(outcome, report, Step("onnx", f"PyTorch is not installed: copied the default model's shipped ONNX "
+                               f"(exported and parity-checked when it was shipped) to {out_dir / ONNX_NAME}"))
+    _precision_variant(req, out_dir / ONNX_NAME, outcome, report)
+    return out_dir / ONNX_NAME
 
 
 def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome, report: Report) -> Path | None:
-    from .trt_build import build_engine, import_tensorrt
+    from .trt_build import build_batch, build_engine, import_tensorrt
 
     if req.onnx_only:
         _add(outcome, report, Step("engine", "skipped (--onnx-only)"))
@@ -232,8 +282,9 @@ def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome
         build_src = out_dir / INT8_ONNX_NAME if req.precision == "int8" and src.name == ONNX_NAME else src
         cmds = [{"label": "fa-export (any TensorRT 8.5 to 11.x)",
                  "command": from_onnx_command(build_src, req.precision, req.batch, req.workspace_mb, req.dla_core)}]
+        static = build_batch(BuildOptions(batch=req.batch, dla_core=req.dla_core))  # DLA: static shapes
         cmds += [{"label": c.label, "command": c.command} for c in
-                 trtexec_commands(out_dir, size, req.precision, req.batch, req.workspace_mb, req.dla_core,
+                 trtexec_commands(out_dir, size, req.precision, static, req.workspace_mb, req.dla_core,
                                   fp16_only=_meta_precision(src) == "fp16")]
         outcome.target_commands = cmds
         outcome.status = EXIT_NO_TENSORRT
@@ -252,7 +303,8 @@ def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome
     outcome.files["timing_cache"] = str(res.timing_cache)
     _add(outcome, report, Step("engine", " ".join(notes + [
         f"built {res.path} ({res.size_bytes / 1e6:.1f} MB, {res.seconds:.0f} s) with TensorRT "
-        f"{res.plan.tensorrt_version} from {source.name}: {precision}, batch {req.batch}, workspace "
+        f"{res.plan.tensorrt_version} from {source.name}: {precision}, batch {build_batch(options)}"
+        + (" (static: the DLA needs it)" if req.dla_core is not None else "") + ", workspace "
         f"{req.workspace_mb} MiB, flags {list(res.plan.builder_flags) or 'none'}"
         + (", strongly typed" if res.plan.strongly_typed else "")
         + (f", DLA core {req.dla_core} with GPU fallback" if req.dla_core is not None else "")
@@ -287,11 +339,15 @@ def run_export(req: ExportRequest, report: Report = lambda step: None) -> Export
         if src_p != "fp32" and req.precision == "fp32":
             req = _replace_precision(req, src_p)
         onnx_path = src
+        if src_p == "fp32" and req.precision == "int8":
+            _int8_step(req, onnx_path, outcome, report)
     else:
         out_dir = Path(req.out_dir) if req.out_dir is not None else Path("fa3d-export")
         out_dir.mkdir(parents=True, exist_ok=True)
-        onnx_path = _export_from_checkpoint(req, out_dir, outcome, report)
-        _precision_variant(req, onnx_path, outcome, report)
+        onnx_path = _shipped_onnx(req, out_dir, outcome, report)
+        if onnx_path is None:
+            onnx_path = _export_from_checkpoint(req, out_dir, outcome, report)
+            _precision_variant(req, onnx_path, outcome, report)
     engine = _engine(req, onnx_path, out_dir, outcome, report)
     if req.triton is not None:
         from .triton import write_triton_repo
@@ -314,7 +370,13 @@ def _replace_precision(req: ExportRequest, precision: str) -> ExportRequest:
 
 
 def _check_existing_onnx(src: Path, outcome: ExportOutcome, report: Report) -> None:
-    """onnx.checker + the TensorRT-safe check on a given ONNX (skipped, and said so, without the onnx package)."""
+    """ORT load + sidecar match, then onnx.checker + the TensorRT-safe check (skipped, and said so, without onnx)."""
+    from .onnx_io import OnnxFileError, check_onnx_file
+
+    try:
+        check_onnx_file(src, read_sidecar(src))
+    except (OnnxFileError, MetadataError) as e:
+        raise ExportFailure(EXIT_CHECK_FAILED, str(e)) from None
     try:
         import onnx
     except ImportError:

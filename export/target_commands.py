@@ -2,8 +2,10 @@
 
 Engines are not portable across GPUs and TensorRT versions: export on a workstation, copy the folder,
 build on the device. Both the ``fa-export --from-onnx`` line (which does the version dispatch itself)
-and the equivalent ``trtexec`` lines (one per TensorRT family, since TensorRT 11 removed ``--fp16`` and
-``--int8``) are printed by ``fa-export``.
+and the equivalent ``trtexec`` lines (one per TensorRT family: 8.5 to 10.11 build weakly typed with
+``--fp16``/``--int8``; 10.12 to 11.x build strongly typed, ``--stronglyTyped``, from the FP16 or Q/DQ
+ONNX, since 10.12 deprecated and 11 removed ``--fp16`` and ``--int8``; 11.x accepts ``--stronglyTyped``
+as a no-op) are printed by ``fa-export``.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ def trtexec_commands(out_dir: Path, input_size: int, precision: str, batch: Batc
     if precision == "fp32":
         return [TargetCommand("TensorRT 8.5 to 11.x", line(ONNX_NAME, []))]
     if precision == "fp16":
-        return [TargetCommand("TensorRT 8.5 to 10.x", line(FP16_ONNX_NAME if fp16_only else ONNX_NAME, ["--fp16"])),
-                TargetCommand("TensorRT 11.x (strongly typed: the FP16 ONNX)", line(FP16_ONNX_NAME, []))]
-    return [TargetCommand("TensorRT 8.5 to 10.x", line(INT8_ONNX_NAME, ["--int8", "--fp16"])),
-            TargetCommand("TensorRT 11.x (strongly typed: the Q/DQ ONNX)", line(INT8_ONNX_NAME, []))]
+        return [TargetCommand("TensorRT 8.5 to 10.11", line(FP16_ONNX_NAME if fp16_only else ONNX_NAME, ["--fp16"])),
+                TargetCommand("TensorRT 10.12 to 11.x (strongly typed: the FP16 ONNX)",
+                              line(FP16_ONNX_NAME, ["--stronglyTyped"]))]
+    return [TargetCommand("TensorRT 8.5 to 10.11", line(INT8_ONNX_NAME, ["--int8", "--fp16"])),
+            TargetCommand("TensorRT 10.12 to 11.x (strongly typed: the Q/DQ ONNX)",
+                          line(INT8_ONNX_NAME, ["--stronglyTyped"]))]

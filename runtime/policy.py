@@ -17,6 +17,12 @@ from packaging.version import Version
 OPSET = 17
 #: The oldest TensorRT fa3d builds engines for and runs them with (JetPack 5).
 MIN_TENSORRT = Version("8.5")
+#: From here weak typing (BuilderFlag.FP16/INT8, the implicit calibrator) is deprecated: strongly typed builds.
+TRT_STRONGLY_TYPED = Version("10.12")
+#: From here there are no FP16/INT8 builder flags and no IInt8Calibrator: networks are always strongly typed.
+TRT_STRONGLY_TYPED_ONLY = Version("11")
+#: TensorRT [first, last) without DLA support: 11.0 to 11.3.
+TRT_NO_DLA = (Version("11.0"), Version("11.4"))
 
 #: The face detector used when none is named: the shipped BlazeFace CNN (see fa3d.runtime.blazeface_detector);
 #: "haar" is OpenCV's cascade (see fa3d.runtime.detect).

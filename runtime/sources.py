@@ -242,6 +242,23 @@ class LiveSource(FrameSource):
             self._cap = None
 
 
+def gstreamer_support() -> bool:
+    """Whether this OpenCV was built with GStreamer (its build information's "GStreamer: YES" line)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return line.split(":", 1)[1].strip().upper().startswith("YES")
+    return False
+
+
+def no_gstreamer_message() -> str:
+    """What fa-run prints when a GStreamer pipeline (a Jetson CSI camera) meets an OpenCV without GStreamer."""
+    return (f"this OpenCV {cv2.__version__} ({Path(cv2.__file__).parent}) was built without GStreamer, which CSI "
+            "cameras (nvarguscamerasrc) and GStreamer pipelines need; pip's opencv-python has none. On a Jetson use "
+            "JetPack's OpenCV: `sudo apt install python3-opencv`, a venv made with --system-site-packages, and "
+            "`pip uninstall opencv-python` in it (see the README, 'Deploying on a Jetson'); or use a USB camera "
+            "(--camera 0)")
+
+
 def _camera_opener(index: int) -> Opener:
     api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
     return lambda: cv2.VideoCapture(index, api)
@@ -262,6 +279,8 @@ def open_source(spec: str | int, **live_options) -> FrameSource:
         return LiveSource(lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG), spec, **live_options)
     if spec.startswith("gst:") or " ! " in spec:
         pipeline = spec[4:] if spec.startswith("gst:") else spec
+        if not gstreamer_support():
+            raise SourceError(f"GStreamer pipeline {pipeline!r}: {no_gstreamer_message()}")
         return LiveSource(lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER), f"GStreamer pipeline {pipeline!r}",
                           **live_options)
     path = Path(spec)

@@ -16,9 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("runtime", "training", "export", "calibration")
 MAX_LINES = 100
 #: functions allowed over MAX_LINES for now, each with the reason
-ALLOWED_LONG = {
-    "calibration/int8.py::make_int8": "being split on branch int8",
-}
+ALLOWED_LONG: dict[str, str] = {}
 
 
 def _functions(path: Path):
@@ -114,9 +112,7 @@ def test_one_image_suffix_list_and_one_video_reader():
 
 
 #: files that still restate a policy value, each with the reason
-POLICY_EXCEPTIONS = {
-    "calibration/trt_calibrator.py": "being rewritten on branch int8: its Version('8.5') becomes policy.MIN_TENSORRT",
-}
+POLICY_EXCEPTIONS: dict[str, str] = {}
 
 
 def test_version_policy_in_one_place():

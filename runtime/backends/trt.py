@@ -5,7 +5,15 @@ and device buffers are allocated once for the optimisation profile's largest bat
 ``set_input_shape`` + async copy in + ``execute_async_v3`` + async copies out + one stream synchronisation.
 The CUDA context is created explicitly on the chosen device (never ``pycuda.autoinit``) and pushed for the
 duration of each call, so a backend may be used from a thread other than the one that created it (one
-call at a time).
+call at a time). :meth:`TrtBackend.close` (from any thread) pushes the context, releases the execution
+context, engine, runtime, stream, device and pinned buffers while it is current, then detaches it (which
+pops it): the order pycuda needs to really destroy a context from a thread other than its creator's.
+
+Engines built for a DLA core (static batch profile) are deserialised with ``runtime.DLA_core`` set to
+that core, and a batch smaller than the profile's minimum is padded (the padding's outputs are dropped).
+The GPU name and compute capability checked against the sidecar come from the CUDA device properties
+(:func:`cuda_device_info`), as at build time. One ``trt.Logger`` serves every build and runtime in the
+process (:func:`shared_logger`): TensorRT warns when a second one appears.
 
 Works with TensorRT 8.5 to 11 (the named-tensor API they share). ``tensorrt`` and ``pycuda`` are imported
 when a :class:`TrtBackend` is created. An engine is only valid for the TensorRT version and the GPU it was
@@ -15,9 +23,11 @@ the command that rebuilds it.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from packaging.version import InvalidVersion, Version
@@ -44,6 +54,25 @@ def gpu_probe() -> str | None:
     if not (Path("/dev/nvidia0").exists() or Path("/dev/nvhost-ctrl").exists()):
         return "no NVIDIA device node (/dev/nvidia0 or /dev/nvhost-ctrl): no GPU driver here"
     return None
+
+
+@functools.cache
+def shared_logger(trt: Any) -> Any:
+    """The one ``trt.Logger`` (WARNING) of this process for the ``tensorrt`` module ``trt``."""
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def cuda_device_info(cuda: Any, device_id: int = 0) -> tuple[str, tuple[int, int]]:
+    """(name, compute capability) of CUDA device ``device_id`` (after CUDA_VISIBLE_DEVICES), from pycuda.
+
+    The name is CUDA's (``cuDeviceGetName``): what both the engine build and the runtime compare.
+    ``nvidia-smi`` is not used: it names Jetson GPUs differently ("Orin (nvgpu)") and ignores
+    CUDA_VISIBLE_DEVICES.
+    """
+    cuda.init()
+    dev = cuda.Device(int(device_id))
+    major, minor = dev.compute_capability()
+    return str(dev.name()), (int(major), int(minor))
 
 
 def _release(v: str) -> tuple[int, ...]:
@@ -91,8 +120,10 @@ class TrtBackend(BackendBase):
         self.metadata = read_sidecar(self.path)  # a wrong metadata schema version is refused here
         check_format(self.metadata, "tensorrt", str(self.path))
         self._ctx = None
-        self._engine = self._context = None
+        self._engine = self._context = self._runtime = self._stream = None
         self._device_mem: list = []
+        self._host: dict[str, np.ndarray] = {}
+        self._dev: dict[str, object] = {}
         try:
             import tensorrt as trt
         except Exception as e:  # import can fail with errors other than ImportError (missing libs)
@@ -110,11 +141,10 @@ class TrtBackend(BackendBase):
         except InvalidVersion:
             raise BackendError(f"unreadable TensorRT version {trt.__version__!r}") from None
 
-        cuda.init()
-        device = cuda.Device(device_id)
-        check_engine_sidecar(self.metadata.engine, trt_version=trt.__version__, gpu_name=device.name(),
-                             compute_capability=tuple(device.compute_capability()), path=self.path)
-        self._ctx = device.make_context()  # created current on this thread
+        gpu_name, cc = cuda_device_info(cuda, device_id)
+        check_engine_sidecar(self.metadata.engine, trt_version=trt.__version__, gpu_name=gpu_name,
+                             compute_capability=cc, path=self.path)
+        self._ctx = cuda.Device(device_id).make_context()  # created current on this thread
         try:
             self._load(trt, cuda)
         except BaseException:
@@ -124,9 +154,11 @@ class TrtBackend(BackendBase):
         self._ctx.pop()
 
     def _load(self, trt, cuda) -> None:
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(self._logger)
+        runtime = trt.Runtime(shared_logger(trt))
         self._runtime = runtime
+        dla_core = (self.metadata.engine or {}).get("dla_core")
+        if dla_core is not None:  # before deserialising: an engine built for DLA core N runs on core N
+            runtime.DLA_core = int(dla_core)
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
             raise BackendError(f"{self.path}: TensorRT could not deserialize the engine (corrupt, or built by "
@@ -157,8 +189,8 @@ class TrtBackend(BackendBase):
         self._stream = cuda.Stream()
         # size every buffer for the profile's largest batch, once
         self._context.set_input_shape(self._input, tuple(pmax))
-        self._host: dict[str, np.ndarray] = {}
-        self._dev: dict[str, object] = {}
+        self._host = {}
+        self._dev = {}
         for name in [self._input] + outputs:
             shape = tuple(pmax) if name == self._input else tuple(self._context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
@@ -173,8 +205,9 @@ class TrtBackend(BackendBase):
 
     def _infer_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
         b = len(x)
-        if b < self.min_batch:
-            raise BackendError(f"{self.path}: batch {b} is below the engine profile's minimum {self.min_batch}")
+        if b < self.min_batch:  # a static profile (DLA): pad, run, drop the padding's outputs
+            pad = np.zeros((self.min_batch - b, *x.shape[1:]), dtype=x.dtype)
+            return {k: v[:b] for k, v in self._infer_batch(np.concatenate([x, pad])).items()}
         cuda, ctx = self._cuda, self._ctx
         ctx.push()
         try:
@@ -199,15 +232,20 @@ class TrtBackend(BackendBase):
             ctx.pop()
 
     def close(self) -> None:
-        if self._ctx is None:
+        """Release everything with the context current, then detach it (from any thread; idempotent)."""
+        ctx, self._ctx = self._ctx, None
+        if ctx is None:
             return
-        self._ctx.push()
+        ctx.push()
         try:
+            self._context = None  # TensorRT objects first: the execution context, the engine, the runtime
+            self._engine = None
+            self._runtime = None
             for mem in self._device_mem:
                 mem.free()
             self._device_mem.clear()
-            self._context = self._engine = None
+            self._dev = {}
+            self._stream = None
+            self._host = {}  # pinned host buffers are freed while the context is current
         finally:
-            self._ctx.pop()
-            self._ctx.detach()
-            self._ctx = None
+            ctx.detach()  # the context is current here: pycuda detaches and pops it

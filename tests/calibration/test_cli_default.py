@@ -1,4 +1,4 @@
-"""fa-calib, and the default calibration/validation sets."""
+"""fa-calib: calibration sets from images, videos, fa-label folders and data sets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from fa3d.calibration import cli
 from fa3d.calibration.calibset import load_calibration_set
-from fa3d.calibration.default_set import default_calibration_set, default_validation_set, sample_dir
 
 
 class _StubDetector:
@@ -57,29 +56,6 @@ def test_cli_help_explains_options(capsys):
     text = capsys.readouterr().out
     for opt in ("--model", "--out", "--max", "--every", "--detector", "--spread-yaw", "--json"):
         assert opt in text
-
-
-def test_default_sets_are_deterministic_and_disjoint(tmp_path, preprocess_config):
-    from fa3d.runtime.datasets.synthetic import synth_face
-    img = tmp_path / "portrait.png"
-    cv2.imwrite(str(img), synth_face(4, size=160, yaw_range=(-10, 10)).image)
-    det = (lambda im: np.array([[50.0, 50.0, 110.0, 110.0]]))
-    a = default_calibration_set(preprocess_config, count=24, image_path=img, detector=det)
-    b = default_calibration_set(preprocess_config, count=24, image_path=img, detector=det)
-    np.testing.assert_array_equal(a.inputs, b.inputs)
-    assert len(a) == 24 and sum(n.startswith("synthetic") for n in a.names) == 8
-    v = default_validation_set(preprocess_config, count=12, image_path=img, detector=det, video=None)
-    assert len(v) == 12 and not set(map(bytes, a.inputs)) & set(map(bytes, v.inputs))
-    assert "public domain" in a.source and "validation" in v.source
-    with pytest.raises(ValueError, match="seed 0"):
-        default_validation_set(preprocess_config, seed=0, image_path=img, detector=det)
-
-
-def test_default_set_from_bundled_sample(preprocess_config):
-    if not (sample_dir() / "astronaut.png").is_file():
-        pytest.skip("the bundled sample runtime/assets/samples/astronaut.png is not in this checkout yet")
-    cs = default_calibration_set(preprocess_config, count=12)
-    assert len(cs) == 12 and np.isfinite(cs.inputs).all()
 
 
 def test_cli_keeps_the_labels_of_an_fa_label_folder(tmp_path, tiny_onnx, preprocess_config, capsys):

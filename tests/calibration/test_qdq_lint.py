@@ -133,3 +133,18 @@ def test_lint_names_int32_bias_dequantize(int8_path):
 def test_lint_refuses_float_model(tiny_onnx):
     with pytest.raises(QdqLintError, match="no QuantizeLinear"):
         lint_qdq(tiny_onnx)
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_methods_take_faces_that_do_not_fill_the_last_batch(method, tiny_onnx, synthetic_set, tmp_path):
+    """90 faces (not a multiple of 8) crashed the histogram calibrators with 'inhomogeneous shape'."""
+    x = np.concatenate([synthetic_set.inputs, synthetic_set.inputs[:26] * 0.9]).astype(np.float32)
+    assert len(x) == 90
+    out = quantize_qdq(tiny_onnx, tmp_path / "p.onnx", x, QdqOptions(method=method))
+    assert lint_qdq(out).weight_pairs == 8
+
+
+def test_equal_batch():
+    from fa3d.calibration.qdq import equal_batch
+
+    assert [equal_batch(n, 8) for n in (96, 90, 97, 5, 1)] == [8, 6, 1, 5, 1]

@@ -71,10 +71,14 @@ def test_real_tensorrt_calibrator(tmp_path, synthetic_set, preprocess_config):
     import pycuda.driver as cuda
     cuda.init()
     ctx = cuda.Device(0).make_context()
+    cal = None
     try:
         npz = save_calibration_set(synthetic_set, tmp_path / "c.npz")
         cal = make_entropy_calibrator(npz, preprocess_config, tmp_path / "cache", batch_size=8)
         assert isinstance(cal, trt.IInt8EntropyCalibrator2)
         assert cal.get_batch(["input"]) is not None
     finally:
-        ctx.pop()
+        if cal is not None:
+            cal.release()  # device memory freed while the context is current
+        del cal
+        ctx.detach()  # current here: destroyed and popped (a bare pop() would leak it)

@@ -93,7 +93,7 @@ def test_prints_the_target_commands(fp16_export):
     shapes = (f"--minShapes=input:1x3x{s}x{s} --optShapes=input:2x3x{s}x{s} --maxShapes=input:8x3x{s}x{s} "
               f"--memPoolSize=workspace:512 --timingCacheFile={out}/timing.cache")
     assert f"trtexec --onnx={out}/model.onnx --fp16 --saveEngine={out}/model.plan {shapes}" in text
-    assert f"trtexec --onnx={out}/model.fp16.onnx --saveEngine={out}/model.plan {shapes}" in text  # TRT 11
+    assert f"trtexec --onnx={out}/model.fp16.onnx --stronglyTyped --saveEngine={out}/model.plan {shapes}" in text  # 10.12+
     assert "exit 3" in fp16_export["stderr"]
 
 
@@ -139,6 +139,8 @@ def test_from_fp16_onnx_without_tensorrt(fp16_export, tmp_path, monkeypatch, cap
 
 
 @pytest.mark.parametrize("version, source, flags", [("10.3.0", "model.onnx", ["FP16"]),
+                                                     ("10.11.1", "model.onnx", ["FP16"]),
+                                                     ("10.12.0", "model.fp16.onnx", []),
                                                      ("11.0", "model.fp16.onnx", [])])
 def test_from_onnx_fp16_with_standin(fp16_export, tmp_path, monkeypatch, capsys, version, source, flags):
     d = _copy_export(fp16_export["out"], tmp_path / "e")

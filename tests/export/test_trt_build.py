@@ -20,8 +20,9 @@ from fa3d.runtime.metadata import read_sidecar, sha256_file
 
 @pytest.fixture(autouse=True)
 def _no_gpu_probe(monkeypatch):
-    # gpu_info must not need TensorRT; here it finds neither nvidia-smi nor pycuda
-    monkeypatch.setattr(trt_build.shutil, "which", lambda name: None)
+    # gpu_info must not need TensorRT; here it finds no pycuda
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
 
 
 # ---------------------------------------------------------------- the pure version dispatch
@@ -35,6 +36,10 @@ def _no_gpu_probe(monkeypatch):
     ("10.3.0", "fp32", "fp32", False, False, ()),
     ("10.3.0", "fp16", "fp32", False, False, ("FP16",)),
     ("10.3.0", "int8", "int8", False, False, ("INT8", "FP16")),
+    ("10.11.0", "fp16", "fp32", False, False, ("FP16",)),
+    ("10.12.0", "fp32", "fp32", False, True, ()),
+    ("10.12.0", "fp16", "fp16", False, True, ()),
+    ("10.16.1", "int8", "int8", False, True, ()),
     ("11.0", "fp32", "fp32", False, True, ()),
     ("11.0", "fp16", "fp16", False, True, ()),
     ("11.0", "int8", "int8", False, True, ()),
@@ -46,6 +51,9 @@ def test_plan_build_dispatch(version, precision, onnx_p, explicit, strong, flags
 
 @pytest.mark.parametrize("version, precision, onnx_p, dla, match", [
     ("11.0", "fp16", "fp32", None, "no FP16 builder flag"),
+    ("10.12.0", "fp16", "fp32", None, "strongly typed networks"),
+    ("11.1", "fp16", "fp16", 0, r"no DLA support \(TensorRT 11.0 to 11.3\)"),
+    ("11.3.1", "int8", "int8", 0, "no DLA support"),
     ("10.3.0", "int8", "fp32", None, "Q/DQ ONNX"),
     ("10.3.0", "fp16", "int8", None, "Q/DQ nodes"),
     ("10.3.0", "fp32", "fp32", 0, "DLA runs FP16 or INT8"),
@@ -59,7 +67,15 @@ def test_plan_build_refuses_with_a_reason(version, precision, onnx_p, dla, match
 
 def test_dla_adds_gpu_fallback():
     assert plan_build("8.5.2", "fp16", "fp32", 1).builder_flags == ("FP16", "GPU_FALLBACK")
-    assert plan_build("11.0", "int8", "int8", 0).builder_flags == ("GPU_FALLBACK",)
+    assert plan_build("11.4", "int8", "int8", 0).builder_flags == ("GPU_FALLBACK",)
+
+
+def test_implicit_int8_only_before_strong_typing():
+    p = plan_build("10.3.0", "int8", "fp32", implicit_int8=True)
+    assert p.implicit_int8 and p.builder_flags == ("INT8", "FP16")
+    for v in ("10.12.0", "11.0"):
+        with pytest.raises(EngineBuildError, match="strongly typed.*Q/DQ ONNX"):
+            plan_build(v, "int8", "fp32", implicit_int8=True)
 
 
 def test_batch_profile_parse():
@@ -73,6 +89,18 @@ def test_batch_profile_parse():
 
 # ---------------------------------------------------------------- builds against the stand-in
 
+@pytest.fixture
+def calib_npz(tmp_path):
+    import numpy as np
+
+    from fa3d.calibration.calibset import CalibrationSet, save_calibration_set
+    from fa3d.runtime.preprocess import PreprocessConfig
+
+    cs = CalibrationSet(inputs=np.zeros((10, 3, 32, 32), np.float32), names=tuple(f"f{i}" for i in range(10)),
+                        preprocess=PreprocessConfig(input_size=32), source="zeros")
+    return save_calibration_set(cs, tmp_path / "calib.npz")
+
+
 def _build(monkeypatch, tmp_path, onnx_path, version, **opts):
     fake = make_standin(version, **{k: opts.pop(k) for k in ("parse_ok", "build_ok", "dla_cores") if k in opts})
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
@@ -80,7 +108,8 @@ def _build(monkeypatch, tmp_path, onnx_path, version, **opts):
     return fake, build_engine(onnx_path, tmp_path / "model.plan", options)
 
 
-@pytest.mark.parametrize("version, net_flags", [("8.5.2.2", 1 << 0), ("8.6.1", 1 << 0), ("10.3.0", 0), ("11.0", 0)])
+@pytest.mark.parametrize("version, net_flags", [("8.5.2.2", 1 << 0), ("8.6.1", 1 << 0), ("10.3.0", 0),
+                                               ("10.12.0", 1 << 1), ("11.0", 1 << 0)])
 def test_build_fp32_per_version(monkeypatch, tmp_path, tiny_onnx, version, net_flags):
     fake, res = _build(monkeypatch, tmp_path, tiny_onnx, version, batch=BatchProfile(1, 2, 8), workspace_mb=256)
     rec = fake.record
@@ -96,7 +125,8 @@ def test_build_fp32_per_version(monkeypatch, tmp_path, tiny_onnx, version, net_f
     eng = meta.engine
     assert eng["tensorrt_version"] == version and eng["workspace_mb"] == 256 and eng["dla_core"] is None
     assert eng["profile"] == {"input": "input", "min": [1, 3, 32, 32], "opt": [2, 3, 32, 32], "max": [8, 3, 32, 32]}
-    assert eng["strongly_typed"] is (version == "11.0")
+    assert eng["strongly_typed"] is (version in ("10.12.0", "11.0"))
+    assert fake.loggers == 1
     assert {"gpu_name", "compute_capability"} <= set(eng)
 
 
@@ -119,11 +149,107 @@ def test_build_fp16_on_11_needs_the_fp16_onnx(monkeypatch, tmp_path, tiny_onnx):
 
 
 def test_build_dla(monkeypatch, tmp_path, tiny_onnx):
+    """Defect 2: a DLA build with the dynamic profile 1:4:16 fails (or never uses the DLA): static OPT:OPT:OPT."""
     fake, res = _build(monkeypatch, tmp_path, tiny_onnx, "8.5.2.2", precision="fp16", dla_core=1, dla_cores=2)
     rec = fake.record
     assert rec.values("set_flag") == ["FP16", "GPU_FALLBACK"]
     assert rec.values("default_device_type") == ["DLA"] and rec.values("DLA_core") == [1]
-    assert read_sidecar(res.path).engine["dla_core"] == 1
+    assert rec.values("profile.set_shape") == [("input", (4, 3, 32, 32), (4, 3, 32, 32), (4, 3, 32, 32))]
+    assert rec.values("build_serialized_network") == [None]
+    eng = read_sidecar(res.path).engine
+    assert eng["dla_core"] == 1 and eng["profile"]["min"] == eng["profile"]["max"] == [4, 3, 32, 32]
+
+
+def test_strong_typing_from_10_12(monkeypatch, tmp_path, tiny_onnx):
+    """Defect 6: BuilderFlag.FP16/INT8 are deprecated from 10.12: a strongly typed network, no flags."""
+    from fa3d.export.fp16 import make_fp16
+
+    half = make_fp16(tiny_onnx, tiny_onnx.parent / "model.fp16.onnx").path
+    fake, res = _build(monkeypatch, tmp_path, half, "10.12.0", precision="fp16")
+    assert fake.record.values("set_flag") == [] and fake.record.values("deprecated") == []
+    assert fake.record.values("create_network") == [1 << 1]  # STRONGLY_TYPED
+    assert res.plan.strongly_typed
+
+
+def test_dla_refused_on_tensorrt_11_0_to_11_3(monkeypatch, tmp_path, tiny_onnx):
+    """Defect 7: say that TensorRT 11.0-11.3 has no DLA, not "this device has 0 DLA core(s)"."""
+    from fa3d.export.fp16 import make_fp16
+
+    half = make_fp16(tiny_onnx, tiny_onnx.parent / "model.fp16.onnx").path
+    with pytest.raises(EngineBuildError, match="no DLA support"):
+        _build(monkeypatch, tmp_path, half, "11.2.0", precision="fp16", dla_core=0, dla_cores=2)
+
+
+def test_gpu_name_from_cuda_device_properties(monkeypatch, tmp_path, tiny_onnx):
+    """Defect 1: the sidecar's GPU name is CUDA's (as the runtime compares it), never nvidia-smi's."""
+    import types
+
+    drv = types.ModuleType("pycuda.driver")
+    drv.init = lambda: None
+
+    class Device:
+        def __init__(self, i):
+            self.i = i
+
+        def name(self):
+            return f"Orin #{self.i}"
+
+        def compute_capability(self):
+            return (8, 7)
+
+    drv.Device = Device
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = drv
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    monkeypatch.setattr(trt_build, "subprocess", None, raising=False)  # nvidia-smi is never asked
+    fake, res = _build(monkeypatch, tmp_path, tiny_onnx, "10.3.0", device_id=1)
+    eng = read_sidecar(res.path).engine
+    assert (eng["gpu_name"], eng["compute_capability"]) == ("Orin #1", "8.7")
+
+
+def test_implicit_calibration_uses_a_calibration_profile_and_opt_batch(monkeypatch, tmp_path, tiny_onnx,
+                                                                         calib_npz):
+    """Defect 8: with dynamic shapes the calibrator needs a calibration profile, and its batch is OPT."""
+    import types
+
+    log = []
+    drv = types.ModuleType("pycuda.driver")
+    drv.init = lambda: None
+
+    class Mem:
+        def free(self):
+            log.append("free")
+
+    class Ctx:
+        def detach(self):
+            log.append("detach")
+
+    class Device:
+        def __init__(self, i):
+            pass
+
+        def make_context(self):
+            log.append("make_context")
+            return Ctx()
+
+        def name(self):
+            return "GPU"
+
+        def compute_capability(self):
+            return (8, 9)
+
+    drv.Device, drv.mem_alloc, drv.memcpy_htod = Device, lambda n: Mem(), lambda d, a: None
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = drv
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    fake, res = _build(monkeypatch, tmp_path, tiny_onnx, "8.6.1", precision="int8", calibration=calib_npz,
+                       batch=BatchProfile(1, 2, 8))
+    assert fake.record.values("set_calibration_profile") == [((1, 3, 32, 32), (2, 3, 32, 32), (8, 3, 32, 32))]
+    assert fake.record.values("build_serialized_network") == [None]  # the stand-in's checks passed
+    assert fake.record.values("set_flag") == ["INT8", "FP16"]
+    assert log == ["make_context", "free", "detach"] and res.plan.implicit_int8
 
 
 def test_build_dla_core_out_of_range(monkeypatch, tmp_path, tiny_onnx):
@@ -148,8 +274,11 @@ def test_timing_cache_created_saved_and_reused(monkeypatch, tmp_path, tiny_onnx)
 
 def test_parse_failure_names_the_node(monkeypatch, tmp_path, tiny_onnx):
     with pytest.raises(EngineBuildError, match=r"could not parse .*node 7 '/head/Einsum' \(Einsum\): No importer"):
-        _build(monkeypatch, tmp_path, tiny_onnx, "8.6.1", parse_ok=False)
+        _build(monkeypatch, tmp_path, tiny_onnx, "10.3.0", parse_ok=False)
     assert not (tmp_path / "model.plan").exists()
+    # 8.5 and 8.6 parser errors have node() only
+    with pytest.raises(EngineBuildError, match=r"could not parse .*node 7: No importer"):
+        _build(monkeypatch, tmp_path, tiny_onnx, "8.6.1", parse_ok=False)
 
 
 def test_build_failure_leaves_nothing(monkeypatch, tmp_path, tiny_onnx):

@@ -1,10 +1,21 @@
 """A STAND-IN for the ``tensorrt`` module that records every call: it tests fa3d's own build logic only.
 
 It is not TensorRT and builds nothing: ``build_serialized_network`` returns a placeholder blob. It
-models what differs between versions (which enum members exist) so that the version dispatch can be
-checked: TensorRT 11 has no ``BuilderFlag.FP16/INT8`` and no ``EXPLICIT_BATCH``; 10.x still lists
-``EXPLICIT_BATCH`` (deprecated, ignored). The parser reads the real ONNX file with ``onnx`` to report
-the network input it would create (a dynamic batch becomes -1).
+models what differs between versions, and refuses what the real bindings refuse, for everything
+fa3d's builder calls:
+
+* enums: TensorRT 11 has no ``BuilderFlag.FP16/INT8`` and no ``EXPLICIT_BATCH``; 10.x still lists
+  ``EXPLICIT_BATCH`` (deprecated, ignored); ``STRONGLY_TYPED`` exists from 9.x; from 10.12 setting
+  ``FP16``/``INT8`` is recorded as deprecated (weak typing);
+* parser errors have ``node_name()``/``node_operator()`` only from 10.0 (8.5 and 8.6: ``node()`` only);
+* a DLA build (``default_device_type = DLA``) with a dynamic profile fails (returns None): the DLA needs
+  min = opt = max;
+* ``IInt8EntropyCalibrator2``, ``config.int8_calibrator`` and ``set_calibration_profile`` exist before 11
+  only; a calibrator whose batch differs from the calibration profile's OPT batch fails the build;
+* ``Logger`` counts its instances (TensorRT warns about a second logger).
+
+The parser reads the real ONNX file with ``onnx`` to report the network input it would create (a dynamic
+batch becomes -1).
 """
 
 from __future__ import annotations
@@ -48,12 +59,6 @@ class _ParserError:
     def node(self) -> int:
         return self._node
 
-    def node_name(self) -> str:
-        return self._name
-
-    def node_operator(self) -> str:
-        return "Einsum"
-
     def desc(self) -> str:
         return self._desc
 
@@ -70,6 +75,15 @@ def make_standin(version: str, *, parse_ok: bool = True, build_ok: bool = True, 
     mod.record = rec
     mod.__doc__ = "STAND-IN for tensorrt (tests only; builds nothing)"
 
+    class ParserError(_ParserError):
+        def node_name(self) -> str:  # TensorRT >= 10.0
+            return self._name
+
+        def node_operator(self) -> str:
+            return "Einsum"
+
+    error_cls = ParserError if v >= Version("10") else _ParserError
+    mod.loggers = 0
     net_flags = (["EXPLICIT_BATCH"] if v < Version("11") else []) + (["STRONGLY_TYPED"] if v >= Version("9") else [])
     mod.NetworkDefinitionCreationFlag = _enum("NetworkDefinitionCreationFlag", net_flags)
     flags = ["GPU_FALLBACK", "REFIT", "TF32"] + (["FP16", "INT8"] if v < Version("11") else [])
@@ -81,6 +95,7 @@ def make_standin(version: str, *, parse_ok: bool = True, build_ok: bool = True, 
         WARNING = 2
 
         def __init__(self, level: int) -> None:
+            mod.loggers += 1
             rec.add("Logger", level)
 
     class Tensor:
@@ -109,7 +124,7 @@ def make_standin(version: str, *, parse_ok: bool = True, build_ok: bool = True, 
 
             rec.add("parse", len(data))
             if not parse_ok:
-                self.errors = [_ParserError(7, "/head/Einsum", "No importer registered for op: Einsum")]
+                self.errors = [error_cls(7, "/head/Einsum", "No importer registered for op: Einsum")]
                 return False
             model = onnx.load_from_string(data)
             init = {t.name for t in model.graph.initializer}
@@ -135,7 +150,11 @@ def make_standin(version: str, *, parse_ok: bool = True, build_ok: bool = True, 
             return f"timing-cache:{version}:{len(self.blob)}".encode()
 
     class Profile:
+        def __init__(self) -> None:
+            self.shapes: tuple = ()
+
         def set_shape(self, name: str, mn, opt, mx) -> None:
+            self.shapes = (tuple(mn), tuple(opt), tuple(mx))
             rec.add("profile.set_shape", (name, tuple(mn), tuple(opt), tuple(mx)))
 
     class Config:
@@ -143,15 +162,22 @@ def make_standin(version: str, *, parse_ok: bool = True, build_ok: bool = True, 
             self._cache: TimingCache | None = None
             self._dla_core = -1
             self._device = None
+            self.profiles: list[Profile] = []
+            self.calib_profile: Profile | None = None
+            if v < Version("11"):
+                self.int8_calibrator = None
 
         def set_memory_pool_limit(self, pool: _Member, size: int) -> None:
             rec.add("set_memory_pool_limit", (pool.name, size))
 
         def set_flag(self, flag: _Member) -> None:
             rec.add("set_flag", flag.name)
+            if flag.name in ("FP16", "INT8") and v >= Version("10.12"):
+                rec.add("deprecated", f"BuilderFlag.{flag.name} (weak typing) is deprecated from 10.12")
 
         def add_optimization_profile(self, profile: Profile) -> int:
             rec.add("add_optimization_profile", 1)
+            self.profiles.append(profile)
             return 0
 
         def create_timing_cache(self, blob: bytes) -> TimingCache:
@@ -186,6 +212,32 @@ def make_standin(version: str, *, parse_ok: bool = True, build_ok: bool = True, 
             rec.add("DLA_core", value)
             self._dla_core = value
 
+    if v < Version("11"):
+        def set_calibration_profile(self, profile: Profile) -> bool:
+            rec.add("set_calibration_profile", profile.shapes)
+            self.calib_profile = profile
+            return True
+
+        Config.set_calibration_profile = set_calibration_profile
+
+        class IInt8EntropyCalibrator2:
+            def __init__(self) -> None:
+                rec.add("IInt8EntropyCalibrator2")
+
+        mod.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+
+    def _build_fails(config: Config) -> str | None:
+        shapes = config.profiles[0].shapes if config.profiles else ()
+        if config._device is not None and config._device.name == "DLA" and len({s[0] for s in shapes}) > 1:
+            return "DLA needs static shapes (min = opt = max)"
+        cal = getattr(config, "int8_calibrator", None)
+        if cal is not None:
+            if config.calib_profile is None:
+                return "dynamic shapes and a calibrator need a calibration profile"
+            if cal.get_batch_size() != config.calib_profile.shapes[1][0]:
+                return "the calibrator's batch differs from the calibration profile's OPT batch"
+        return None
+
     class Builder:
         num_DLA_cores = dla_cores
 
@@ -203,8 +255,9 @@ def make_standin(version: str, *, parse_ok: bool = True, build_ok: bool = True, 
             return Profile()
 
         def build_serialized_network(self, network: Network, config: Config):
-            rec.add("build_serialized_network", None)
-            return b"STAND-IN ENGINE (not a TensorRT engine)" if build_ok else None
+            why = _build_fails(config)
+            rec.add("build_serialized_network", why)
+            return b"STAND-IN ENGINE (not a TensorRT engine)" if build_ok and why is None else None
 
     mod.Logger, mod.OnnxParser, mod.Builder = Logger, OnnxParser, Builder
     return mod

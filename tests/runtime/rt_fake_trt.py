@@ -3,10 +3,21 @@
 It records calls (versions, profile shapes, buffer sizes, addresses, syncs) and moves bytes between
 "host" and "device" numpy buffers; its "engine" computes trivial outputs from the input so that the data
 path can be checked. It is not TensorRT and nothing run through it is a TensorRT result.
+
+It is faithful to what the real bindings refuse or do silently, where our code depends on it:
+
+* pycuda contexts: a per-thread context stack; ``make_context`` makes the context current on the calling
+  thread; ``detach()`` destroys the context when it is current on this thread (and pops it) or when this
+  thread created it, and otherwise *leaks* it (pycuda's "leaked out-of-thread context"); ``free()`` and
+  the release of pinned memory need a current context;
+* TensorRT objects (runtime, engine, execution context) and streams record whether a context was current
+  when they were released, and ``Runtime.DLA_core`` (present in 8.5 to 10.x) records when it was set;
+* an engine built for a static profile (DLA) refuses other shapes in ``set_input_shape``.
 """
 
 from __future__ import annotations
 
+import threading
 import types
 
 import numpy as np
@@ -26,7 +37,22 @@ class World:
         self.mem: dict[int, np.ndarray] = {}
         self.log: list[tuple] = []
         self.next_addr = 0x1000
-        self.ctx_depth = 0
+        self._tls = threading.local()
+        self.loggers = 0
+
+    def stack(self) -> list:
+        """This thread's CUDA context stack."""
+        if not hasattr(self._tls, "stack"):
+            self._tls.stack = []
+        return self._tls.stack
+
+    @property
+    def ctx_depth(self) -> int:
+        return len(self.stack())
+
+    def current(self) -> bool:
+        st = self.stack()
+        return bool(st) and st[-1].alive
 
     def modules(self) -> dict[str, types.ModuleType]:
         return {"tensorrt": _trt_module(self), "pycuda": _pycuda_module(self)[0],
@@ -41,7 +67,16 @@ def _trt_module(w: World) -> types.ModuleType:
         WARNING = 2
 
         def __init__(self, severity):
+            w.loggers += 1
             w.log.append(("Logger", severity))
+
+    class _Released:
+        """Records whether a CUDA context was current when the object was released."""
+
+        kind = "object"
+
+        def __del__(self):
+            w.log.append(("release", self.kind, w.current()))
 
     class TensorIOMode:
         INPUT, OUTPUT = "INPUT", "OUTPUT"
@@ -55,7 +90,9 @@ def _trt_module(w: World) -> types.ModuleType:
 
     names = ["input", "landmarks", "rotation", "dense", "confidence"]
 
-    class Context:
+    class Context(_Released):
+        kind = "context"
+
         def __init__(self):
             self.batch = None
             self.addr: dict[str, int] = {}
@@ -65,6 +102,7 @@ def _trt_module(w: World) -> types.ModuleType:
             assert w.ctx_depth > 0, "set_input_shape outside a pushed CUDA context"
             b = shape[0]
             if not (w.profile[0] <= b <= w.profile[2]) or tuple(shape[1:]) != (3, w.size, w.size):
+                w.log.append(("shape_refused", tuple(shape)))
                 return False
             self.batch = b
             return True
@@ -92,7 +130,8 @@ def _trt_module(w: World) -> types.ModuleType:
                 w.mem[self.addr[k]].view(np.float32)[: flat.size] = flat
             return True
 
-    class Engine:
+    class Engine(_Released):
+        kind = "engine"
         num_io_tensors = len(names)
 
         def get_tensor_name(self, i):
@@ -111,12 +150,23 @@ def _trt_module(w: World) -> types.ModuleType:
         def create_execution_context(self):
             return Context()
 
-    class Runtime:
+    class Runtime(_Released):
+        kind = "runtime"
+
         def __init__(self, logger):
-            pass
+            self._dla = 0
+
+        @property
+        def DLA_core(self):  # noqa: N802 - TensorRT's name
+            return self._dla
+
+        @DLA_core.setter
+        def DLA_core(self, core):  # noqa: N802
+            w.log.append(("runtime.DLA_core", core))
+            self._dla = core
 
         def deserialize_cuda_engine(self, data):
-            w.log.append(("deserialize", len(data)))
+            w.log.append(("deserialize", len(data), self._dla))
             return Engine() if data == PLAN_BYTES else None
 
     trt.Logger, trt.TensorIOMode, trt.DataType, trt.nptype, trt.Runtime = Logger, TensorIOMode, DataType, nptype, Runtime
@@ -131,17 +181,33 @@ def _pycuda_module(w: World):
     pkg.driver = drv
 
     class Ctx:
+        def __init__(self):
+            self.alive = True
+            self.creator = threading.get_ident()
+
         def push(self):
-            w.ctx_depth += 1
+            assert self.alive, "push of a destroyed context"
+            w.stack().append(self)
             w.log.append(("push",))
 
-        def pop(self):
-            assert w.ctx_depth > 0
-            w.ctx_depth -= 1
+        @staticmethod
+        def pop():
+            st = w.stack()
+            assert st, "pop with no current context"
+            st.pop()
             w.log.append(("pop",))
 
         def detach(self):
-            w.log.append(("detach",))
+            st = w.stack()
+            if st and st[-1] is self:  # current here: cuCtxDetach, which pops it
+                st.pop()
+                self.alive = False
+                w.log.append(("detach", "destroyed"))
+            elif threading.get_ident() == self.creator:  # pushed, detached and popped by pycuda
+                self.alive = False
+                w.log.append(("detach", "destroyed"))
+            else:  # pycuda: "leaked out-of-thread context"
+                w.log.append(("detach", "leaked"))
 
     class Device:
         def __init__(self, i):
@@ -154,15 +220,24 @@ def _pycuda_module(w: World):
             return w.cc
 
         def make_context(self):
-            w.ctx_depth += 1  # created current, as pycuda does
+            ctx = Ctx()
+            w.stack().append(ctx)  # created current on this thread, as pycuda does
             w.log.append(("make_context",))
-            return Ctx()
+            return ctx
 
     class Stream:
         handle = 4242
 
         def synchronize(self):
             w.log.append(("synchronize",))
+
+        def __del__(self):
+            w.log.append(("release", "stream", w.current()))
+
+    class Pinned(np.ndarray):
+        def __del__(self):
+            if getattr(self, "_owner", False):
+                w.log.append(("release", "pinned", w.current()))
 
     class DevMem:
         def __init__(self, nbytes):
@@ -174,12 +249,15 @@ def _pycuda_module(w: World):
             return self.addr
 
         def free(self):
+            assert w.current(), "DeviceAllocation.free() without a current CUDA context"
             w.log.append(("free", self.addr))
             del w.mem[self.addr]
 
     def pagelocked_empty(n, dtype):
         w.log.append(("pagelocked_empty", n, np.dtype(dtype).name))
-        return np.zeros(n, dtype)
+        a = np.zeros(n, dtype).view(Pinned)
+        a._owner = True
+        return a
 
     def mem_alloc(nbytes):
         w.log.append(("mem_alloc", nbytes))

@@ -116,7 +116,7 @@ def test_trt_buffers_bindings_and_one_sync_per_batch(tmp_path, fake):
         assert [e[2] for e in fake.log if e[0] == "execute_async_v3"][-2:] == [16, 4]
         assert sum(e[0] == "synchronize" for e in fake.log) == 3
         assert sum(e[0] == "mem_alloc" for e in fake.log) == n_alloc, "buffers are allocated once"
-    assert sum(e[0] == "free" for e in fake.log) == n_alloc and ("detach",) in fake.log
+    assert sum(e[0] == "free" for e in fake.log) == n_alloc and ("detach", "destroyed") in fake.log
     assert "pycuda.autoinit" not in sys.modules
 
 
@@ -157,11 +157,69 @@ def test_trt_version_dispatch_and_corrupt_engine(tmp_path, fake):
         sys.modules[name] = mod
     with pytest.raises(BackendError, match="could not deserialize"):
         open_backend(_engine(tmp_path, engine_meta={"tensorrt_version": "11.0.0"}, plan=b"garbage"))
-    assert fake.ctx_depth == 0 and ("detach",) in fake.log
+    assert fake.ctx_depth == 0 and ("detach", "destroyed") in fake.log
     # a sidecar written where the GPU could not be queried names no GPU: accepted
     with open_backend(_engine(tmp_path, engine_meta={"tensorrt_version": "11.0.0", "gpu_name": None,
                                                      "compute_capability": None})) as be:
         assert be.max_batch == 16
+
+
+def test_trt_close_from_another_thread_releases_everything_then_detaches(tmp_path, fake):
+    """Defect 4: close() popped the context before detach(): from a second thread pycuda leaked the context,
+    and the runtime, stream and pinned buffers were released after the context was gone."""
+    import gc
+    import threading
+
+    be = open_backend(_engine(tmp_path))
+    be.infer(np.zeros((2, 3, SIZE, SIZE), np.float32))
+    worker = threading.Thread(target=be.close)
+    worker.start()
+    worker.join()
+    gc.collect()
+    log = fake.log
+    detach = log.index(("detach", "destroyed")) if ("detach", "destroyed") in log else None
+    assert ("detach", "leaked") not in log and detach is not None
+    released = [(i, e) for i, e in enumerate(log) if e[0] in ("release", "free")]
+    kinds = {e[1] for _, e in released if e[0] == "release"}
+    assert {"context", "engine", "runtime", "stream", "pinned"} <= kinds
+    assert all(i < detach for i, _ in released), "everything is released before the context is detached"
+    assert all(e[2] for _, e in released if e[0] == "release"), "with the context current"
+    be.close()  # idempotent
+    assert log.count(("detach", "destroyed")) == 1
+
+
+def test_trt_dla_core_is_set_before_deserialising(tmp_path, fake):
+    """Defect 3: an engine built for DLA core 1 ran on core 0."""
+    with open_backend(_engine(tmp_path, engine_meta={"dla_core": 1})):
+        pass
+    i = fake.log.index(("runtime.DLA_core", 1))
+    assert fake.log[i + 1][0] == "deserialize" and fake.log[i + 1][2] == 1
+    with open_backend(_engine(tmp_path)):
+        pass
+    assert fake.log.count(("runtime.DLA_core", 1)) == 1  # a GPU engine sets no DLA core
+
+
+def test_trt_static_profile_pads_smaller_batches(tmp_path, fake):
+    """Defect 2: a DLA engine has a static profile (min = opt = max); smaller batches are padded."""
+    fake.profile = (4, 4, 4)
+    with open_backend(_engine(tmp_path, engine_meta={"dla_core": 0})) as be:
+        x = np.random.default_rng(2).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
+        out = be.infer(x)
+        assert out["landmarks"].shape == (1, 68, 3)
+        np.testing.assert_allclose(out["landmarks"][0, 0, 0], x.mean(), rtol=1e-5)
+        assert be.infer(np.zeros((6, 3, SIZE, SIZE), np.float32))["landmarks"].shape == (6, 68, 3)
+    assert [e[2] for e in fake.log if e[0] == "execute_async_v3"] == [4, 4, 4]
+    assert not any(e[0] == "shape_refused" for e in fake.log)
+
+
+def test_trt_one_logger_for_every_backend(tmp_path, fake):
+    """Defect 10: one trt.Logger per process, shared by every runtime (and the builder)."""
+    with open_backend(_engine(tmp_path)), open_backend(_engine(tmp_path)):
+        pass
+    import tensorrt
+
+    from fa3d.runtime.backends.trt import shared_logger
+    assert fake.loggers == 1 and shared_logger(tensorrt) is shared_logger(tensorrt)
 
 
 def test_trt_without_tensorrt_says_what_to_do(tmp_path, monkeypatch):
