@@ -145,7 +145,7 @@ class BlazeFaceDetector:
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, score_threshold: float = 0.55,
                  nms_iou: float = 0.3, min_face: float = 40.0, max_windows: int = 24, threads: int | None = 1,
-                 mapping: BoxMapping | None = BLAZE_TO_TIGHT, check_threshold: float = 0.5) -> None:
+                 mapping: BoxMapping | None = BLAZE_TO_TIGHT, check_threshold: float = 0.45) -> None:
         if model_path is None:
             from .default_model import asset_path
 
@@ -243,7 +243,7 @@ class BlazeFaceDetector:
         """For each tight box, the best face in a square window ``context`` times its size around it: its
         tight box and score (NaN box and score 0 where there is none). One batched network call.
 
-        The score threshold here is ``check_threshold`` (0.5), lower than for new faces: keeping a face
+        The score threshold here is ``check_threshold`` (0.45), lower than for new faces: keeping a face
         that is known to be there needs less evidence than finding one (hysteresis; profile faces score
         near the detection threshold and would otherwise flicker in and out)."""
         b = np.asarray(tight_boxes, np.float64).reshape(-1, 4)

@@ -2,10 +2,11 @@
 
 Per frame, :meth:`FaceTracker.boxes_for_frame` returns one tight face box per live track. A track's box is
 the tight box of its previous landmarks (:func:`fa3d.runtime.preprocess.landmark_box`). Tracks are checked
-three ways so that a face that is gone (a cut, an occlusion, a person leaving) is dropped at once:
+so that a face that is gone (a cut, an occlusion, a person leaving) is dropped at once:
 
 * **region check** (detectors with ``check_regions``, e.g. the default BlazeFace; every ``verify_every``
-  frames): one batched detector call on a window about twice the size of each track's box. No face there:
+  frames): one batched detector call on a window about twice the size of each track's box (BlazeFace checks
+  at a score of 0.45, below the 0.55 that starts a track: keeping a face needs less evidence). No face there:
   the track is dropped and the full detector runs on this same frame. A face there whose box overlaps the
   track's box by less than ``switch_iou``: another face took the place (the track is dropped; the face
   starts a new track with a new ID). Overlap below ``trust_iou``: the track restarts from the detector's box;
