@@ -158,7 +158,7 @@ class FaceAlignerOptions:
     device: str = "cpu"  # ONNX Runtime: cpu | cuda | tensorrt | auto; engines always run on the GPU
     num_threads: int | None = None  # ONNX Runtime intra-op threads (None = its default)
     mode: RunningMode = RunningMode.IMAGE  # a RunningMode or its value ("image", "video", "live_stream")
-    detector: str = DEFAULT_DETECTOR  # "haar" or a YuNet / SCRFD ONNX path (see fa3d.runtime.detect)
+    detector: str = DEFAULT_DETECTOR  # "blazeface" (shipped CNN), "haar", or a YuNet / SCRFD ONNX path
     det_every_n: int = DEFAULT_DET_EVERY  # video: run the detector at least every N frames
     min_confidence: float = 0.5  # faces below it are not reported; in video mode they trigger detection
     max_faces: int = DEFAULT_MAX_FACES
@@ -204,6 +204,7 @@ class FaceAligner:
         self._tracker: FaceTracker | None = None
         self._smoothers: dict[int, _TrackSmoother] = {}
         self._last_ts: float | None = None
+        self._last_eff: float | None = None
         self.last_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # seconds, of the latest call
         self._closed = False
         #: faces whose model outputs were NaN or infinite: dropped (never reported), counted here
@@ -258,28 +259,32 @@ class FaceAligner:
             return faces
 
     def process_video(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
-        """Faces in the next frame of a video, tracked (``track_id`` set). Timestamps must increase."""
+        """Faces in the next frame of a video, tracked (``track_id`` set).
+
+        Timestamps must not go back. A timestamp equal to the previous one (a coarse camera clock) is
+        accepted: the frame is aligned and tracked like any other, and smoothing treats it as 1 ms later
+        (the smallest step a millisecond clock can hide). An earlier timestamp raises ValueError."""
         with self._lock:
             self._check_open()
             self._check_mode("process_video", RunningMode.VIDEO)
             self._check_frame(frame_bgr)
-            self._check_timestamp(timestamp_ms)
-            return self._tracked(frame_bgr, timestamp_ms)
+            t_eff = self._check_timestamp(timestamp_ms)
+            return self._tracked(frame_bgr, t_eff)
 
     def process_async(self, frame_bgr: np.ndarray, timestamp_ms: float) -> None:
         """LIVE_STREAM: hand a frame to the worker and return; ``options.result_callback`` gets its faces.
 
-        Timestamps must increase. A frame that arrives while another still waits replaces it (the drop
+        Timestamps as for :meth:`process_video`. A frame that arrives while another still waits replaces it (the drop
         policy; ``dropped_frames`` counts them). An exception of the worker is raised by the next call."""
         with self._lock:
             self._check_open()
             self._check_mode("process_async", RunningMode.LIVE_STREAM)
             self._check_frame(frame_bgr)
-            self._check_timestamp(timestamp_ms)
+            t_eff = self._check_timestamp(timestamp_ms)
             if self._worker is None:
                 self._worker = LatestFrameWorker(self._process_locked, self.options.result_callback)
             worker = self._worker
-        worker.submit(frame_bgr, float(timestamp_ms))
+        worker.submit(frame_bgr, t_eff)
 
     @property
     def dropped_frames(self) -> int:
@@ -319,7 +324,7 @@ class FaceAligner:
         with self._lock:
             self._tracker = None
             self._smoothers.clear()
-            self._last_ts = None
+            self._last_ts = self._last_eff = None
 
     def close(self) -> None:
         """Finish LIVE_STREAM work (frames already accepted), then release the backend."""
@@ -348,11 +353,18 @@ class FaceAligner:
         if self.options.mode is not mode:
             raise wrong_mode(call, self.options.mode)
 
-    def _check_timestamp(self, timestamp_ms: float) -> None:
-        timestamp_ms = check_timestamp(timestamp_ms)  # NaN / inf / negative: refused before any state changes
-        if self._last_ts is not None and timestamp_ms <= self._last_ts:
-            raise ValueError(f"timestamps must increase: got {timestamp_ms} ms after {self._last_ts} ms")
-        self._last_ts = float(timestamp_ms)
+    def _check_timestamp(self, timestamp_ms: float) -> float:
+        """Refuse a bad timestamp (NaN / inf / negative) or one that goes back, before any state changes;
+        return the strictly increasing time (ms) used for smoothing (a repeated timestamp counts 1 ms later)."""
+        timestamp_ms = check_timestamp(timestamp_ms)
+        if self._last_ts is not None and timestamp_ms < self._last_ts:
+            raise ValueError(f"timestamps must not go back: got {timestamp_ms} ms after {self._last_ts} ms "
+                             "(call reset() when the source restarts)")
+        t_eff = float(timestamp_ms)
+        if self._last_eff is not None and t_eff <= self._last_eff:
+            t_eff = self._last_eff + 1.0
+        self._last_ts, self._last_eff = float(timestamp_ms), t_eff
+        return t_eff
 
     @staticmethod
     def _check_frame(frame: np.ndarray) -> None:

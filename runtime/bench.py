@@ -93,7 +93,7 @@ def build_parser(prog: str = "fa-bench") -> argparse.ArgumentParser:
     p.add_argument("--max-faces", type=int_at_least(1, MAX_FACES_PER_CALL), default=DEFAULT_MAX_FACES, help="pipeline: track at most this many faces")
     p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
                    help="pipeline: run the detector at least every N frames")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR, help="pipeline: 'haar' or a YuNet / SCRFD ONNX file")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help="pipeline: 'blazeface' (the shipped CNN), 'haar' or a YuNet / SCRFD ONNX file")
     p.add_argument("--json", dest="json_out", help="write all figures as JSON (atomically)")
     return p
 

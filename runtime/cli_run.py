@@ -8,24 +8,31 @@ Examples::
 
 Without a model argument the shipped default model runs on CPU; without a source the bundled sample clip.
 
-JSON lines (``--json FILE``): one record per processed frame, in frame order::
+JSON lines (``--json FILE``): one record per processed frame (per image for images and folders), in
+order, each written and flushed as a whole line as soon as its frame is done (``tail -f`` works; a crash
+never leaves half a line)::
 
-    {"frame": 0,                    # index in the source (frames that failed to decode keep their index)
+    {"schema_version": 2,           # this record layout (fa3d.runtime.outputs.RECORD_SCHEMA_VERSION)
+     "frame": 0,                    # index in the source (frames that failed to decode keep their index)
      "timestamp_ms": 0.0,           # container time for files, time since opening for live sources
+     "width": 1280, "height": 720,  # the size of the processed image, pixels
+     "file": "img_001.jpg",         # images and folders only: the image's file name
      "faces": [                     # faces with confidence >= --min-confidence, [] when none
-       {"track_id": 0,              # stable ID while the face is tracked (null with --no-track)
+       {"track_id": 0,              # stable ID while the face is tracked (null with --no-track and for images)
         "box": [x1, y1, x2, y2],    # the tight face box the crop was made from, 0-based pixels
         "confidence": 0.97,         # face probability in [0, 1]
-        "yaw_pitch_roll": [y, p, r],# degrees, fa3d.runtime.pose convention (300W-LP Pose_Para)
+        "yaw_pitch_roll": [y, p, r],# degrees, see the README ("Output") for the signs
         "rotation": [[...], [...], [...]],    # 3x3, same convention
         "landmarks": [[x, y, z], ...],        # 68 iBUG points, 0-based pixels, z: larger = nearer
         "dense": [[x, y, z], ...],            # only with --dense
         "head_pose_cam": {"rvec": [..], "tvec_m": [..]}   # only with --intrinsics or --fov: OpenCV
        }]}                                                 # camera frame, metres (solvePnP convention)
 
-Coordinates are rounded to 0.01 px. Outputs are written atomically (a temporary name, renamed at the end).
-On Ctrl-C the run stops, the annotated video and the JSON lines written so far are finalised as valid,
-shorter files, the timings are printed and the exit code is 130. On any error no output file is left.
+Coordinates are rounded to 0.01 px, in the pixels of the image as read (never resized). ``--output`` may be
+a video (.mp4, .avi, .mkv; written under a temporary name and renamed at the end), an image (.png, .jpg:
+for a single image) or a folder (one annotated image per frame). On Ctrl-C the run stops, the outputs
+written so far are kept as valid, shorter files, the timings are printed and the exit code is 130. On any
+error the video and the JSON lines are removed (images already written to an output folder stay).
 
 Exit codes: 0 done; 2 usage error; 3 source not found / cannot be opened / nothing decodable;
 4 model or sidecar missing, invalid or incompatible (wrong TensorRT version, GPU or metadata schema);
@@ -39,7 +46,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -51,7 +57,6 @@ from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_
 
 EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT = 0, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_TERMINATED = cli_errors.EXIT_INTERRUPTED, cli_errors.EXIT_TERMINATED
-VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 _POSITIVE = float_in(0.0, 1e6, low_open=True)
 
 
@@ -68,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_mutually_exclusive_group()
     s.add_argument("--source", help="video file, image, folder of images, rtsp:// URL, or a GStreamer pipeline "
                                     "ending in appsink (default: the bundled sample clip)")
-    s.add_argument("--camera", type=int, help="camera index (V4L2 on Linux), e.g. 0")
-    p.add_argument("--output", help="annotated video to write (.mp4 or .avi)")
+    s.add_argument("--camera", help="camera: an index (0, V4L2 on Linux), a device path (/dev/video0) or a "
+                                    "GStreamer pipeline ending in appsink")
+    p.add_argument("--output", help="annotated output: a video (.mp4, .avi, .mkv), an image (.png, .jpg; one "
+                                    "image source) or a folder (one annotated image per frame)")
     p.add_argument("--json", dest="json_out", help="JSON lines to write, one record per frame (schema: see module doc)")
     p.add_argument("--headless", action="store_true", help="never open a window (also implied without a display)")
     p.add_argument("--max-frames", type=int_at_least(1), help="stop after this many frames")
@@ -77,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX Runtime execution provider (ignored for --engine)")
     p.add_argument("--threads", type=int_at_least(1), help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice)")
     p.add_argument("--detector", default=DEFAULT_DETECTOR,
-                   help="'haar' (OpenCV's bundled cascade) or a YuNet / SCRFD ONNX file")
+                   help="'blazeface' (the shipped CNN, MediaPipe BlazeFace short range), 'haar' (OpenCV's "
+                        "cascade: frontal faces only) or a YuNet / SCRFD ONNX file")
     p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
                    help="run the detector at least every N frames")
     p.add_argument("--min-confidence", type=float_in(0.0, 1.0), default=0.5, help="drop faces below this confidence")
@@ -107,12 +115,17 @@ def _err(msg: str) -> None:
 
 def _check_args(args) -> str | None:
     """A one-line usage problem with the arguments, or None."""
-    if args.output and Path(args.output).suffix.lower() not in VIDEO_FOURCC:
-        return f"--output must end in one of {sorted(VIDEO_FOURCC)}, got {args.output!r}"
+    from .outputs import output_kind
+
+    try:
+        if args.output:
+            output_kind(args.output)
+    except ValueError as e:
+        return str(e)
     if args.intrinsics and args.fov:
         return "give --intrinsics or --fov, not both"
     inputs = [args.source, args.model, args.engine, args.intrinsics,
-              None if args.detector == "haar" else args.detector]
+              None if args.detector in ("haar", "blazeface") else args.detector]
     if args.source is None and args.camera is None:  # the bundled sample clip is an input too
         from .default_model import DefaultModelMissing, sample_clip_path
 
@@ -144,8 +157,9 @@ def _main(args, guard) -> int:
     from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
     from .backends import BackendError
     from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
-    from .metadata import MetadataError
     from .camera import CameraIntrinsics
+    from .metadata import MetadataError
+    from .outputs import output_kind
     from .smoothing import OneEuroOptions
     from .sources import ImageSource, SourceError, open_source
 
@@ -160,6 +174,7 @@ def _main(args, guard) -> int:
     except (ValueError, FileNotFoundError) as e:
         _err(str(e))
         return EXIT_USAGE
+    out_kind = output_kind(args.output) if args.output else None  # checked in _check_args
 
     # the source first: a missing input is reported before a model is loaded
     try:
@@ -173,6 +188,11 @@ def _main(args, guard) -> int:
     except (SourceError, DefaultModelMissing) as e:
         _err(str(e))
         return EXIT_SOURCE
+    if out_kind == "image" and not (isinstance(source, ImageSource) and source.count == 1):
+        source.close()
+        _err(f"--output {args.output}: an image output takes a single image source; give a folder name "
+             "(one annotated image per frame) or a video name")
+        return EXIT_USAGE
 
     track = not args.no_track and not isinstance(source, ImageSource)
     if not track:
@@ -210,55 +230,55 @@ def _main(args, guard) -> int:
     return EXIT_OK
 
 
+def record(frame, faces, dense: bool) -> dict:
+    """One JSON-lines record (schema: the module doc)."""
+    from .outputs import RECORD_SCHEMA_VERSION
+
+    h, w = frame.image.shape[:2]
+    rec = {"schema_version": RECORD_SCHEMA_VERSION, "frame": frame.index,
+           "timestamp_ms": round(frame.timestamp_ms, 3), "width": w, "height": h}
+    if getattr(frame, "path", None):
+        rec["file"] = Path(frame.path).name
+    rec["faces"] = [f.to_json(dense=dense) for f in faces]
+    return rec
+
+
 def _run(aligner, source, args, track: bool):
     import cv2
 
-    from .atomic import atomic_path
     from .draw import draw_results
     from .frame_loop import run_pipeline
+    from .outputs import JsonLinesWriter, open_annotated
 
     show = not args.headless and display_available()
     with contextlib.ExitStack() as stack:
-        video_tmp = stack.enter_context(atomic_path(args.output)) if args.output else None
-        json_tmp = stack.enter_context(atomic_path(args.json_out)) if args.json_out else None
-        jf = stack.enter_context(open(json_tmp, "w", encoding="utf-8")) if json_tmp else None
-        writer, writer_size = [None], [None]
-
-        def release_writer() -> None:
-            if writer[0] is not None:
-                writer[0].release()
-                writer[0] = None
-
-        stack.callback(release_writer)  # runs before the atomic renames (LIFO)
+        annotated = open_annotated(stack, args.output, source.fps or 30.0) if args.output else None
+        jl = JsonLinesWriter(args.json_out) if args.json_out else None
+        if jl is not None:
+            stack.callback(jl.close)
         if show:
             stack.callback(cv2.destroyAllWindows)
 
         def sink(frame, faces):
-            if jf is not None:
-                rec = {"frame": frame.index, "timestamp_ms": round(frame.timestamp_ms, 3),
-                       "faces": [f.to_json(dense=args.dense) for f in faces]}
-                jf.write(json.dumps(rec, separators=(",", ":")) + "\n")
-            if video_tmp is None and not show:
+            if jl is not None:
+                jl.write(record(frame, faces, args.dense))
+            if annotated is None and not show:
                 return None
             canvas = draw_results(frame.image, faces)
-            if video_tmp is not None:
-                if writer[0] is None:
-                    h, w = canvas.shape[:2]
-                    fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[Path(args.output).suffix.lower()])
-                    writer[0] = cv2.VideoWriter(str(video_tmp), fourcc, source.fps or 30.0, (w, h))
-                    if not writer[0].isOpened():
-                        raise OSError(f"{args.output}: OpenCV cannot write this video")
-                    writer_size[0] = (w, h)
-                if canvas.shape[1::-1] != writer_size[0]:  # images of other sizes in a folder
-                    canvas = cv2.resize(canvas, writer_size[0], interpolation=cv2.INTER_AREA)
-                writer[0].write(canvas)
+            if annotated is not None:
+                annotated.write(frame, canvas)
             if show:
                 cv2.imshow("fa-run", canvas)
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                     return False
             return None
 
-        report = run_pipeline(aligner, source, track=track, max_frames=args.max_frames, sink=sink)
+        try:
+            report = run_pipeline(aligner, source, track=track, max_frames=args.max_frames, sink=sink)
+        except BaseException:
+            if jl is not None:
+                jl.discard()
+            raise
     return report
 
 

@@ -3,7 +3,9 @@
 The preprocessing (:mod:`fa3d.runtime.preprocess`) expects the tight box of the 68 landmarks, so each
 adapter maps its detector's box to that:
 
-* :class:`HaarDetector` (the default; needs no download): OpenCV's bundled
+* :class:`fa3d.runtime.blazeface_detector.BlazeFaceDetector` (the default): MediaPipe's BlazeFace short-range
+  CNN, shipped as ONNX, run by ONNX Runtime over a pyramid of windows (any frame size, several faces).
+* :class:`HaarDetector` (``--detector haar``; needs no model file): OpenCV's bundled
   ``haarcascade_frontalface_default.xml`` (``opencv-python<5``; 5.x dropped the cascades). Its square box
   is mapped by :data:`HAAR_TO_TIGHT`, measured once with this detector's default parameters (scale step
   1.15, 6 neighbours) on 1,200 random AFLW validation crops (``../shared/data/aflw19k``, teacher 68-point
@@ -38,6 +40,7 @@ from .schema import mean_shape
 class Detections:
     boxes: np.ndarray  # (K, 4) tight landmark boxes x1, y1, x2, y2 (0-based pixels), best first
     scores: np.ndarray  # (K,)
+    keypoints: np.ndarray | None = None  # (K, P, 2) the detector's own keypoints, when it has them
 
 
 class FaceDetector(Protocol):
@@ -240,8 +243,16 @@ def decode_scrfd(outputs: list[np.ndarray], input_size: int, scale: float, score
     return Detections(box_from_five_points(kps[keep].reshape(-1, 5, 2)), scores[keep])
 
 
-def make_detector(spec: str = "haar") -> FaceDetector:
-    """``"haar"`` (default), or a path to a YuNet or SCRFD ONNX file (the file name must say which)."""
+DETECTORS = ("blazeface", "haar")
+
+
+def make_detector(spec: str = "blazeface") -> FaceDetector:
+    """``"blazeface"`` (default: the shipped CNN, :mod:`fa3d.runtime.blazeface_detector`), ``"haar"``, or a path
+    to a YuNet or SCRFD ONNX file (the file name must say which)."""
+    if spec == "blazeface":
+        from .blazeface_detector import BlazeFaceDetector
+
+        return BlazeFaceDetector()
     if spec == "haar":
         return HaarDetector()
     name = Path(spec).name.lower()
@@ -249,5 +260,5 @@ def make_detector(spec: str = "haar") -> FaceDetector:
         return YuNetDetector(spec)
     if "scrfd" in name:
         return ScrfdDetector(spec)
-    raise ValueError(f"unknown detector {spec!r}: use 'haar', or a YuNet/SCRFD ONNX file whose name contains "
-                     "'yunet' or 'scrfd'")
+    raise ValueError(f"unknown detector {spec!r}: use 'blazeface', 'haar', or a YuNet/SCRFD ONNX file whose "
+                     "name contains 'yunet' or 'scrfd'")

@@ -49,6 +49,7 @@ class Frame:
     index: int  # position in the source (skipped undecodable frames keep their index)
     timestamp_ms: float
     image: np.ndarray  # BGR uint8 (H, W, 3)
+    path: str | None = None  # the image file, for image and folder sources
 
 
 @dataclass
@@ -188,6 +189,10 @@ class ImageSource(FrameSource):
         self._fps = fps
 
     @property
+    def count(self) -> int:
+        return len(self._files)
+
+    @property
     def fps(self) -> float | None:
         return self._fps
 
@@ -206,7 +211,7 @@ class ImageSource(FrameSource):
                                       f"hold a face (both sides must be >= {MIN_IMAGE_SIDE} px)")
                 continue
             self.stats.frames += 1
-            yield Frame(i, i * 1000.0 / self._fps, image)
+            yield Frame(i, i * 1000.0 / self._fps, _to_bgr(image), path=str(p))
 
 
 Opener = Callable[[], "cv2.VideoCapture"]
@@ -296,13 +301,16 @@ def _camera_opener(index: int) -> Opener:
 
 
 def open_source(spec: str | int, **live_options) -> FrameSource:
-    """``0`` / ``"0"``: camera index (V4L2 on Linux); ``rtsp://``, ``http(s)://``: a stream;
+    """``0`` / ``"0"``: camera index (V4L2 on Linux); ``/dev/video0``, ``/dev/v4l/by-id/...``: a V4L2 device
+    path; ``rtsp://``, ``http(s)://``: a stream;
     a string containing ``!`` or starting with ``gst:``: a GStreamer pipeline (``appsink`` at the end);
     a folder or an image file: images; anything else: a video file."""
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         index = int(spec)
         return LiveSource(_camera_opener(index), f"camera {index}", **live_options)
     spec = str(spec)
+    if spec.startswith(("/dev/video", "/dev/v4l/")):
+        return LiveSource(lambda: cv2.VideoCapture(spec, cv2.CAP_V4L2), f"camera {spec}", **live_options)
     if spec.startswith(("rtsp://", "rtsps://", "http://", "https://")):
         return LiveSource(lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG), spec, **live_options)
     if spec.startswith("gst:") or " ! " in spec:

@@ -88,8 +88,12 @@ def test_video_tracking_keeps_id_of_moving_face_without_detector(plumbing_model)
         assert set(ids) == {0}
         assert det.calls == 1, "between frames the box comes from the previous landmarks"
         assert max(errs) < 20, errs  # the box follows a face moving 200 px
-        with pytest.raises(ValueError, match="timestamps must increase"):
+        with pytest.raises(ValueError, match="timestamps must not go back"):
             al.process_video(blob_frame(), 0.0)
+        # a repeated timestamp is accepted: the frame is aligned and tracked like any other
+        last = (n - 1) * 33.3
+        faces = al.process_video(blob_frame(centre=(150 + 8 * n, 200 + 3 * n)), last)
+        assert len(faces) == 1 and faces[0].track_id == 0
 
 
 def test_video_redetects_every_n_and_on_low_confidence(plumbing_model):

@@ -197,3 +197,98 @@ def test_fa_run_with_a_real_engine(tmp_path, plumbing_model, blob_video, blob_de
     assert main(["--engine", str(engine), "--source", str(blob_video), "--json", str(js), "--headless"]) == 0
     recs = [json.loads(line) for line in js.read_text().splitlines()]
     assert len(recs) == 30 and all(len(r["faces"]) == 1 for r in recs)
+
+
+def _records(js):
+    return [json.loads(line) for line in js.read_text().splitlines()]
+
+
+def test_images_one_record_each_with_file_and_size_and_image_outputs(tmp_path, plumbing_model, blob_detector):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    cv2.imwrite(str(d / "a.png"), blob_frame(size=(640, 480), centre=(300, 240)))
+    cv2.imwrite(str(d / "b.jpg"), blob_frame(size=(320, 400), centre=(160, 200)))
+    js, out = tmp_path / "f.jsonl", tmp_path / "annotated"
+    assert main(["--model", str(plumbing_model), "--source", str(d), "--json", str(js), "--output", str(out),
+                 "--headless"]) == 0
+    recs = _records(js)
+    assert [(r["file"], r["width"], r["height"]) for r in recs] == [("a.png", 640, 480), ("b.jpg", 320, 400)]
+    assert all(r["schema_version"] == 2 and len(r["faces"]) == 1 for r in recs)
+    assert [cv2.imread(str(out / n)).shape for n in ("a.png", "b.png")] == [(480, 640, 3), (400, 320, 3)]
+    # one image -> one annotated .png
+    png, js1 = tmp_path / "one.png", tmp_path / "one.jsonl"
+    assert main(["--model", str(plumbing_model), "--source", str(d / "b.jpg"), "--output", str(png),
+                 "--json", str(js1), "--headless"]) == 0
+    assert cv2.imread(str(png)).shape == (400, 320, 3) and len(_records(js1)) == 1
+
+
+def test_image_output_for_a_video_is_refused(tmp_path, plumbing_model, blob_video, capsys):
+    assert main(["--model", str(plumbing_model), "--source", str(blob_video), "--output",
+                 str(tmp_path / "x.png"), "--headless"]) == 2
+    assert "single image source" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_of_images_of_other_sizes_is_letterboxed_not_stretched(tmp_path, plumbing_model, blob_detector):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    cv2.imwrite(str(d / "0.png"), blob_frame(size=(640, 480), centre=(300, 240)))
+    tall = np.full((480, 240, 3), 200, np.uint8)
+    cv2.imwrite(str(d / "1.png"), tall)
+    out = tmp_path / "o.avi"
+    assert main(["--model", str(plumbing_model), "--source", str(d), "--output", str(out), "--headless"]) == 0
+    cap = cv2.VideoCapture(str(out))
+    cap.read()
+    ok, second = cap.read()
+    assert ok and second.shape == (480, 640, 3)
+    assert second[:, :150].max() < 30 and second[:, 250:390].mean() > 150, "padded at the sides, not stretched"
+
+
+def test_json_lines_are_on_disk_as_frames_are_processed(tmp_path, plumbing_model, blob_video, blob_detector,
+                                                        monkeypatch):
+    js = tmp_path / "live.jsonl"
+    seen = []
+    real_iter = VideoFileSource.__iter__
+
+    def watching(self):
+        for frame in real_iter(self):
+            text = js.read_text() if js.exists() else ""
+            seen.append((frame.index, text.count("\n"), text.endswith("\n") or text == ""))
+            yield frame
+
+    monkeypatch.setattr(VideoFileSource, "__iter__", watching)
+    assert main(["--model", str(plumbing_model), "--source", str(blob_video), "--json", str(js), "--headless",
+                 "--max-frames", "6"]) == 0
+    assert [(i, n) for i, n, _ in seen] == [(i, i) for i in range(6)], "frame k sees the k earlier records"
+    assert all(whole for *_, whole in seen)
+
+
+def test_json_lines_writer_never_leaves_half_a_line(tmp_path, monkeypatch):
+    import os
+
+    from fa3d.runtime import outputs
+
+    w = outputs.JsonLinesWriter(tmp_path / "x.jsonl")
+    w.write({"a": 1})
+    real = os.write
+
+    def short_then_fail(fd, data):
+        if len(data) > 5:
+            return real(fd, data[:5])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs.os, "write", short_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        w.write({"b": "a longer record"})
+    monkeypatch.setattr(outputs.os, "write", real)
+    w.close()
+    assert (tmp_path / "x.jsonl").read_text() == '{"a":1}\n'
+
+
+def test_camera_device_paths_and_pipelines_are_accepted(tmp_path, plumbing_model, capsys):
+    assert main(["--model", str(plumbing_model), "--camera", "/dev/video97", "--headless"]) == 3
+    assert "camera /dev/video97: cannot open" in capsys.readouterr().err
+    from fa3d.runtime.sources import open_source
+
+    with pytest.raises(Exception, match="GStreamer pipeline"):
+        open_source("videotestsrc num-buffers=1 ! fakesinkx")
