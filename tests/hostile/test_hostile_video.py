@@ -110,14 +110,14 @@ def test_bad_frames_in_a_stream_are_skipped_and_counted(plumbing_model):
     from fa3d.runtime.frame_loop import run_pipeline
 
     good = blob_frame()
-    frames = [(0.0, good), (33.0, good), (33.0, good),            # a repeated timestamp
+    frames = [(0.0, good), (33.0, good), (33.0, good),            # a repeated timestamp: accepted (README)
               (66.0, good.astype(np.float32)),                    # a float frame from a bad decoder
               (float("nan"), good), (99.0, good[:, :, :2].copy()), (132.0, good)]
     with _aligner(plumbing_model) as al:
         rep = run_pipeline(al, _ListSource(frames), track=True)
-    assert rep.frames == 3 and rep.skipped == 4
-    assert "frame 2" in rep.first_skip and "timestamps must increase" in rep.first_skip
-    assert rep.summary()["skipped"] == 4
+    assert rep.frames == 4 and rep.skipped == 3
+    assert "frame 3" in rep.first_skip and "expected an OpenCV" in rep.first_skip
+    assert rep.summary()["skipped"] == 3
 
 
 def test_a_stream_of_only_bad_frames_is_a_source_error_that_says_why(plumbing_model):
