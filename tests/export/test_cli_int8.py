@@ -189,7 +189,8 @@ def test_dla_trtexec_lines_use_a_static_profile(tmp_path, capsys):
     src = _copy_model(SHIPPED_FP32, tmp_path / "d")
     assert main(["--from-onnx", str(src), "--fp16", "--dla-core", "0", "--batch", "1:4:16"]) == 3
     out = capsys.readouterr().out
-    assert "--minShapes=input:4x3x128x128 --optShapes=input:4x3x128x128 --maxShapes=input:4x3x128x128" in out
+    s = json.loads(Path(str(src) + ".json").read_text())["input"]["preprocess"]["input_size"]
+    assert f"--minShapes=input:4x3x{s}x{s} --optShapes=input:4x3x{s}x{s} --maxShapes=input:4x3x{s}x{s}" in out
     assert "--useDLACore=0" in out
 
 
