@@ -28,6 +28,7 @@ import json
 import sys
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,13 +168,11 @@ def measure(contenders: list[Contender], threads: list[int], rounds: int, calls:
     """Median ms per contender and thread count, interleaved; ratio to the first contender (the reference)."""
     rows = []
     for t in threads:
-        feeds = {}
         fns = {}
         for c in contenders:
             sess = cpu_session(c.onnx, t)
             x = np.random.default_rng(0).standard_normal((1, 3, c.input_size, c.input_size)).astype(np.float32)
-            feeds[c.name] = (sess, {sess.get_inputs()[0].name: x})
-            fns[c.name] = (lambda s=sess, f=feeds[c.name][1]: s.run(None, f))
+            fns[c.name] = partial(sess.run, None, {sess.get_inputs()[0].name: x})
         ms = interleaved(fns, rounds=rounds, calls_per_round=calls)
         ref = float(np.median(ms[contenders[0].name]))
         for c in contenders:

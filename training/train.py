@@ -109,7 +109,7 @@ def build_from_config(cfg: TrainConfig) -> torch.nn.Module:
 
 
 def _memory_format(device: torch.device) -> torch.memory_format:
-    """channels_last on CPUs: oneDNN's depthwise and 1x1 convolutions train several times faster in NHWC
+    """channels_last on CPUs: oneDNN's depthwise and 1x1 convolutions train faster in NHWC
     (measured on our 2-core CPU with the edge preset); the default layout elsewhere."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
