@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue exactly where a killed run stopped, from OUT_DIR/last.pt")
     p.add_argument("--out-dir", help="override [run] out_dir (where checkpoints and logs go)")
     p.add_argument("--epochs", type=int_at_least(1), help="override [optim] epochs")
+    p.add_argument("--seed", type=int_at_least(0), help="override [run] seed (e.g. the arms of an ablation)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override [run] device")
     p.add_argument("--stop-after-steps", type=int_at_least(1),
                    help="stop after this global step, leaving a resumable last.pt (for staged runs)")
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             run["device"] = args.device
         if args.stop_after_steps is not None:
             run["stop_after_steps"] = args.stop_after_steps
+        if args.seed is not None:
+            run["seed"] = args.seed
         if run:
             cfg = cfg.with_run(**run)
         if args.epochs is not None:

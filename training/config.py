@@ -12,7 +12,8 @@
 [loss]       fa3d.training.losses.LossWeights fields
 [optim]      lr, weight_decay, epochs, warmup_steps, grad_clip, amp
 [teacher_forcing]  p0, anneal_fraction
-[run]        out_dir, seed, checkpoint_every, log_every, tensorboard, device, stop_after_steps, select_metric
+[run]        out_dir, seed, checkpoint_every, log_every, tensorboard, device, stop_after_steps, select_metric,
+             init_from
 ```
 Relative paths are relative to the current working directory.
 """
@@ -99,6 +100,7 @@ class RunSection:
     device: str = "auto"  # auto | cpu | cuda
     stop_after_steps: int = 0  # > 0: stop (as if killed) after this global step, leaving last.pt
     select_metric: str = "nme68"  # validation metric (lower is better) that picks best.pt
+    init_from: str = ""  # a checkpoint whose weights start a new run (fine-tuning); ignored by --resume
 
 
 @dataclass(frozen=True)

@@ -326,6 +326,17 @@ def _resume(run: _Run) -> _State:
                               "without --resume (or with another --out-dir)") from None
 
 
+def _init_weights(run: _Run) -> None:
+    """Start a new run from the weights of ``[run] init_from`` (a second schedule on a trained model)."""
+    path = Path(run.cfg.run.init_from)
+    ckpt = read_checkpoint(path)
+    try:
+        run.model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ConfigError(f"{path}: [run] init_from was trained with another [model] section than this config "
+                          f"({str(e).splitlines()[0]}); use the [model] section of that run") from None
+
+
 def _save_last(run: _Run, state: _State) -> None:
     if not run.dist.main:
         return
@@ -464,6 +475,8 @@ def train(cfg: TrainConfig, resume: bool = False, registry: Mapping[str, Loader]
           progress: bool = True) -> TrainResult:
     """Train (or resume) as configured; writes ``last.pt``, ``best.pt``, logs and a curve to ``run.out_dir``."""
     run = _set_up(cfg, registry)
+    if not resume and cfg.run.init_from:
+        _init_weights(run)
     state = _resume(run) if resume else _State()
     run = _distribute(run)
     board = _Board(run)
