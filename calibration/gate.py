@@ -7,7 +7,8 @@ Metrics (per face, then averaged):
   (always computed) and, when the validation set has 68-point labels, the ground truth (then the gate
   reads the NME *increase* of INT8 over FP32 against the labels).
 * **pose**: geodesic angle in degrees between rotations, and yaw/pitch/roll MAE; against FP32 always,
-  against the labelled ``ypr`` when present (then the increase of the yaw/pitch/roll MAE).
+  against the labelled ``ypr`` when present (then the increase of the yaw/pitch/roll MAE). The rotation is
+  the one the runtime reports (``Gate.pose_source``, default the runtime's: the fit to the 68 landmarks).
 
 Two kinds of gate, one per reference, each metric with its own threshold:
 
@@ -36,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.backends.onnxrt import cpu_session
-from fa3d.runtime.pose import geodesic_deg, matrix_to_euler
+from fa3d.runtime.policy import DEFAULT_POSE_SOURCE, POSE_SOURCES
+from fa3d.runtime.pose import geodesic_deg, matrix_to_euler, reported_rotation
 from fa3d.runtime.timing import summarize_ms, time_calls
 
 REFERENCES = ("auto", "fp32", "labels")
@@ -54,10 +56,13 @@ class Gate:
     batch_size: int = 16
     threads: int = 1  # ONNX Runtime intra-op threads for the gate's runs and benchmark
     bench_runs: int = 30
+    pose_source: str = DEFAULT_POSE_SOURCE  # the pose the runtime reports (runtime.policy.POSE_SOURCES)
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
             raise ValueError(f"gate reference {self.reference!r} is not one of {REFERENCES}")
+        if self.pose_source not in POSE_SOURCES:
+            raise ValueError(f"gate pose source {self.pose_source!r} is not one of {POSE_SOURCES}")
         if min(self.max_nme_increase, self.max_pose_increase_deg, self.max_nme_deviation,
                self.max_pose_deviation_deg) < 0:
             raise ValueError("gate thresholds must be >= 0")
@@ -123,10 +128,12 @@ class Comparison:
 
 
 def compare(fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], *, landmarks: np.ndarray | None = None,
-            ypr: np.ndarray | None = None, reference: str = "auto") -> Comparison:
-    """Compare INT8 outputs with FP32 outputs (and with labels when given)."""
+            ypr: np.ndarray | None = None, reference: str = "auto",
+            pose_source: str = DEFAULT_POSE_SOURCE) -> Comparison:
+    """Compare INT8 outputs with FP32 outputs (and with labels when given); the pose is ``pose_source``'s."""
     lf, li = fp32["landmarks"], int8["landmarks"]
-    rf, ri = fp32["rotation"], int8["rotation"]
+    rf = reported_rotation(pose_source, fp32["rotation"], lf)
+    ri = reported_rotation(pose_source, int8["rotation"], li)
     c = dict(nme_vs_fp32=float(nme_percent(li, lf).mean()),
              pose_geodesic_vs_fp32=float(geodesic_deg(rf, ri).mean()),
              ypr_mae_vs_fp32=tuple(float(v) for v in ypr_mae(ri, matrix_to_euler(rf)).mean(axis=0)))
@@ -214,7 +221,8 @@ def evaluate(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike, val: Va
     ref = fp32_outputs if fp32_outputs is not None else run_model(fp32_onnx, val.inputs,
                                                                   batch_size=gate.batch_size, threads=gate.threads)
     out = run_model(int8_onnx, val.inputs, batch_size=gate.batch_size, threads=gate.threads, desc=desc)
-    return compare(ref, out, landmarks=val.landmarks, ypr=val.ypr, reference=gate.reference)
+    return compare(ref, out, landmarks=val.landmarks, ypr=val.ypr, reference=gate.reference,
+                   pose_source=gate.pose_source)
 
 
 # ------------------------------------------------------------------------------------------ fallback

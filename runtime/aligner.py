@@ -44,8 +44,9 @@ import numpy as np
 from .backends import Backend, open_backend
 from .camera import DEFAULT_EYE_SPAN_M, CameraIntrinsics, solve_head_pose
 from .detect import FaceDetector, make_detector
-from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
-from .pose import blend_rotations, matrix_to_6d, matrix_to_euler, rotation_from_6d, rotation_from_landmarks
+from .policy import (DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, DEFAULT_POSE_SOURCE, MAX_FACES_PER_CALL,
+                     POSE_SOURCES)
+from .pose import matrix_to_6d, matrix_to_euler, reported_rotation, rotation_from_6d
 from .preprocess import prepare, rotation_to_image, to_image
 from .live_stream import LatestFrameWorker, ResultCallback
 from .results import FaceResult
@@ -55,9 +56,6 @@ from .smoothing import OneEuroFilter, OneEuroOptions
 from .track import FaceTracker, TrackerOptions
 
 MODES = tuple(m.value for m in RunningMode)
-#: where the reported head pose comes from: the network's pose head, the rotation fitted to its 68 3D
-#: landmarks (the default: measured better on aflw19k val, see the README), or the chordal mean of the two
-POSE_SOURCES = ("head", "landmarks", "blend")
 STAGES = ("detect", "preprocess", "infer", "postprocess")
 #: the most faces one call takes (``process(boxes=...)``, ``max_faces``): memory and time stay bounded
 MAX_BOXES_PER_CALL = MAX_FACES_PER_CALL
@@ -166,7 +164,7 @@ class FaceAlignerOptions:
     intrinsics: CameraIntrinsics | None = None  # enables head_pose_cam (PnP)
     fov_deg: float | None = None  # horizontal FOV guess for intrinsics when none are given
     eye_span_m: float = DEFAULT_EYE_SPAN_M
-    pose_source: str = "landmarks"  # head | landmarks | blend (see POSE_SOURCES)
+    pose_source: str = DEFAULT_POSE_SOURCE  # head | landmarks | blend (see POSE_SOURCES)
     result_callback: ResultCallback | None = None  # LIVE_STREAM: called with (faces, frame_bgr, timestamp_ms)
 
     def __post_init__(self) -> None:
@@ -406,10 +404,7 @@ class FaceAligner:
         t2 = time.perf_counter()
         lm = to_image(out["landmarks"], m)
         dense = to_image(out["dense"], m) if out["dense"].shape[1] else np.zeros((len(m), 0, 3))
-        rot = rotation_to_image(out["rotation"], m)
-        if self.options.pose_source != "head":
-            fitted = rotation_from_landmarks(lm)
-            rot = fitted if self.options.pose_source == "landmarks" else blend_rotations(rot, fitted)
+        rot = reported_rotation(self.options.pose_source, rotation_to_image(out["rotation"], m), lm)
         conf = np.where(bad, np.nan, out["confidence"].reshape(-1))  # NaN: never reported, a miss for the tracker
         smooth = self.options.smoothing.enabled and timestamp_s is not None
         intr = self._intrinsics(frame)

@@ -34,3 +34,8 @@ DEFAULT_MAX_FACES = 4
 #: The most faces one call aligns (``FaceAligner.process(boxes=...)``, ``max_faces``, ``fa-run --max-faces``):
 #: memory and time per call stay bounded (10,000 boxes took 4.3 GB and minutes before this cap).
 MAX_FACES_PER_CALL = 256
+#: Where the reported head pose comes from (``FaceAlignerOptions.pose_source``, the INT8 gate, ``fa-eval``): the
+#: network's pose head, the rotation fitted to its 68 3D landmarks, or the chordal mean of the two.
+POSE_SOURCES = ("head", "landmarks", "blend")
+#: The fit: better than the head on every angle on aflw19k val (README, "The default model").
+DEFAULT_POSE_SOURCE = "landmarks"

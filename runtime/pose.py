@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .policy import POSE_SOURCES
 from .schema import mean_shape
 
 _FLIP_X = np.diag([-1.0, 1.0, 1.0])
@@ -226,3 +227,15 @@ def blend_rotations(r1: np.ndarray, r2: np.ndarray, weight: float = 0.5) -> np.n
     d = np.sign(np.linalg.det(u @ vt))
     u[..., :, 2] *= d[..., None]
     return u @ vt
+
+
+def reported_rotation(source: str, head: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The rotations (..., 3, 3) reported for ``source`` (:data:`fa3d.runtime.policy.POSE_SOURCES`): the pose
+    head's ``head``, the fit to the 3D ``landmarks`` (..., 68, 3) (:func:`rotation_from_landmarks`), or their
+    chordal mean (:func:`blend_rotations`). ``head`` and ``landmarks`` in the same frame (image or crop)."""
+    if source not in POSE_SOURCES:
+        raise ValueError(f"pose source must be one of {POSE_SOURCES}, got {source!r}")
+    if source == "head":
+        return head
+    fitted = rotation_from_landmarks(landmarks)
+    return fitted if source == "landmarks" else blend_rotations(head, fitted)

@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from fa3d.runtime.schema import AFLW21_TO_IBUG68
+from fa3d.runtime.schema import mean_shape as runtime_mean_shape
 
 #: AFLW-21 indices and their iBUG-68 partners, as index tensors' sources
 AFLW_IDX = tuple(AFLW21_TO_IBUG68.keys())
@@ -29,6 +30,10 @@ class LossWeights:
     pose: float = 0.5
     dense: float = 0.5
     confidence: float = 0.1
+    # the pose the runtime reports (the rotation fitted to the predicted 68 points, fa3d.runtime.pose): a
+    # geodesic loss against the labelled rotation and a yaw loss against the human yaw; 0 = not computed
+    fit_pose: float = 0.0
+    fit_yaw: float = 0.0
     heatmap_sigma: float = 1.0  # Gaussian sigma in heatmap cells (x, y) and depth bins (z)
     wing_w: float = 0.05  # wing loss, in crop-normalised units
     wing_eps: float = 0.01
@@ -79,6 +84,19 @@ def yaw_of(r: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.asin((-r[:, 0, 2]).clamp(-1.0, 1.0)))
 
 
+def fitted_rotation(landmarks: torch.Tensor, model_shape: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`fa3d.runtime.pose.rotation_from_landmarks`: the rotations (B, 3, 3) of the
+    least-squares similarities from ``model_shape`` (68, 3, model frame) to crop landmarks (B, 68, 3), in
+    float64 (the SVD's gradient is sensitive to rounding)."""
+    b = landmarks.double() * torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64, device=landmarks.device)
+    a = model_shape.double()
+    h = (b - b.mean(dim=1, keepdim=True)).transpose(1, 2) @ (a - a.mean(dim=0))
+    u, _, vt = torch.linalg.svd(h)
+    d = torch.sign(torch.linalg.det(u @ vt))
+    ones = torch.ones_like(d)
+    return (u @ torch.diag_embed(torch.stack([ones, ones, d], dim=-1)) @ vt).to(landmarks.dtype)
+
+
 def rotate_in_plane(r: torch.Tensor, angle_deg: torch.Tensor) -> torch.Tensor:
     """Torch twin of :func:`fa3d.runtime.pose.in_plane_rotation`: ``Rz_view(a) @ R``."""
     a = torch.deg2rad(angle_deg.to(r.dtype))
@@ -88,10 +106,27 @@ def rotate_in_plane(r: torch.Tensor, angle_deg: torch.Tensor) -> torch.Tensor:
     return rz @ r
 
 
+def _fit_losses(lm_pred: torch.Tensor, batch: dict, mean_shape: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """``fit_pose`` / ``fit_yaw``: the rotation fitted to the predicted landmarks against the labels. Fitted on
+    labelled faces only: a degenerate point set (e.g. a background crop's) would make the SVD's gradient NaN."""
+    pose_w = batch["has_pose"].float() * batch["pose_weight"].float()
+    yaw_w = batch["has_yaw"].float()
+    sel = ((pose_w > 0) | (yaw_w > 0)) & (batch["is_face"] > 0)
+    if not bool(sel.any()):
+        zero = lm_pred.sum() * 0.0
+        return {"fit_pose": zero, "fit_yaw": zero}
+    shape = torch.from_numpy(runtime_mean_shape().copy()) if mean_shape is None else mean_shape
+    r_fit = fitted_rotation(lm_pred[sel], shape.to(lm_pred.device))
+    fit_yaw = yaw_of(rotate_in_plane(r_fit, -batch["angle"].float()[sel]))
+    return {"fit_pose": masked_mean(geodesic(r_fit, batch["rotation"].float()[sel]), pose_w[sel]),
+            "fit_yaw": masked_mean((fit_yaw - batch["yaw_gt"].float()[sel]).abs() / 90.0, yaw_w[sel])}
+
+
 def compute_losses(out: dict, batch: dict, input_size: int, bins: int, z_range: float,
-                   weights: LossWeights) -> dict[str, torch.Tensor]:
+                   weights: LossWeights, mean_shape: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """All loss terms and their weighted ``total``. ``batch`` holds the targets and masks made by
-    :func:`fa3d.training.augment.collate` (crop frame)."""
+    :func:`fa3d.training.augment.collate` (crop frame); ``mean_shape`` (68, 3): the ``fit_*`` terms' model shape
+    (default: the runtime's, as the runtime fits)."""
     s = float(input_size)
     lm_pred = out["landmarks"].float()
     face = batch["is_face"].float()
@@ -129,6 +164,8 @@ def compute_losses(out: dict, batch: dict, input_size: int, bins: int, z_range: 
     r_img = rotate_in_plane(r_pred, -batch["angle"].float())
     yaw_err = (yaw_of(r_img) - batch["yaw_gt"].float()).abs() / 90.0
     losses["yaw"] = masked_mean(yaw_err, batch["has_yaw"].float())
+    if weights.fit_pose > 0 or weights.fit_yaw > 0:
+        losses.update(_fit_losses(lm_pred, batch, mean_shape))
 
     # dense distillation
     if out["dense"].shape[1] and batch["dense"].shape[1] == out["dense"].shape[1]:

@@ -107,10 +107,8 @@ def with_pose_from(preds: Predictions, source: str) -> Predictions:
                          "(or run the model with --pose-source head)")
     if source == "predicted" or not len(preds.names):
         return preds
-    r_lm = pose.rotation_from_landmarks(preds.landmarks)
-    if source == "blend":
-        r_lm = pose.blend_rotations(pose.euler_to_matrix(preds.pose), r_lm)
-    return Predictions(names=preds.names, landmarks=preds.landmarks, pose=pose.matrix_to_euler(r_lm))
+    r = pose.reported_rotation(source, pose.euler_to_matrix(preds.pose), preds.landmarks)
+    return Predictions(names=preds.names, landmarks=preds.landmarks, pose=pose.matrix_to_euler(r))
 
 
 def save_predictions(path: str | os.PathLike, preds: Predictions) -> None:

@@ -36,22 +36,42 @@ def test_compare_fp32_and_label_references():
     rot = euler_to_matrix(np.tile([10.0, 0, 0], (n, 1)))
     fp32 = {"landmarks": lm, "rotation": rot}
     int8 = {"landmarks": lm + [0.3, 0, 0], "rotation": euler_to_matrix(np.tile([10.5, 0, 0], (n, 1)))}
-    c = compare(fp32, int8)
+    c = compare(fp32, int8, pose_source="head")
     assert c.reference == "fp32" and c.nme_loss == pytest.approx(c.nme_vs_fp32) and c.nme_loss > 0
     assert c.pose_loss == pytest.approx(0.5 / 3, abs=1e-6)  # mean |yaw, pitch, roll difference|
     assert (c.nme_reference, c.pose_reference) == ("fp32", "fp32")
-    gt = compare(fp32, int8, landmarks=lm, ypr=np.tile([10.0, 0, 0], (n, 1)))
+    gt = compare(fp32, int8, landmarks=lm, ypr=np.tile([10.0, 0, 0], (n, 1)), pose_source="head")
     assert gt.reference == "labels" and gt.nme_gt_fp32 == pytest.approx(0, abs=1e-9)
     assert gt.nme_loss == pytest.approx(gt.nme_gt_int8) and gt.pose_loss == pytest.approx(0.5 / 3, abs=1e-6)
     with pytest.raises(ValueError, match="labels"):
         compare(fp32, int8, reference="labels")
     # landmark labels only: NME is a loss against labels, pose a deviation from FP32, each with its threshold
-    mixed = compare(fp32, int8, landmarks=lm)
+    mixed = compare(fp32, int8, landmarks=lm, pose_source="head")
     assert (mixed.nme_reference, mixed.pose_reference) == ("labels", "fp32")
     from fa3d.calibration.gate import holds, thresholds
     g = Gate(max_nme_increase=1e9, max_pose_increase_deg=0.0, max_pose_deviation_deg=0.2)
     assert thresholds(mixed, g) == (1e9, 0.2) and holds(mixed, g)
     assert not holds(mixed, Gate(max_nme_increase=1e9, max_pose_deviation_deg=0.1))
+
+
+def test_gate_scores_the_pose_the_runtime_reports():
+    """Default: the rotation fitted to the landmarks (the runtime's default pose), not the pose head's."""
+    from fa3d.runtime.pose import image_to_view, matrix_to_euler, rotation_from_landmarks
+    from fa3d.runtime.schema import mean_shape
+    n = 3
+    r_true = euler_to_matrix(np.tile([20.0, 5.0, 0.0], (n, 1)))
+    lm = image_to_view(np.einsum("nij,kj->nki", r_true, mean_shape()) * 50 + 60)  # view <-> image: an involution
+    np.testing.assert_allclose(matrix_to_euler(rotation_from_landmarks(lm)), np.tile([20.0, 5.0, 0.0], (n, 1)),
+                               atol=1e-6)
+    r_turned = euler_to_matrix(np.tile([26.0, 5.0, 0.0], (n, 1)))
+    lm_turned = image_to_view(np.einsum("nij,kj->nki", r_turned, mean_shape()) * 50 + 60)
+    fp32 = {"landmarks": lm, "rotation": r_true}
+    head_only = {"landmarks": lm, "rotation": euler_to_matrix(np.tile([50.0, 0, 0], (n, 1)))}
+    assert compare(fp32, head_only).pose_loss == pytest.approx(0, abs=1e-6)  # the head is not what is reported
+    assert compare(fp32, head_only, pose_source="head").pose_loss > 5
+    assert compare(fp32, {"landmarks": lm_turned, "rotation": r_true}).pose_loss == pytest.approx(2.0, abs=1e-3)
+    with pytest.raises(ValueError, match="pose source"):
+        Gate(pose_source="teacher")
 
 
 def test_deviation_bounds_the_loss_from_above(rng):
@@ -63,8 +83,8 @@ def test_deviation_bounds_the_loss_from_above(rng):
     from fa3d.runtime.pose import matrix_to_euler
     i = {"landmarks": f["landmarks"] + rng.normal(0, 1, gt.shape),
          "rotation": euler_to_matrix(matrix_to_euler(f["rotation"]) + rng.normal(0, 1, (n, 3)))}
-    c = compare(f, i, landmarks=gt, ypr=ypr)
-    dev = compare(f, i)
+    c = compare(f, i, landmarks=gt, ypr=ypr, pose_source="head")
+    dev = compare(f, i, pose_source="head")
     assert abs(c.pose_loss) <= dev.pose_loss + 1e-9
     assert abs(c.nme_loss) <= dev.nme_loss * 1.1  # boxes of FP32's landmarks vs the labels' differ slightly
 
