@@ -65,10 +65,9 @@ def test_check_logic_on_onnx_runtime_models(tmp_path):
 
 def test_gpu_path_plumbing_with_stand_ins(tmp_path, monkeypatch):
     """fa-verify's GPU path end to end against the STAND-INS (the build stand-in of trt_standin.py merged with
-    the runtime stand-in of tests/runtime/rt_fake_trt.py): builds, backends, timing, the second thread and
+    the runtime stand-in of tests/rt_fake_trt.py): builds, backends, timing, the second thread and
     the report run without error. The stand-in 'engine' computes nothing like the model, so its accuracy
     checks fail by design; this is not a TensorRT run."""
-    from pathlib import Path
 
     from trt_standin import make_standin
 
@@ -77,7 +76,6 @@ def test_gpu_path_plumbing_with_stand_ins(tmp_path, monkeypatch):
 
     if not shipped_files()[1].is_file():
         pytest.skip("no shipped INT8 model")
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "runtime"))
     from rt_fake_trt import PLAN_BYTES, World
 
     meta = read_sidecar(shipped_files()[0])

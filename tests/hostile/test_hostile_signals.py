@@ -40,7 +40,7 @@ sys.exit(main(sys.argv[2:]))
 def _run_and_signal(argv, sig, after_frames=5, timeout=60):
     from hostile_helpers import REPO
 
-    p = subprocess.Popen([sys.executable, "-c", SLOW_FA_RUN, str(REPO / "tests" / "runtime"), *argv],
+    p = subprocess.Popen([sys.executable, "-c", SLOW_FA_RUN, str(REPO / "tests"), *argv],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(ln) for ln in p.stderr], daemon=True)

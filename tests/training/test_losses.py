@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from fa3d.runtime import pose
-from fa3d.training.losses import (LossWeights, compute_losses, geodesic, heatmap_targets, masked_mean,
-                                  rotate_in_plane, teacher_forcing_probability, yaw_of)
+from fa3d.runtime.schema import mean_shape
+from fa3d.training.losses import (LossWeights, compute_losses, fitted_rotation, geodesic, heatmap_targets,
+                                  masked_mean, rotate_in_plane, teacher_forcing_probability, yaw_of)
 
 
 def _rot(ypr):
@@ -109,3 +110,37 @@ def test_teacher_forcing_schedule():
     assert p[0] == pytest.approx(0.8) and p[50] == pytest.approx(0.0, abs=1e-12) and p[100] == 0.0
     assert all(a >= b for a, b in zip(p, p[1:]))
     assert p[25] == pytest.approx(0.4)
+
+
+def _face_landmarks(ypr, in_plane=0.0):
+    """Crop landmarks (1, 68, 3) of the mean shape turned by ``ypr``, then by ``in_plane`` degrees in the crop."""
+    r = pose.in_plane_rotation(pose.euler_to_matrix(np.asarray(ypr, np.float64)), in_plane)
+    return torch.from_numpy(pose.image_to_view(mean_shape() @ r.T * 40 + 56)[None]).float()
+
+
+def test_fitted_rotation_is_the_runtime_fit_and_has_a_gradient():
+    lm = _face_landmarks([35.0, -10.0, 5.0]) + torch.randn(1, 68, 3)
+    r = fitted_rotation(lm, torch.from_numpy(mean_shape().copy()))
+    np.testing.assert_allclose(r.numpy(), pose.rotation_from_landmarks(lm.numpy()), atol=1e-5)
+    lm.requires_grad_(True)
+    geodesic(fitted_rotation(lm, torch.from_numpy(mean_shape().copy())), _rot([[0, 0, 0]])).sum().backward()
+    assert torch.isfinite(lm.grad).all() and float(lm.grad.abs().max()) > 0
+
+
+def test_fit_losses_score_the_reported_pose_on_labelled_faces_only():
+    b = _batch(n=2)
+    b["landmarks"] = torch.cat([_face_landmarks([30.0, 0, 0], in_plane=25.0), torch.zeros(1, 68, 3)])
+    b["rotation"] = _rot([[30.0, 0, 0]] * 2)
+    b.update(yaw_gt=torch.tensor([30.0, 0.0]), has_yaw=torch.tensor([1.0, 0.0]), angle=torch.tensor([25.0, 0.0]))
+    b["rotation"][0] = torch.from_numpy(pose.in_plane_rotation(pose.euler_to_matrix(np.array([30.0, 0, 0])), 25.0))
+    b["has_pose"][1] = 0  # a degenerate, unlabelled second face: never fitted (its SVD gradient would be NaN)
+    out = {**_out(b), "landmarks": b["landmarks"].clone().requires_grad_(True)}
+    assert "fit_yaw" not in compute_losses(out, b, 64, 8, 1.0, LossWeights())  # weights 0: not computed
+    w = LossWeights(fit_pose=1.0, fit_yaw=1.0)
+    got = compute_losses(out, b, 64, 8, 1.0, w)
+    assert float(got["fit_pose"].detach()) == pytest.approx(0.0, abs=2e-3)  # acos(1 - eps) = 1.4e-3 at best
+    assert float(got["fit_yaw"].detach()) == pytest.approx(0.0, abs=1e-4)
+    got["total"].backward()
+    assert torch.isfinite(out["landmarks"].grad).all()
+    b["yaw_gt"][0] = 39.0  # the human yaw 9 degrees further: 9 / 90 of the normalised yaw term
+    assert float(compute_losses(out, b, 64, 8, 1.0, w)["fit_yaw"].detach()) == pytest.approx(0.1, abs=1e-3)
