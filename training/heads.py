@@ -7,6 +7,8 @@ The attribute names (``coords``, ``confidence``, ``dense_residual``, buffers ``b
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,6 +17,14 @@ from fa3d.runtime.preprocess import DEFAULT_CROP_SCALE
 from fa3d.runtime.schema import NUM_LANDMARKS, mean_shape
 
 from .dense_template import default_template, tps_weights
+
+
+def dataclass_from_dict(cls, d: dict):
+    """``cls(**d)`` for a config dataclass of either network family, refusing keys it does not have."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown model config keys {sorted(unknown)}")
+    return cls(**d)
 
 
 def base_shape_crop(input_size: int, crop_scale: float = DEFAULT_CROP_SCALE) -> np.ndarray:

@@ -24,7 +24,7 @@ quantisable with Q/DQ (no op between a Conv and its ReLU that blocks fusion).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .blocks import CoordConv2d, PoseSE
-from .heads import add_output_heads, assemble_outputs, pose_for_fusion
+from .heads import add_output_heads, assemble_outputs, dataclass_from_dict, pose_for_fusion
 
 #: one stage of the backbone: (expansion, out channels, repeats, first stride)
 Stage = tuple[int, int, int, int]
@@ -89,11 +89,7 @@ class MobileConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MobileConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 class InvertedResidual(nn.Module):

@@ -13,7 +13,7 @@ x right, y down, z relative depth in pixels (larger = nearer) centred on the 68-
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .blocks import CoordConv2d, FusedConv3dBlock, FusedConvBlock, Hourglass
-from .heads import add_output_heads, assemble_outputs, base_shape_crop, pose_for_fusion  # noqa: F401 (base_shape_crop: API)
+from .heads import (add_output_heads, assemble_outputs, base_shape_crop,  # noqa: F401 (base_shape_crop: API)
+                    dataclass_from_dict, pose_for_fusion)
 from .mobile import MobileConfig, PoseFusedMobileNet
 
 
@@ -71,11 +72,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 PRESETS: dict[str, "ModelConfig | MobileConfig"] = {
