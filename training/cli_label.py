@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from fa3d.runtime.cli_errors import exit_codes_help, float_in, int_at_least, stops_cleanly
+from fa3d.runtime.cli_errors import error, exit_codes_help, float_in, int_at_least, stops_cleanly
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 @stops_cleanly("fa-label")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    src, out = Path(args.src).resolve(), Path(args.out).resolve()
+    if out == src or src in out.parents:
+        error("fa-label", f"OUT {args.out!r} is SRC or inside it: OUT/labels.npz and OUT/images would be written "
+                          "among the inputs (and replace a labels.npz there); choose a folder outside SRC")
+        return 2
     try:
         from fa3d.training.teacher.labelling import LabelOptions, label_source
         from fa3d.training.teacher.mediapipe_teacher import TeacherOptions, TeacherUnavailableError

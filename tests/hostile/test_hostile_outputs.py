@@ -157,3 +157,16 @@ def test_fa_run_without_source_never_overwrites_the_bundled_sample_clip(capsys):
     assert main(["--output", str(clip), "--headless"]) == 2
     assert "input" in one_line_error(capsys.readouterr().err, "fa-run")
     assert clip.stat().st_size == size
+
+
+@pytest.mark.parametrize("inside", ["", "labels"])
+def test_fa_label_refuses_an_output_folder_that_is_or_lies_in_its_source(tmp_path, capsys, inside):
+    """Checked before the teacher is needed: no MediaPipe required to be told."""
+    from fa3d.training.cli_label import main as label_main
+    src = tmp_path / "faces"
+    src.mkdir()
+    (src / "labels.npz").write_bytes(b"the user's own labels")
+    out = src / inside if inside else src
+    assert label_main([str(src), str(out), "--quiet"]) == 2
+    assert "inside it" in one_line_error(capsys.readouterr().err, "fa-label")
+    assert (src / "labels.npz").read_bytes() == b"the user's own labels"
