@@ -187,3 +187,25 @@ def test_seed_flag_overrides_the_config(tmp_path, capsys):
                "--stop-after-steps", "1"])
     assert rc == 0
     assert read_checkpoint(out / "last.pt")["train_config"]["run"]["seed"] == 7
+
+
+def test_validation_reports_the_yaw_of_the_pose_the_runtime_reports():
+    """fit_yaw_only_mae: the yaw of the rotation fitted to the predicted landmarks against the human yaw."""
+    from fa3d.runtime.pose import matrix_to_euler, rotation_from_landmarks
+    from fa3d.training.augment import AugmentConfig, collate
+    from fa3d.training.dataset import AlignmentDataset, MixedSamples, default_registry
+    from fa3d.training.train import build_from_config, evaluate
+
+    torch.manual_seed(0)
+    cfg = load_config(SMOKE)
+    model = build_from_config(cfg).eval()
+    pre = preprocess.PreprocessConfig(input_size=model.config.input_size)
+    ds = AlignmentDataset(MixedSamples(cfg.data.val, default_registry()), pre, AugmentConfig.off(), 0, 0, None)
+    batch = collate([ds[i] for i in range(4)])
+    with torch.no_grad():
+        lm = model(batch["image"])["landmarks"].float().numpy()
+    fitted = matrix_to_euler(rotation_from_landmarks(lm))[:, 0]
+    batch.update(has_yaw=torch.ones(4), yaw_gt=torch.from_numpy(fitted + 5.0).float())
+    m = evaluate(model, [batch], torch.device("cpu"), cfg)
+    assert m["fit_yaw_only_mae"] == pytest.approx(5.0, abs=1e-3)
+    assert "yaw_only_mae" in m  # the pose head's, beside it
