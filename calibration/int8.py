@@ -161,7 +161,8 @@ def int8_block(report: dict[str, Any]) -> dict[str, Any]:
     f = report["final"]
     return {"gate": {"passed": report["passed"], "forced": report["forced"], "reference": f["reference"],
                      "nme_loss": f["nme_loss"], "pose_loss": f["pose_loss"], "nme_reference": f["nme_reference"],
-                     "pose_reference": f["pose_reference"], "nme_gt_fp32": f["nme_gt_fp32"],
+                     "pose_reference": f["pose_reference"], "pose_source": report["gate"].get("pose_source"),
+                     "nme_gt_fp32": f["nme_gt_fp32"],
                      "nme_gt_int8": f["nme_gt_int8"], "pose_mae_gt_fp32": f["pose_mae_gt_fp32"],
                      "pose_mae_gt_int8": f["pose_mae_gt_int8"], "nme_vs_fp32": f["nme_vs_fp32"],
                      "thresholds": {k: report["gate"][k] for k in ("max_nme_increase", "max_pose_increase_deg",
@@ -264,10 +265,12 @@ def gate_summary(block: dict[str, Any]) -> str:
                f"{g['nme_gt_int8']:.3f}; max {t['max_nme_increase']})")
     else:
         nme = f"NME deviation from FP32 {g['nme_loss']:.3f} points (max {t['max_nme_deviation']})"
+    which = {"landmarks": "pose (fitted to the landmarks)", "head": "pose (pose head)",
+             "blend": "pose (blend)"}.get(g.get("pose_source"), "pose")  # sidecars before 2026-12-02: the head's
     if g["pose_reference"] == "labels":
-        pose = f"pose loss {g['pose_loss']:+.3f} deg (max {t['max_pose_increase_deg']})"
+        pose = f"{which} loss {g['pose_loss']:+.3f} deg (max {t['max_pose_increase_deg']})"
     else:
-        pose = f"pose deviation from FP32 {g['pose_loss']:.3f} deg (max {t['max_pose_deviation_deg']})"
+        pose = f"{which} deviation from FP32 {g['pose_loss']:.3f} deg (max {t['max_pose_deviation_deg']})"
     return f"INT8 gate {'PASSED' if g['passed'] else 'FAILED'}: {nme}, {pose}"
 
 
