@@ -27,7 +27,7 @@ import argparse
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -217,6 +217,17 @@ def _contenders(args, folder: Path) -> list[Contender]:
         loaded = load_checkpoint(ck)
         out.append(contender_from_model(Path(ck).name, loaded.model, loaded.model_config.input_size, folder))
     out += [contender_from_onnx(Path(o)) for o in args.onnx]
+    return _unique_names(out)
+
+
+def _unique_names(contenders: list[Contender]) -> list[Contender]:
+    """Two files of one name (``a/model.onnx``, ``b/model.onnx``) get ``#2``, ``#3``... so that each is timed
+    and reported on its own row (the timings are keyed by name)."""
+    seen: dict[str, int] = {}
+    out = []
+    for c in contenders:
+        seen[c.name] = seen.get(c.name, 0) + 1
+        out.append(c if seen[c.name] == 1 else replace(c, name=f"{c.name}#{seen[c.name]}"))
     return out
 
 

@@ -32,6 +32,21 @@ def test_cli_reports_ratios_to_the_reference(tmp_path, capsys):
     assert "ratio" in capsys.readouterr().out
 
 
+def test_two_files_of_one_name_are_timed_on_their_own_rows(tmp_path, plumbing_model):
+    """a/model.onnx and b/model.onnx used to share one timing (keyed by name): the second hid the first."""
+    import shutil
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        shutil.copy(plumbing_model, tmp_path / d / "model.onnx")
+    out = tmp_path / "lat.json"
+    rc = latency.main(["--onnx", str(tmp_path / "a" / "model.onnx"), "--onnx", str(tmp_path / "b" / "model.onnx"),
+                       "--threads", "1", "--rounds", "2", "--calls", "2", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["name"] for r in rows] == [latency.REFERENCE, "model.onnx", "model.onnx#2"]
+
+
 @pytest.mark.parametrize("argv", [["--threads", "0"], ["--threads", "x"], ["--onnx", "/nonexistent.onnx"],
                                   ["--rounds", "0"]])
 def test_cli_usage_errors(argv, capsys):
