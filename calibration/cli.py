@@ -1,6 +1,6 @@
 """``fa-calib``: build a calibration (or validation) set from your own images or video.
 
-    fa-calib SRC --model MODEL.onnx --out calib.npz [--max N] [--every K] [--detector haar|FILE.onnx]
+    fa-calib SRC --model MODEL.onnx --out calib.npz [--max N] [--every K] [--detector blazeface|haar|FILE.onnx]
 
 SRC is a folder of images (searched recursively), one image, or a video. Faces are found with the
 runtime's detector and cropped with the model's preprocessing (read from MODEL.onnx's sidecar), so
@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int_at_least(1), default=256, help="at most this many faces (default 256)")
     p.add_argument("--every", type=int_at_least(1), default=5, help="video: take every K-th frame (default 5)")
     p.add_argument("--detector", default=DEFAULT_DETECTOR,
-                   help="'haar' (default, OpenCV) or a YuNet/SCRFD ONNX file (name must contain yunet/scrfd)")
+                   help=f"'blazeface' (the shipped CNN), 'haar' (OpenCV's cascade) or a YuNet/SCRFD ONNX file (name "
+                        f"must contain yunet/scrfd); default {DEFAULT_DETECTOR!r}")
     p.add_argument("--spread-yaw", action="store_true",
                    help="run the model on the crops and keep a set spread over its predicted yaw")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
