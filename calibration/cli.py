@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.cli_errors import exit_codes_help, int_at_least, stops_cleanly
-
+from fa3d.runtime.detectors.registry import DETECTOR_HELP
 from fa3d.runtime.policy import DEFAULT_DETECTOR
 
 
@@ -50,8 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int_at_least(1), default=256, help="at most this many faces (default 256)")
     p.add_argument("--every", type=int_at_least(1), default=5, help="video: take every K-th frame (default 5)")
     p.add_argument("--detector", default=DEFAULT_DETECTOR,
-                   help=f"'blazeface' (the shipped CNN), 'haar' (OpenCV's cascade) or a YuNet/SCRFD ONNX file (name "
-                        f"must contain yunet/scrfd); default {DEFAULT_DETECTOR!r}")
+                   help=f"face detector: {DETECTOR_HELP}; default {DEFAULT_DETECTOR!r}")
     p.add_argument("--spread-yaw", action="store_true",
                    help="run the model on the crops and keep a set spread over its predicted yaw")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -86,7 +85,7 @@ def _main(args) -> int:
                            spread_by_yaw, yaw_histogram)
     try:
         config = read_sidecar(args.model).preprocess
-        from fa3d.runtime.detect import make_detector
+        from fa3d.runtime.detectors import make_detector
         det_obj = make_detector(args.detector)
 
         def detector(img: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ Steps: read ``mediapipe/modules/face_detection/face_detection_short_range.tflite
 ``mediapipe==0.10.21`` wheel (newer wheels ship no .tflite files); convert it with ``tflite2onnx`` (opset 11,
 NCHW input); make the batch dimension dynamic (the four output Reshapes get shape ``[0, -1, k]``) and check
 the graph; verify (1) the raw outputs against the TFLite interpreter (``ai-edge-litert``) on random inputs and
-the bundled sample portrait, and (2) the decoded detections (:mod:`fa3d.runtime.blazeface`, the whole
+the bundled sample portrait, and (2) the decoded detections (:mod:`fa3d.runtime.detectors.blazeface`, the whole
 frame as one window) against MediaPipe's own FaceDetection solution on the portrait (box IoU >= 0.9, score
 within 0.02: MediaPipe resizes bilinearly, fa3d with pixel-area averaging, so the boxes differ by a few
 pixels); then write the ONNX, the Apache-2.0 licence text
@@ -144,7 +144,7 @@ def mediapipe_reference(portrait: Path) -> dict:
 def verify(onnx_path: Path, tflite: Path, portrait: Path) -> dict:
     import onnxruntime as ort
 
-    from fa3d.runtime.blazeface_detector import BlazeFaceDetector
+    from fa3d.runtime.detectors.blazeface_detector import BlazeFaceDetector
 
     x = test_inputs(portrait)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -155,7 +155,7 @@ def verify(onnx_path: Path, tflite: Path, portrait: Path) -> dict:
               "inputs": "the sample portrait resized to 128x128 and 4 uniform-noise images, batch of 5"}
     import cv2
 
-    from fa3d.runtime.track import box_iou
+    from fa3d.runtime.boxes import box_iou
 
     img = cv2.imread(str(portrait))
     ref = mediapipe_reference(portrait)

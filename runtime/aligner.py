@@ -43,7 +43,7 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .camera import DEFAULT_EYE_SPAN_M, CameraIntrinsics, solve_head_pose
-from .detect import FaceDetector, make_detector
+from .detectors import FaceDetector, as_detector, make_detector
 from .policy import (DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, DEFAULT_POSE_SOURCE, MAX_FACES_PER_CALL,
                      POSE_SOURCES)
 from .pose import matrix_to_6d, matrix_to_euler, reported_rotation, rotation_from_6d
@@ -84,7 +84,7 @@ def _check_option_values(o: "FaceAlignerOptions") -> None:
     if o.num_threads is not None and not (_is_int(o.num_threads) and o.num_threads >= 1):
         raise bad("num_threads", "an integer >= 1 or None")
     if not isinstance(o.detector, (str, os.PathLike)) or not str(o.detector):
-        raise bad("detector", "'haar' or a detector ONNX path")
+        raise bad("detector", "a detector name ('blazeface', 'haar') or a detector ONNX path")
     if not (_is_int(o.det_every_n) and o.det_every_n >= 1):
         raise bad("det_every_n", "an integer >= 1")
     if not (_is_int(o.max_faces) and 1 <= o.max_faces <= MAX_BOXES_PER_CALL):
@@ -157,7 +157,7 @@ class FaceAlignerOptions:
     num_threads: int | None = None  # ONNX Runtime intra-op threads (None = its default)
     mode: RunningMode = RunningMode.IMAGE  # a RunningMode or its value ("image", "video", "live_stream")
     detector: str = DEFAULT_DETECTOR  # "blazeface" (shipped CNN), "haar", or a YuNet / SCRFD ONNX path
-    det_every_n: int = DEFAULT_DET_EVERY  # video: run the detector at least every N frames
+    det_every_n: int = DEFAULT_DET_EVERY  # video: a sweep of the frame for new faces at least every N frames
     min_confidence: float = 0.5  # faces below it are not reported; in video mode they trigger detection
     max_faces: int = DEFAULT_MAX_FACES
     smoothing: OneEuroOptions = field(default_factory=OneEuroOptions)  # off by default
@@ -194,10 +194,11 @@ class _TrackSmoother:
 class FaceAligner:
     def __init__(self, backend: Backend, options: FaceAlignerOptions = FaceAlignerOptions(),
                  detector: FaceDetector | None = None) -> None:
-        """Wrap an open backend. ``detector`` overrides ``options.detector`` (any object with ``detect``)."""
+        """Wrap an open backend. ``detector`` overrides ``options.detector``: a
+        :class:`~fa3d.runtime.detectors.FaceDetector`, or any object with ``detect(image) -> Detections``."""
         self.backend = backend
         self.options = options
-        self._detector = detector
+        self._detector = None if detector is None else as_detector(detector)
         self._lock = threading.Lock()
         self._tracker: FaceTracker | None = None
         self._smoothers: dict[int, _TrackSmoother] = {}
@@ -229,7 +230,7 @@ class FaceAligner:
     @property
     def detector(self) -> FaceDetector:
         if self._detector is None:
-            self._detector = make_detector(self.options.detector)
+            self._detector = as_detector(make_detector(self.options.detector))
         return self._detector
 
     # ------------------------------------------------------------------ public calls

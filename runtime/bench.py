@@ -25,8 +25,8 @@ Text output::
 
 ``--json OUT``: ``{"machine": {...}, "model": [rows as above], "pipeline": <summary> | null}``.
 
-Exit codes: 0 done, 2 usage (also --json naming an input), 3 video not found, 4 model cannot be loaded,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+Exit codes: 0 done, 2 usage (also --json naming an input, an unknown --detector), 3 video not found, 4 model
+or --detector file cannot be loaded, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 
 PyTorch rows (``--checkpoint``) come from ``fa-bench-torch``, the same command with a PyTorch timer plugged in
 (:mod:`fa3d.training.bench_torch`): the runtime never imports torch or the training package, so plain
@@ -47,6 +47,7 @@ import numpy as np
 
 from .cli_errors import EXIT_USAGE, check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
+from .detectors.registry import DETECTOR_HELP
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
 from .timing import summarize_ms, time_calls
 
@@ -92,8 +93,8 @@ def build_parser(prog: str = "fa-bench") -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int_at_least(1), help="pipeline: at most this many frames")
     p.add_argument("--max-faces", type=int_at_least(1, MAX_FACES_PER_CALL), default=DEFAULT_MAX_FACES, help="pipeline: track at most this many faces")
     p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
-                   help="pipeline: run the detector at least every N frames")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR, help="pipeline: 'blazeface' (the shipped CNN), 'haar' or a YuNet / SCRFD ONNX file")
+                   help="pipeline: look for new faces over the whole frame at least every N frames")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"pipeline: face detector: {DETECTOR_HELP}")
     p.add_argument("--json", dest="json_out", help="write all figures as JSON (atomically)")
     return p
 
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
 def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
     from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
     from .default_model import DefaultModelMissing, sample_clip_path
+    from .detectors import DetectorError
     from .frame_loop import run_pipeline
     from .sources import SourceError, open_source
 
@@ -209,6 +211,11 @@ def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
         options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode=mode,
                                      max_faces=args.max_faces, det_every_n=args.det_every, detector=args.detector)
         with FaceAligner.from_artifact(model, options) as aligner:
+            try:
+                aligner.detector  # load it now: a bad --detector is reported before any timing
+            except ValueError as e:  # an unknown --detector name
+                print(f"fa-bench: error: --detector: {e}", file=sys.stderr)
+                return EXIT_USAGE, None
             if args.warmup:
                 with open_source(video) as src:
                     run_pipeline(aligner, src, track=not args.no_track, max_frames=args.warmup)
@@ -218,6 +225,9 @@ def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
     except (SourceError, DefaultModelMissing) as e:
         print(f"fa-bench: error: {e}", file=sys.stderr)
         return 3, None
+    except DetectorError as e:  # a --detector file missing, corrupt or not the network it says
+        print(f"fa-bench: error: --detector: {e}", file=sys.stderr)
+        return 4, None
     summary = report.summary()
     summary.update({"video": str(video), "tracking": not args.no_track, "model": str(model),
                     "max_faces": args.max_faces, "det_every_n": args.det_every, "detector": args.detector,

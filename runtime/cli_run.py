@@ -35,7 +35,8 @@ written so far are kept as valid, shorter files, the timings are printed and the
 error the video and the JSON lines are removed (images already written to an output folder stay).
 
 Exit codes: 0 done; 2 usage error; 3 source not found / cannot be opened / nothing decodable;
-4 model or sidecar missing, invalid or incompatible (wrong TensorRT version, GPU or metadata schema);
+4 model or sidecar missing, invalid or incompatible (wrong TensorRT version, GPU or metadata schema), or a
+--detector file missing, corrupt or not the network its name says;
 5 an output cannot be written (or would overwrite the input: refused before anything runs, exit 2);
 130 interrupted (Ctrl-C); 143 terminated (SIGTERM, e.g. ``docker stop``, systemd): finalised like Ctrl-C.
 In an image folder, an image that cannot be decoded or is too small to hold a face is skipped and counted.
@@ -53,6 +54,7 @@ from pathlib import Path
 from . import cli_errors
 from .cli_errors import float_in, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
+from .detectors.registry import DETECTOR_HELP, is_builtin
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
 
 EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT = 0, 2, 3, 4, 5
@@ -62,7 +64,7 @@ _POSITIVE = float_in(0.0, 1e6, low_open=True)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fa-run", description=__doc__.split("\n\n")[0],
-                                epilog="Exit codes: 0 ok, 2 usage, 3 source, 4 model/sidecar, 5 output, "
+                                epilog="Exit codes: 0 ok, 2 usage, 3 source, 4 model/sidecar/detector file, 5 output, "
                                        "130 interrupted (Ctrl-C), 143 terminated (SIGTERM; outputs finalised as on Ctrl-C). The JSON-lines schema is in `python -m pydoc "
                                        "fa3d.runtime.cli_run`.",
                                 formatter_class=HelpFormatter)
@@ -83,11 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt", "auto"],
                    help="ONNX Runtime execution provider (ignored for --engine)")
     p.add_argument("--threads", type=int_at_least(1), help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice)")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR,
-                   help="'blazeface' (the shipped CNN, MediaPipe BlazeFace short range), 'haar' (OpenCV's "
-                        "cascade: frontal faces only) or a YuNet / SCRFD ONNX file")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector: {DETECTOR_HELP}")
     p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
-                   help="run the detector at least every N frames")
+                   help="look for new faces over the whole frame (BlazeFace: a sweep spread over the frames "
+                        "between; other detectors: on one frame) at least every N frames")
     p.add_argument("--min-confidence", type=float_in(0.0, 1.0), default=0.5, help="drop faces below this confidence")
     p.add_argument("--max-faces", type=int_at_least(1, MAX_FACES_PER_CALL), default=DEFAULT_MAX_FACES,
                    help="track at most this many faces")
@@ -125,7 +126,7 @@ def _check_args(args) -> str | None:
     if args.intrinsics and args.fov:
         return "give --intrinsics or --fov, not both"
     inputs = [args.source, args.model, args.engine, args.intrinsics,
-              None if args.detector in ("haar", "blazeface") else args.detector]
+              None if is_builtin(args.detector) else args.detector]
     if args.source is None and args.camera is None:  # the bundled sample clip is an input too
         from .default_model import DefaultModelMissing, sample_clip_path
 
@@ -156,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args, guard) -> int:
     from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
     from .backends import BackendError
-    from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
     from .camera import CameraIntrinsics
+    from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
+    from .detectors import DetectorError
     from .metadata import MetadataError
     from .outputs import output_kind
     from .smoothing import OneEuroOptions
@@ -206,8 +208,11 @@ def _main(args, guard) -> int:
             return EXIT_MODEL
         with aligner:
             try:
-                aligner.detector  # load it now: a bad --detector is a usage error, reported up front
-            except (ValueError, FileNotFoundError, RuntimeError) as e:
+                aligner.detector  # load it now: a bad --detector is reported up front
+            except DetectorError as e:  # a detector file missing, corrupt or not the network it says
+                _err(f"--detector: {e}")
+                return EXIT_MODEL
+            except ValueError as e:  # an unknown name
                 _err(f"--detector: {e}")
                 return EXIT_USAGE
             try:
@@ -215,7 +220,7 @@ def _main(args, guard) -> int:
             except SourceError as e:
                 _err(str(e))
                 return EXIT_SOURCE
-            except BackendError as e:  # an artifact that loaded but returns what it should not
+            except (BackendError, DetectorError) as e:  # an artifact that loaded but returns what it should not
                 _err(str(e))
                 return EXIT_MODEL
             except OSError as e:

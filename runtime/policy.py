@@ -24,10 +24,9 @@ TRT_STRONGLY_TYPED_ONLY = Version("11")
 #: TensorRT [first, last) without DLA support: 11.0 to 11.3.
 TRT_NO_DLA = (Version("11.0"), Version("11.4"))
 
-#: The face detector used when none is named: the shipped BlazeFace CNN (see fa3d.runtime.blazeface_detector);
-#: "haar" is OpenCV's cascade (see fa3d.runtime.detect).
+#: The face detector used when none is named: the shipped BlazeFace CNN (every name: fa3d.runtime.detectors.registry).
 DEFAULT_DETECTOR = "blazeface"
-#: Video and live modes: run the detector at least every N frames (tracking fills the frames between).
+#: Video and live modes: a sweep of the frame for new faces at least every N frames (tracking fills the frames between).
 DEFAULT_DET_EVERY = 10
 #: Video and live modes: track at most this many faces.
 DEFAULT_MAX_FACES = 4

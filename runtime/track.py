@@ -1,35 +1,37 @@
-"""Multi-face tracking: boxes from the previous frame's landmarks, checked every frame, the full detector now and then.
+"""Multi-face tracking: boxes from the previous frame's landmarks, checked every frame, the detector's scan for new faces.
 
 Per frame, :meth:`FaceTracker.boxes_for_frame` returns one tight face box per live track. A track's box is
 the tight box of its previous landmarks (:func:`fa3d.runtime.preprocess.landmark_box`). Tracks are checked
 so that a face that is gone (a cut, an occlusion, a person leaving) is dropped at once:
 
-* **region check** (detectors with ``check_regions``, e.g. the default BlazeFace; every ``verify_every``
-  frames): one batched detector call on a window about twice the size of each track's box (BlazeFace checks
-  at a score of 0.45, below the 0.55 that starts a track: keeping a face needs less evidence). No face there:
-  the track is dropped and the full detector runs on this same frame. A face there whose box overlaps the
-  track's box by less than ``switch_iou``: another face took the place (the track is dropped; the face
-  starts a new track with a new ID). Overlap below ``trust_iou``: the track restarts from the detector's box;
-  above it the box becomes the mean of the landmark box and the detector's (``anchor_weight`` 0.5): the
+* **region check** (detectors that declare ``region_check``, e.g. the default BlazeFace; every
+  ``verify_every`` frames): one detector call on a window about twice the size of each track's box. No face
+  there: the track is dropped and the detector searches this same frame. A face there whose box overlaps
+  the track's by less than ``switch_iou``: another face took the place (the track is dropped; the face
+  starts a new track with a new ID). Overlap below ``trust_iou``: the track restarts from the detector's
+  box; above it the box becomes the mean of the landmark box and the detector's (``anchor_weight``): the
   landmark box alone drifts frame after frame on some faces (the crop comes from the previous landmarks,
-  whose errors feed back); on the acceptance clips (``fa3d.training.face_clips``, seeds 0 and 1) the mean
-  raised the frames within 7 % NME from 90.0 / 86.9 % to 94.1 / 91.2 % (1280x720 / 640x480).
+  whose errors feed back).
 * **model confidence** below ``min_confidence`` and **agreement** (the new landmarks' box overlapping the
-  box the crop was made from by less than ``agree_iou``): a miss; the full detector runs on the next frame
-  and a track it does not confirm is dropped; ``max_misses`` misses in a row drop it in any case. A new
-  track whose first alignment is not confident is dropped at once (a false detection), without a
-  re-detection.
+  box the crop was made from by less than ``agree_iou``): a miss; ``max_misses`` misses in a row drop the
+  track. With a detector that looks at the whole frame per call, a miss also runs the detector on the next
+  frame, and a track it does not confirm is dropped. A new track whose first alignment is not confident is
+  dropped at once (a false detection), without a re-detection.
 * a track at most two frames old that the region check does not confirm was a false detection: it is
   dropped without a re-detection, and detections on its place start no track for ``det_every_n`` frames
   (false detections are specific to one scale; the region check sees the place at another).
-* the full detector (``scan`` when the detector has it: a work-bounded sweep) also runs when there is no
-  track and every ``det_every_n`` frames, to find new faces.
+* **new faces**: a detector that ``sweeps`` (BlazeFace) is scanned on every frame, a bounded step of a sweep
+  over the frame spread over ``det_every_n`` frames (``search=True``, a larger step from the coarse scales,
+  while no face is tracked or when one was just lost): no frame pays for a whole scan. Other detectors
+  (Haar, YuNet, SCRFD) look at the whole frame when there is no track, when a face was lost or missed, and
+  every ``det_every_n`` frames.
 
 Detections are matched to tracks by IoU (greedy, best first); a track left unmatched that still overlaps
 an unmatched detection (IoU >= ``reanchor_iou``) has drifted off its face and restarts from that detection,
 keeping its ID; the remaining unmatched detections start new tracks with fresh IDs (IDs are never reused);
 tracks that converge on the same face are merged (the older ID survives). A new person who appears exactly
-where the previous one was, at the same size, keeps the track ID: there is no appearance model.
+where the previous one was, at the same size, keeps the track ID: there is no appearance model. The
+settings were chosen on the acceptance clips (docs/detection-tracking.md).
 """
 
 from __future__ import annotations
@@ -38,26 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .detect import FaceDetector
+from .boxes import box_iou, iou_matrix
+from .detectors.base import FaceDetector
 from .preprocess import landmark_box
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU (len(a), len(b)) of boxes x1, y1, x2, y2."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda c: (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two (4,) boxes x1, y1, x2, y2 (0 when they do not overlap)."""
-    return float(iou_matrix(a, b)[0, 0])
 
 
 def _greedy_pairs(ious: np.ndarray, threshold: float, matched_t: set[int], matched_d: set[int]):
@@ -82,7 +67,7 @@ class TrackerOptions:
     reanchor_iou: float = 0.1
     merge_iou: float = 0.6
     max_misses: int = 2
-    verify_every: int = 1  # region check every N frames (0 = never); needs a detector with check_regions
+    verify_every: int = 1  # region check every N frames (0 = never); for detectors that declare region_check
     switch_iou: float = 0.3
     trust_iou: float = 0.45
     agree_iou: float = 0.5
@@ -136,11 +121,10 @@ class FaceTracker:
     def _verify(self, image_bgr: np.ndarray) -> bool:
         """The region check; True when a track was dropped (the full detector must run now)."""
         o = self.options
-        check = getattr(self.detector, "check_regions", None)
-        if (check is None or not self._tracks or o.verify_every == 0
+        if (not self.detector.region_check or not self._tracks or o.verify_every == 0
                 or self._frame % o.verify_every != 0):
             return False
-        found = check(image_bgr, np.array([t.box for t in self._tracks]))
+        found = self.detector.check_regions(image_bgr, np.array([t.box for t in self._tracks]))
         self.region_checks += 1
         keep, new, lost = [], [], False
         for t, b, sc in zip(self._tracks, np.asarray(found.boxes, np.float64), np.asarray(found.scores)):
@@ -170,24 +154,26 @@ class FaceTracker:
         return lost
 
     def boxes_for_frame(self, image_bgr: np.ndarray) -> tuple[np.ndarray, list[int], bool]:
-        """Tight boxes (K, 4) and track IDs for this frame, and whether the full detector ran."""
+        """Tight boxes (K, 4) and track IDs for this frame, and whether the detector scanned it."""
         detected = False
         self._rejected = [(b, until) for b, until in self._rejected if until > self._frame]
         lost = self.detector is not None and self._verify(image_bgr)
         self._frame += 1
-        if self.detector is not None and (lost or self.needs_detection()):
-            scan = getattr(self.detector, "scan", None)
-            dets = scan(image_bgr) if scan is not None else self.detector.detect(image_bgr)
+        if self.detector is not None and (self.detector.sweeps or lost or self.needs_detection()):
+            search = lost or not self._tracks
+            dets = self.detector.scan(image_bgr, search=search, spread=self.options.det_every_n)
             self.detector_calls += 1
             boxes = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
-            self._match(boxes, np.asarray(dets.scores, np.float64).reshape(-1))
+            # a step of a sweep sees part of the frame: not seeing a track there says nothing about it
+            self._match(boxes, np.asarray(dets.scores, np.float64).reshape(-1),
+                        drop_unconfirmed=not self.detector.sweeps)
             self._since_detect = 0
             detected = True
         self._since_detect += 1
         boxes = np.array([t.box for t in self._tracks], dtype=np.float64).reshape(-1, 4)
         return boxes, self.track_ids, detected
 
-    def _match(self, dets: np.ndarray, scores: np.ndarray) -> None:
+    def _match(self, dets: np.ndarray, scores: np.ndarray, drop_unconfirmed: bool = True) -> None:
         o = self.options
         ious = iou_matrix([t.box for t in self._tracks], dets)
         matched_t: set[int] = set()
@@ -203,7 +189,8 @@ class FaceTracker:
             self._tracks[ti].box = dets[di].copy()
             self._tracks[ti].misses = 0
         # tracks with low confidence that the detector did not confirm are dropped
-        self._tracks = [t for i, t in enumerate(self._tracks) if i in matched_t or t.misses == 0]
+        if drop_unconfirmed:
+            self._tracks = [t for i, t in enumerate(self._tracks) if i in matched_t or t.misses == 0]
         rejected = np.array([b for b, _ in self._rejected]).reshape(-1, 4)
         for di in range(len(dets)):
             if di in matched_d or (len(rejected) and iou_matrix(dets[di], rejected).max() >= 0.5):

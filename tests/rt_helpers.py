@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fa3d.runtime.detect import Detections
+from fa3d.runtime.detectors import DetectorBase, Detections
 from fa3d.runtime.metadata import ArtifactMetadata, write_metadata
 from fa3d.runtime.preprocess import PreprocessConfig
 from fa3d.runtime.schema import mean_shape
@@ -136,7 +136,7 @@ def write_blob_video(path: Path, n_frames: int = 30, size=(640, 480), fps: float
     return path
 
 
-class BlobDetector:
+class BlobDetector(DetectorBase):
     """TEST-ONLY detector: bright connected components of face size -> boxes (not a face detector)."""
 
     def __init__(self) -> None:

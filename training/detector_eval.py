@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fa3d.runtime.track import iou_matrix
+from fa3d.runtime.boxes import iou_matrix
 
 from .face_paste import BACKGROUNDS, YAW_BINS, apply_affine, background, load_faces, paste, yaw_bin
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the figures as JSON here")
     args = p.parse_args(argv)
-    from fa3d.runtime.detect import make_detector
+    from fa3d.runtime.detectors import make_detector
 
     faces = load_faces(args.data, "val")
     dets = {name: make_detector(name) for name in args.detectors.split(",")}

@@ -5,7 +5,7 @@
 Each crop is pasted (:mod:`fa3d.training.face_paste`) onto a 320x320 clutter background with a random
 tight-box width of 60-160 px at a random position, the detector (``mapping=None``: its own boxes) runs
 over the frame, the detection overlapping the pasted face's tight box best (IoU >= 0.2) is paired with
-it, and :meth:`fa3d.runtime.detect.BoxMapping.fit` (medians) gives the mapping. Also prints the p10-p90
+it, and :meth:`fa3d.runtime.boxes.BoxMapping.fit` (medians) gives the mapping. Also prints the p10-p90
 spread, the median IoU before/after mapping, and the mapping per yaw bin. Development only: reads
 research data, writes nothing.
 """
@@ -18,8 +18,8 @@ import sys
 
 import numpy as np
 
-from fa3d.runtime.detect import BoxMapping
-from fa3d.runtime.track import iou_matrix
+from fa3d.runtime.boxes import BoxMapping
+from fa3d.runtime.boxes import iou_matrix
 
 from .face_paste import YAW_BINS, apply_affine, background, load_faces, paste, yaw_bin
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=2000, help="number of random crops")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    from fa3d.runtime.blazeface_detector import BlazeFaceDetector
+    from fa3d.runtime.detectors.blazeface_detector import BlazeFaceDetector
 
     faces = load_faces(args.data, args.split)
     rng = np.random.default_rng(args.seed)

@@ -79,7 +79,7 @@ def make_clip(faces, out: Path, size: tuple[int, int], face_px: float, max_yaw: 
 
 
 def _best_face(faces: list[dict], truth_box: np.ndarray):
-    from fa3d.runtime.track import iou_matrix
+    from fa3d.runtime.boxes import iou_matrix
 
     if not faces:
         return None

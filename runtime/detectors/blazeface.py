@@ -1,17 +1,17 @@
 """MediaPipe BlazeFace (short range) decoding: anchors, boxes with six keypoints, sigmoid scores, weighted NMS.
 
-The network (``assets/detector/blazeface_short_range.onnx``, converted from ``mediapipe==0.10.21`` by
-:mod:`fa3d.export.detector_convert`) takes ``(B, 3, 128, 128)`` float32 RGB in [-1, 1] and returns
-``regressors`` (B, 896, 16) and ``classificators`` (B, 896, 1). The anchor and decoding settings are those of
-MediaPipe's ``face_detection_short_range`` graph (SsdAnchorsCalculator, TensorsToDetectionsCalculator):
-strides 8 and 16 with 2 and 6 anchors per cell (16x16x2 + 8x8x6 = 896), fixed anchor size, centres at
-cell centres; per anchor ``dx, dy, w, h`` then six keypoints ``(x, y)`` in input pixels relative to the anchor
-centre; score = sigmoid(clip(logit, -100, 100)); weighted NMS at IoU 0.3.
+The network (``assets/detector/blazeface_short_range.onnx``, converted once from ``mediapipe==0.10.21``: see
+docs/detection-tracking.md) takes ``(B, 3, 128, 128)`` float32 RGB in [-1, 1] and returns ``regressors``
+(B, 896, 16) and ``classificators`` (B, 896, 1). The anchor and decoding settings are those of MediaPipe's
+``face_detection_short_range`` graph (SsdAnchorsCalculator, TensorsToDetectionsCalculator): strides 8 and 16
+with 2 and 6 anchors per cell (16x16x2 + 8x8x6 = 896), fixed anchor size, centres at cell centres; per anchor
+``dx, dy, w, h`` then six keypoints ``(x, y)`` in input pixels relative to the anchor centre;
+score = sigmoid(clip(logit, -100, 100)); weighted NMS at IoU 0.3.
 
 Keypoints, in this order (the person's right/left): right eye, left eye, nose tip, mouth centre,
 right ear tragion, left ear tragion.
 
-This module only decodes (numpy); :mod:`fa3d.runtime.blazeface_detector` runs the network over a frame.
+This module only decodes (numpy); :mod:`fa3d.runtime.detectors.blazeface_detector` runs the network over a frame.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..boxes import weighted_nms as boxes_weighted_nms
 
 INPUT_SIZE = 128
 NUM_KEYPOINTS = 6
@@ -75,41 +77,11 @@ def decode(regressors: np.ndarray, logits: np.ndarray, score_threshold: float,
     return RawDetections(boxes, kps, s[keep])
 
 
-def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
-    union = area(box) + area(boxes) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def weighted_nms(dets: RawDetections, iou_threshold: float = 0.3, max_out: int | None = None) -> RawDetections:
-    """MediaPipe's WEIGHTED non-maximum suppression: the best remaining detection and every one overlapping
-    it above ``iou_threshold`` form a cluster; the output is the score-weighted mean of the cluster's boxes
-    and keypoints with the best score. Best first."""
+    """MediaPipe's weighted NMS (:func:`fa3d.runtime.boxes.weighted_nms`) of decoded detections, best first."""
     if len(dets) == 0:
         return dets
-    order = np.argsort(-dets.scores, kind="stable")
-    boxes, kps, scores = dets.boxes[order], dets.keypoints[order], dets.scores[order]
-    alive = np.ones(len(scores), bool)
-    out_b, out_k, out_s = [], [], []
-    for i in range(len(scores)):
-        if not alive[i]:
-            continue
-        idx = np.flatnonzero(alive)
-        members = idx[_iou_one(boxes[i], boxes[idx]) > iou_threshold]
-        members = np.union1d(members, [i])
-        w = scores[members][:, None]
-        out_b.append((boxes[members] * w).sum(0) / w.sum())
-        out_k.append((kps[members] * w[:, :, None]).sum(0) / w.sum())
-        out_s.append(scores[i])
-        alive[members] = False
-        if max_out is not None and len(out_s) >= max_out:
-            break
-    return RawDetections(np.array(out_b), np.array(out_k), np.array(out_s))
+    return RawDetections(*boxes_weighted_nms(dets.boxes, dets.keypoints, dets.scores, iou_threshold, max_out))
 
 
 def concat(parts: list[RawDetections]) -> RawDetections:

@@ -1,18 +1,25 @@
-"""The default face detector: BlazeFace short range (:mod:`fa3d.runtime.blazeface`) over a frame of any size.
+"""The default face detector: BlazeFace short range (:mod:`.blazeface`) over a frame of any size, in bounded memory.
 
 The network sees 128x128 pixels and finds faces from about ``MIN_FACE_IN_INPUT`` pixels to the whole input.
 A frame is covered by a pyramid of square windows (:func:`plan_windows`): the whole frame letterboxed to a
 square (zero padding, as MediaPipe does), then tiles shrinking by a constant factor of at most 2 per level,
-down to the tile side at which a face of ``min_face`` frame pixels is still ``MIN_FACE_IN_INPUT`` input pixels. Tiles of a level
-overlap by the largest face that the level above cannot see, so every face lies whole inside some window
-of the level responsible for its size. All windows of a call go through ONNX Runtime in one batch;
-detections are mapped back to the frame, detections cut by a tile edge are dropped, and the rest are merged
-by MediaPipe's weighted NMS. Work per call is bounded by ``max_windows``: :meth:`BlazeFaceDetector.detect`
-runs every window (use it for single images), :meth:`BlazeFaceDetector.scan` (used by the tracker) runs the
-coarse levels every call and the finer tiles in turn, so a full sweep of a large frame spreads over a few calls.
-:meth:`BlazeFaceDetector.check_regions` looks again at known faces (the tracker's region check).
+down to the tile side at which a face of ``min_face`` frame pixels is still ``MIN_FACE_IN_INPUT`` input
+pixels. Tiles of a level overlap by the largest face that the level above cannot see, so every face lies
+whole inside some window of the level responsible for its size. Detections are mapped back to the frame,
+those cut by a tile edge are dropped, and the rest are merged by MediaPipe's weighted NMS.
 
-Boxes are mapped to the tight 68-landmark box by :data:`BLAZE_TO_TIGHT` (how it was measured: see there).
+Memory does not grow with the frame: windows go through the network in batches of at most
+``batch_windows`` (one :class:`~.session.DetectorSession` call each), each window is cut and converted to RGB
+on its own (no full-frame copy), and the pending detections are merged whenever they pass ``max_pending``.
+
+Work per call: :meth:`BlazeFaceDetector.detect` runs every window (single images). :meth:`BlazeFaceDetector.scan`
+(the tracker's, once per video frame) runs one step of a sweep: a sweep is the coarse levels (the downscaled
+frame) and, in turn, a share of the fine tiles, at most ``max_windows`` windows, spread over ``spread``
+calls; ``search=True`` (no face tracked, or one just lost) restarts the sweep at the coarse levels with a
+step of at least ``search_windows``. So no frame pays for a whole pyramid: the stalls of a full scan are
+spread over frames. :meth:`BlazeFaceDetector.check_regions` looks again at known faces (the tracker's
+region check). Boxes are mapped to the tight 68-landmark box by :data:`BLAZE_TO_TIGHT`. The measurements
+behind the constants are in docs/detection-tracking.md.
 """
 
 from __future__ import annotations
@@ -25,23 +32,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .blazeface import INPUT_SIZE, RawDetections, concat, decode, weighted_nms
-from .detect import BoxMapping, Detections
-from .track import iou_matrix
+from ..boxes import BoxMapping, iou_matrix
+from .base import DetectorBase, DetectorError, Detections
+from .blazeface import ANCHORS, INPUT_SIZE, RawDetections, concat, decode, weighted_nms
+from .session import DetectorSession, OrtSession
 
-#: smallest face (tight-box width) the short-range network finds reliably, in input pixels. Measured on 150
-#: aflw19k val faces pasted on 128x128 clutter (one window): found 1 % at 10 px, 45 % at 14, 82 % at 18,
-#: 89 % at 22, 93 % at 28, 98 % at 40, 97 % at 64, 96 % at 96 and 87 % at 120 px (the crop filling the input)
+#: the smallest face (tight-box width) the network finds reliably, in input pixels (docs/detection-tracking.md)
 MIN_FACE_IN_INPUT = 22.0
 MODEL_FILE = "detector/blazeface_short_range.onnx"
 
-#: BlazeFace box -> tight 68-landmark box, measured by ``python -m fa3d.training.detector_fit
-#: ../shared/data/aflw19k --n 1500`` (seed 0): 1,500 random aflw19k *train* crops pasted on 320x320 clutter
-#: backgrounds at tight-box widths of 60-160 px, this detector's own boxes (the whole pyramid) paired with the
-#: tight box of the teacher's 68 points; 1,481 faces detected (all yaws), medians. The landmark box is a
-#: little lower and smaller than BlazeFace's: dy = +0.041 h, size 0.935 w x 0.947 h (p10-p90: dx -0.06..+0.04,
-#: dy -0.02..+0.09, width 0.85..1.05, height 0.86..1.11). Median IoU with the tight box 0.81 raw, 0.84 mapped
-#: (p10 0.72). Per yaw bin the height factor grows with yaw (0.92 at 0-30, 0.96 at 30-60, 1.04 at 60-90 deg).
+#: BlazeFace box -> tight 68-landmark box, measured on 1,500 aflw19k train faces (docs/detection-tracking.md)
 BLAZE_TO_TIGHT = BoxMapping(dx=-0.007, dy=0.041, sw=0.935, sh=0.947)
 
 
@@ -128,101 +128,130 @@ def _subset(d: RawDetections, keep: np.ndarray) -> RawDetections:
     return RawDetections(d.boxes[keep], d.keypoints[keep], d.scores[keep])
 
 
-class BlazeFaceDetector:
-    """BlazeFace short range on ONNX Runtime (CPU), any frame size, several faces; returns tight boxes.
+class BlazeFaceDetector(DetectorBase):
+    """BlazeFace short range, any frame size, several faces; returns tight boxes.
 
-    ``min_face``: smallest face (detector box width, about the tight box width) to look for, frame pixels;
-    ``max_windows``: the most network inputs per :meth:`scan` call (coarse levels always run);
+    ``session``: where the network runs, any :class:`~.session.DetectorSession` returning ``regressors`` and
+    ``classificators`` (default: ONNX Runtime on the CPU with ``model_path``, default the shipped file).
+    ``min_face``: smallest face (detector box width, about the tight box width) to look for, frame pixels.
+    ``score_threshold``: 0.55 for new faces (MediaPipe uses 0.5: over many windows false positives add up);
+    ``check_threshold``: 0.45 in the region check (keeping a known face needs less evidence than finding one).
+    ``batch_windows``: the most windows per network call. ``max_windows``: the windows of one sweep (coarse
+    levels and a share of the fine tiles); ``search_windows``: the least windows of a searching scan step.
+    ``max_pending``: raw detections held before they are merged (bounds memory on pathological frames).
     ``mapping=None`` leaves the detector's own boxes (for measuring the mapping).
-    ``score_threshold`` 0.55 rather than MediaPipe's 0.5: over a pyramid of many windows the false positives
-    add up. On 1280x720 face-free frames (8 of each background kind; aflw19k val faces for recall, 15 per
-    yaw bin at 40, 80 and 160 px) 0.5 / 0.55 / 0.6 gave 6.6 / 3.9 / 2.0 false positives per frame on the
-    mosaic of face-crop blocks (0.25 / 0.12 / 0.12 on clutter, 0 on noise); 0.6 lost up to 7 points of
-    recall at 60-90 degrees of yaw against 0.5, 0.55 lost nothing but on 40 px profile faces. On the first
-    1280x720 acceptance clip (``fa3d.training.face_clips``, seed 0, the tracker of that day) faces were found
-    in 96.9 % of frames at 0.6 and 99.7 % at 0.55.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, *, score_threshold: float = 0.55,
-                 nms_iou: float = 0.3, min_face: float = 40.0, max_windows: int = 24, threads: int | None = 1,
+    sweeps = True
+    region_check = True
+
+    def __init__(self, model_path: str | os.PathLike | None = None, *, session: DetectorSession | None = None,
+                 score_threshold: float = 0.55, nms_iou: float = 0.3, min_face: float = 40.0,
+                 max_windows: int = 24, search_windows: int = 8, batch_windows: int = 16,
+                 max_pending: int = 4096, threads: int | None = 1,
                  mapping: BoxMapping | None = BLAZE_TO_TIGHT, check_threshold: float = 0.45) -> None:
-        if model_path is None:
-            from .default_model import asset_path
+        if not 0.0 < score_threshold < 1.0 or min_face < 1:
+            raise ValueError("score_threshold must be in (0, 1) and min_face >= 1")
+        if min(max_windows, search_windows, batch_windows, max_pending) < 1:
+            raise ValueError("max_windows, search_windows, batch_windows and max_pending must be >= 1")
+        if session is None:
+            if model_path is None:
+                from ..default_model import asset_path
 
-            model_path = asset_path(MODEL_FILE)
-        path = Path(model_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: BlazeFace ONNX not found; reinstall fa3d or use --detector haar")
-        if not 0.0 < score_threshold < 1.0 or min_face < 1 or max_windows < 1:
-            raise ValueError("score_threshold must be in (0, 1), min_face >= 1 and max_windows >= 1")
-        from .backends.onnxrt import cpu_session
-
-        self._sess = cpu_session(path, threads=threads)
+                model_path = asset_path(MODEL_FILE)
+            if not Path(model_path).is_file():
+                raise DetectorError(f"{model_path}: BlazeFace ONNX not found; reinstall fa3d or use --detector haar")
+            session = OrtSession(model_path, what="BlazeFace", outputs=("regressors", "classificators"),
+                                 input_shape=(3, INPUT_SIZE, INPUT_SIZE), threads=threads)
+        self.session = session
+        self.batch_windows = min(batch_windows, session.max_batch or batch_windows)
         self.score_threshold, self.nms_iou, self.min_face = score_threshold, nms_iou, min_face
         self.check_threshold = check_threshold
-        self.max_windows, self.mapping = max_windows, mapping
+        self.max_windows, self.search_windows, self.max_pending = max_windows, search_windows, max_pending
+        self.mapping = mapping
         self._plans: dict[tuple[int, int], list[Window]] = {}
-        self._cursor = 0
+        self._cursor = 0  # the next fine tile of the rotation
+        self._queue: list[Window] = []  # what is left of the current sweep
+        self._searching = False
         self.last_windows = 0  # network inputs of the latest call
 
     def plan(self, width: int, height: int) -> list[Window]:
         key = (width, height)
         if key not in self._plans:
             self._plans = {key: plan_windows(width, height, self.min_face)}
-            self._cursor = 0
+            self._cursor, self._queue = 0, []
         return self._plans[key]
 
-    def _infer(self, rgb: np.ndarray, windows: list[Window], threshold: float | None = None) -> list[RawDetections]:
-        """Per window, its detections in frame pixels (one batched network call)."""
-        threshold = self.score_threshold if threshold is None else threshold
-        ins = [window_input(rgb, win) for win in windows]
-        x = np.stack([i[0] for i in ins]).astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0
-        reg, cls = self._sess.run(["regressors", "classificators"], {"input": x})
-        self.last_windows = len(windows)
-        out = []
-        for j, (_, m) in enumerate(ins):
-            d = decode(reg[j], cls[j], threshold)
-            out.append(_to_frame(d, m) if len(d) else d)
-        return out
+    def _outputs(self, image_bgr: np.ndarray, windows: list[Window], threshold: float):
+        """(window, its detections in frame pixels) for each window; the network runs on batches of at most
+        ``batch_windows`` windows, one session call each."""
+        for i in range(0, len(windows), self.batch_windows):
+            chunk = windows[i:i + self.batch_windows]
+            ins = [window_input(image_bgr, win) for win in chunk]
+            x = np.stack([a for a, _ in ins])[..., ::-1]  # BGR -> RGB, window by window (no frame copy)
+            x = x.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0
+            reg, cls = self.session.run(np.ascontiguousarray(x))
+            reg, cls = np.asarray(reg), np.asarray(cls)
+            if reg.shape != (len(chunk), len(ANCHORS), 16) or cls.size != len(chunk) * len(ANCHORS):
+                raise DetectorError(f"the BlazeFace network returned {reg.shape} and {cls.shape} for {len(chunk)} "
+                                    f"windows, expected ({len(chunk)}, {len(ANCHORS)}, 16) and ({len(chunk)}, "
+                                    f"{len(ANCHORS)}, 1); is the file the BlazeFace short-range model?")
+            self.last_windows += len(chunk)
+            for j, (win, (_, m)) in enumerate(zip(chunk, ins)):
+                d = decode(reg[j], cls[j], threshold)
+                yield win, (_to_frame(d, m) if len(d) else d)
 
-    def _run(self, rgb: np.ndarray, windows: list[Window]) -> RawDetections:
-        h, w = rgb.shape[:2]
-        parts = []
-        for win, d in zip(windows, self._infer(rgb, windows)):
+    def _run(self, image_bgr: np.ndarray, windows: list[Window]) -> RawDetections:
+        h, w = image_bgr.shape[:2]
+        pending: list[RawDetections] = []
+        count = 0
+        for win, d in self._outputs(image_bgr, windows, self.score_threshold):
             if len(d) and win.level > 0:
                 d = _subset(d, _inside_tile(d, win, w, h))
-            parts.append(d)
-        return weighted_nms(concat(parts), self.nms_iou)
+            if len(d):
+                pending.append(d)
+                count += len(d)
+            if count > self.max_pending:  # merge early: what is held stays bounded whatever the frame
+                pending = [weighted_nms(concat(pending), self.nms_iou)]
+                count = len(pending[0])
+        return weighted_nms(concat(pending), self.nms_iou)
 
     def detect_raw(self, image_bgr: np.ndarray, windows: list[Window] | None = None) -> RawDetections:
         """Detections in frame pixels with BlazeFace's own boxes and keypoints, best first (all windows)."""
         h, w = image_bgr.shape[:2]
         windows = self.plan(w, h) if windows is None else windows
-        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        return self._run(rgb, windows)
+        self.last_windows = 0
+        return self._run(image_bgr, windows)
 
     def _result(self, d: RawDetections) -> Detections:
         boxes = d.boxes if self.mapping is None else self.mapping.apply(d.boxes)
         return Detections(boxes.reshape(-1, 4), d.scores, keypoints=d.keypoints)
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
-        """Every face from ``min_face`` pixels up, in one call over the whole pyramid (tight boxes, best first)."""
+        """Every face from ``min_face`` pixels up, over the whole pyramid (tight boxes, best first)."""
         return self._result(self.detect_raw(image_bgr))
 
-    def scan(self, image_bgr: np.ndarray) -> Detections:
-        """Like :meth:`detect` with at most ``max_windows`` network inputs: the coarse levels that fit in
-        80 % of the budget run every call, the other windows in turn (a small face is found within a few
-        calls; the number of calls a full sweep takes is ``sweep_calls``)."""
+    def scan(self, image_bgr: np.ndarray, *, search: bool = False, spread: int = 1) -> Detections:
+        """One step of the sweep (see the module doc): ``ceil(sweep / spread)`` windows, at least
+        ``search_windows`` when searching; a new search starts the sweep again at the coarse levels."""
         h, w = image_bgr.shape[:2]
-        always, rest = self._split(w, h)
-        if not rest:
-            return self.detect(image_bgr)
-        n = max(1, self.max_windows - len(always))
-        pick = [rest[(self._cursor + i) % len(rest)] for i in range(min(n, len(rest)))]
-        self._cursor = (self._cursor + len(pick)) % len(rest)
-        return self._result(self.detect_raw(image_bgr, always + pick))
+        self.plan(w, h)
+        if search and not self._searching:
+            self._queue = []
+        self._searching = search
+        sweep = self.sweep_length(w, h)
+        step = math.ceil(sweep / max(1, spread))
+        step = min(sweep, max(step, self.search_windows) if search else step)
+        pick: list[Window] = []
+        while len(pick) < step:
+            if not self._queue:
+                self._queue = self._next_sweep(w, h)
+            take = step - len(pick)
+            pick, self._queue = pick + self._queue[:take], self._queue[take:]
+        return self._result(self.detect_raw(image_bgr, pick))
 
     def _split(self, width: int, height: int) -> tuple[list[Window], list[Window]]:
+        """The coarse levels that fit in 80 % of ``max_windows`` (every sweep) and the fine tiles (in turn)."""
         wins = self.plan(width, height)
         if len(wins) <= self.max_windows:
             return wins, []
@@ -234,27 +263,41 @@ class BlazeFaceDetector:
             always += level
         return always, wins[len(always):]
 
-    def sweep_calls(self, width: int, height: int) -> int:
-        """How many :meth:`scan` calls cover every window of a frame of this size."""
+    def _next_sweep(self, width: int, height: int) -> list[Window]:
         always, rest = self._split(width, height)
-        return 1 if not rest else math.ceil(len(rest) / max(1, self.max_windows - len(always)))
+        if not rest:
+            return list(always)
+        n = min(len(rest), max(1, self.max_windows - len(always)))
+        pick = [rest[(self._cursor + i) % len(rest)] for i in range(n)]
+        self._cursor = (self._cursor + n) % len(rest)
+        return always + pick
+
+    def sweep_length(self, width: int, height: int) -> int:
+        """Windows in one sweep of a frame of this size."""
+        always, rest = self._split(width, height)
+        return len(always) + (min(len(rest), max(1, self.max_windows - len(always))) if rest else 0)
+
+    def sweep_calls(self, width: int, height: int, spread: int = 1) -> int:
+        """How many (non-searching) :meth:`scan` calls cover every window of a frame of this size."""
+        always, rest = self._split(width, height)
+        sweeps = 1 if not rest else math.ceil(len(rest) / max(1, self.max_windows - len(always)))
+        sweep = self.sweep_length(width, height)
+        return math.ceil(sweeps * sweep / math.ceil(sweep / max(1, spread)))
 
     def check_regions(self, image_bgr: np.ndarray, tight_boxes: np.ndarray, context: float = 2.2) -> Detections:
         """For each tight box, the best face in a square window ``context`` times its size around it: its
-        tight box and score (NaN box and score 0 where there is none). One batched network call.
-
-        The score threshold here is ``check_threshold`` (0.45), lower than for new faces: keeping a face
-        that is known to be there needs less evidence than finding one (hysteresis; profile faces score
-        near the detection threshold and would otherwise flicker in and out)."""
+        tight box and score (NaN box and score 0 where there is none). One window per box, at the score
+        threshold ``check_threshold`` (hysteresis: see the class doc)."""
         b = np.asarray(tight_boxes, np.float64).reshape(-1, 4)
         out_b, out_s = np.full((len(b), 4), np.nan), np.zeros(len(b))
+        self.last_windows = 0
         if len(b) == 0:
             return Detections(out_b, out_s)
         c = (b[:, :2] + b[:, 2:]) / 2
         side = context * np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).clip(8)
         wins = [Window(float(cx - s / 2), float(cy - s / 2), float(s), 1) for (cx, cy), s in zip(c, side)]
-        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        for i, d in enumerate(self._infer(rgb, wins, min(self.check_threshold, self.score_threshold))):
+        threshold = min(self.check_threshold, self.score_threshold)
+        for i, (_, d) in enumerate(self._outputs(image_bgr, wins, threshold)):
             d = weighted_nms(d, self.nms_iou)
             if len(d):
                 tb = self._result(d).boxes

@@ -37,7 +37,7 @@ import numpy as np
 
 from fa3d.runtime import schema
 from fa3d.runtime.atomic import atomic_path
-from fa3d.runtime.track import box_iou
+from fa3d.runtime.boxes import box_iou
 
 from . import metrics
 

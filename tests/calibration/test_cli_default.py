@@ -14,15 +14,15 @@ from fa3d.calibration.calibset import load_calibration_set
 
 class _StubDetector:
     def detect(self, image):
-        from fa3d.runtime.detect import Detections
+        from fa3d.runtime.detectors import Detections
         h, w = image.shape[:2]
         return Detections(boxes=np.array([[w * 0.3, h * 0.3, w * 0.7, h * 0.7]]), scores=np.array([0.9]))
 
 
 @pytest.fixture()
 def stub_detector(monkeypatch):
-    import fa3d.runtime.detect as detect
-    monkeypatch.setattr(detect, "make_detector", lambda spec="haar": _StubDetector())
+    import fa3d.runtime.detectors as detectors
+    monkeypatch.setattr(detectors, "make_detector", lambda spec="haar": _StubDetector())
 
 
 def test_cli_builds_a_set(tmp_path, tiny_onnx, preprocess_config, stub_detector, capsys):

@@ -10,7 +10,7 @@ import pytest
 
 from hostile_helpers import one_line_error
 from fa3d.runtime.cli_run import main
-from fa3d.runtime.detect import HaarDetector
+from fa3d.runtime.detectors.haar import HaarDetector
 from rt_helpers import blob_frame
 
 

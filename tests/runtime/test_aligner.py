@@ -14,7 +14,9 @@ from fa3d.runtime.backends import open_backend
 from fa3d.runtime.default_model import DefaultModelMissing
 from fa3d.runtime.preprocess import landmark_box
 from fa3d.runtime.smoothing import OneEuroFilter, OneEuroOptions
-from fa3d.runtime.track import FaceTracker, TrackerOptions, iou_matrix
+from fa3d.runtime.boxes import iou_matrix
+from fa3d.runtime.detectors import DetectorBase, Detections
+from fa3d.runtime.track import FaceTracker, TrackerOptions
 from rt_helpers import BlobDetector, blob_centres, blob_frame
 
 
@@ -112,12 +114,11 @@ def test_video_redetects_every_n_and_on_low_confidence(plumbing_model):
 
 
 def test_tracker_several_faces_stable_ids():
-    class Fixed:
+    class Fixed(DetectorBase):
         def __init__(self):
             self.boxes = np.array([[0, 0, 50, 50], [200, 0, 250, 50]], float)
 
         def detect(self, image):
-            from fa3d.runtime.detect import Detections
             return Detections(self.boxes, np.ones(len(self.boxes)))
 
     det = Fixed()
@@ -138,11 +139,10 @@ def test_tracker_several_faces_stable_ids():
 
 
 def test_tracker_reanchors_a_drifted_track_instead_of_starting_a_second_one():
-    class Fixed:
+    class Fixed(DetectorBase):
         boxes = np.array([[100, 100, 200, 200]], float)
 
         def detect(self, image):
-            from fa3d.runtime.detect import Detections
             return Detections(self.boxes, np.ones(1))
 
     tr = FaceTracker(Fixed(), TrackerOptions(det_every_n=2))

@@ -7,12 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from fa3d.runtime.blazeface import ANCHORS, RawDetections, decode, weighted_nms
-from fa3d.runtime.blazeface_detector import (BLAZE_TO_TIGHT, BlazeFaceDetector, Window, plan_windows,
+from fa3d.runtime.detectors.blazeface import ANCHORS, RawDetections, decode, weighted_nms
+from fa3d.runtime.detectors.blazeface_detector import (BLAZE_TO_TIGHT, BlazeFaceDetector, Window, plan_windows,
                                              window_input)
 from fa3d.runtime.default_model import asset_path, sample_path
-from fa3d.runtime.detect import HaarDetector, make_detector
-from fa3d.runtime.track import iou_matrix
+from fa3d.runtime.detectors import DetectorError, make_detector
+from fa3d.runtime.detectors.haar import HaarDetector
+from fa3d.runtime.boxes import iou_matrix
 
 PORTRAIT_FACE = np.array([178.0, 81.0, 272.0, 175.0])  # BlazeFace's box on astronaut.png (512x512)
 
@@ -156,7 +157,7 @@ def test_make_detector_default_and_haar():
     assert isinstance(make_detector("haar"), HaarDetector)
     with pytest.raises(ValueError, match="blazeface"):
         make_detector("nope")
-    with pytest.raises(FileNotFoundError, match="--detector haar"):
+    with pytest.raises(DetectorError, match="--detector haar"):
         BlazeFaceDetector("/nonexistent.onnx")
 
 

@@ -8,15 +8,19 @@ import cv2
 import numpy as np
 import pytest
 
-from fa3d.runtime.detect import (HAAR_TO_TIGHT, BoxMapping, HaarDetector, box_from_five_points,
-                                 decode_scrfd, make_detector, parse_yunet)
+from fa3d.runtime.boxes import BoxMapping
+from fa3d.runtime.detectors import DetectorError, make_detector
+from fa3d.runtime.detectors.five_points import box_from_five_points
+from fa3d.runtime.detectors.haar import HAAR_TO_TIGHT, HaarDetector
+from fa3d.runtime.detectors.scrfd import decode_scrfd
+from fa3d.runtime.detectors.yunet import parse_yunet
 from fa3d.runtime.pose import euler_to_matrix, matrix_to_euler
 from fa3d.runtime.preprocess import landmark_box
 from fa3d.runtime.camera import CameraIntrinsics, face_model_points, solve_head_pose
 from fa3d.runtime.schema import mean_shape
 from fa3d.runtime.sources import (ImageSource, LiveSource, SourceError, VideoFileSource, jetson_csi_pipeline,
                                   open_source)
-from fa3d.runtime.track import iou_matrix
+from fa3d.runtime.boxes import iou_matrix
 from rt_helpers import blob_frame
 
 
@@ -201,7 +205,7 @@ def test_make_detector_specs(tmp_path):
     assert isinstance(make_detector("haar"), HaarDetector)
     with pytest.raises(ValueError, match="unknown detector"):
         make_detector("mtcnn")
-    with pytest.raises(FileNotFoundError, match="YuNet model not found"):
+    with pytest.raises(DetectorError, match="yunet detector file not found"):
         make_detector(str(tmp_path / "face_detection_yunet.onnx"))
 
 

@@ -10,16 +10,19 @@ import cv2
 import numpy as np
 import pytest
 
-from fa3d.runtime.blazeface_detector import BlazeFaceDetector
+from fa3d.runtime.detectors.blazeface_detector import BlazeFaceDetector
 from fa3d.runtime.default_model import sample_path
-from fa3d.runtime.detect import Detections
-from fa3d.runtime.track import FaceTracker, TrackerOptions, iou_matrix
+from fa3d.runtime.detectors import DetectorBase, Detections
+from fa3d.runtime.boxes import iou_matrix
+from fa3d.runtime.track import FaceTracker, TrackerOptions
 
 IMG = np.zeros((720, 1280, 3), np.uint8)
 
 
-class Scripted:
+class Scripted(DetectorBase):
     """Sees exactly the faces in ``self.faces`` (tight boxes): full detection and the region check."""
+
+    region_check = True
 
     def __init__(self, faces):
         self.faces = np.asarray(faces, float).reshape(-1, 4)
@@ -95,7 +98,7 @@ def test_another_face_taking_the_place_gets_a_new_id():
 
 
 def test_without_region_check_disagreeing_landmarks_trigger_detection_next_frame():
-    class DetectOnly:
+    class DetectOnly(DetectorBase):
         def __init__(self):
             self.calls = 0
 

@@ -72,7 +72,7 @@ def test_clip_and_its_score(faces, tmp_path):
 
 @pytest.mark.data
 def test_detector_table_on_a_few_faces(faces):
-    from fa3d.runtime.detect import make_detector
+    from fa3d.runtime.detectors import make_detector
     from fa3d.training.detector_eval import evaluate, markdown
 
     res = evaluate(faces, {"blazeface": make_detector("blazeface")}, per_bin=2, negatives=3,
@@ -85,7 +85,7 @@ def test_detector_table_on_a_few_faces(faces):
 
 @pytest.mark.data
 def test_mapping_fit_pairs_detections_with_tight_boxes(faces):
-    from fa3d.runtime.blazeface_detector import BlazeFaceDetector
+    from fa3d.runtime.detectors.blazeface_detector import BlazeFaceDetector
     from fa3d.training.detector_fit import pairs
 
     d, t, yaw = pairs(faces, np.arange(4), np.random.default_rng(0), BlazeFaceDetector(mapping=None))

@@ -30,7 +30,7 @@ import numpy as np
 from fa3d.runtime import pose as pose_mod
 from fa3d.runtime import schema
 from fa3d.runtime.preprocess import landmark_box
-from fa3d.runtime.track import box_iou
+from fa3d.runtime.boxes import box_iou
 
 from .mapping import map_dense_to_68
 
