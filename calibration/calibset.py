@@ -31,6 +31,7 @@ import numpy as np
 
 from fa3d.runtime.atomic import atomic_path
 from fa3d.runtime.preprocess import PreprocessConfig, prepare, to_crop
+from fa3d.runtime.images import ImageError, read_image
 from fa3d.runtime.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, video_frames
 from fa3d.runtime.sources import list_images as _list_images
 
@@ -210,13 +211,13 @@ def yaw_histogram(yaw: np.ndarray) -> dict[str, int]:
 def runtime_detector() -> Detector:
     """The runtime's default face detector as an image -> boxes function.
 
-    The runtime's detector API lives in :mod:`fa3d.runtime.detect`; this is the one place that adapts
+    The runtime's detector API lives in :mod:`fa3d.runtime.detectors`; this is the one place that adapts
     to it. Pass ``detector=`` or ``boxes=`` to the builders to use another one.
     """
     try:
-        from fa3d.runtime.detect import make_detector
+        from fa3d.runtime.detectors import make_detector
     except ImportError as e:
-        raise RuntimeError("fa3d.runtime.detect is not available in this fa3d; pass face boxes or a "
+        raise RuntimeError("fa3d.runtime.detectors is not available in this fa3d; pass face boxes or a "
                            f"detector function to the calibration builder ({e})") from None
     det = make_detector()
 
@@ -300,9 +301,10 @@ def build_from_images(images: str | os.PathLike | Sequence[str | os.PathLike], c
         from tqdm import tqdm
         iterator = tqdm(paths, desc="calibration images", unit="img")
     for path in iterator:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise CalibrationSetError(f"{path}: cannot be decoded as an image; remove it or convert it")
+        try:
+            img = read_image(path)
+        except (ImageError, FileNotFoundError) as e:
+            raise CalibrationSetError(f"{e}; remove it or convert it") from None
         given = None if boxes is None else boxes.get(str(path), boxes.get(path.name))
         if given is None:
             det = det or detector or runtime_detector()

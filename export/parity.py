@@ -102,7 +102,7 @@ def detect_face_box(image: np.ndarray) -> np.ndarray:
 
     Only to place parity crops on a face; alignment quality does not matter here.
     """
-    from fa3d.runtime.detect import make_detector
+    from fa3d.runtime.detectors import make_detector
 
     try:
         found = make_detector("haar").detect(image)
@@ -126,15 +126,15 @@ def crops_from_image(image: np.ndarray, face_box: np.ndarray, config: Preprocess
 
 
 def image_crops(images: Sequence[Path], config: PreprocessConfig) -> FaceCrops:
-    """Crops of the largest face of each image (read with OpenCV, BGR)."""
-    import cv2
+    """Crops of the largest face of each image (:func:`fa3d.runtime.images.read_image`, BGR)."""
+    from fa3d.runtime.images import ImageError, read_image
 
     batches, names = [], []
     for p in images:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"{p}: not a readable image (OpenCV could not decode it); give a JPEG or PNG "
-                                    "with a face")
+        try:
+            img = read_image(p)
+        except ImageError as e:
+            raise FileNotFoundError(f"{e}; give a JPEG or PNG with a face") from None
         batches.append(crops_from_image(img, detect_face_box(img), config))
         names.append(Path(p).name)
     if not batches:

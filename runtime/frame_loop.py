@@ -37,6 +37,7 @@ class PipelineReport:
     reconnects: int = 0
     skipped: int = 0  # frames read but not processed: too small, or refused by the aligner (see first_skip)
     first_skip: str = ""
+    first_failure: str = ""  # why the first image of a folder that was not read was refused or did not decode
 
     @property
     def fps(self) -> float:
@@ -49,7 +50,8 @@ class PipelineReport:
             stats = summarize_ms(np.asarray(v, np.float64) * 1000.0) if len(v) else None
             stages[s] = {k: x for k, x in stats.items() if k != "runs"} if stats else None
         return {"frames": self.frames, "faces": self.faces, "frames_with_face": self.frames_with_face,
-                "decode_failures": self.decode_failures, "skipped": self.skipped, "reconnects": self.reconnects,
+                "decode_failures": self.decode_failures, "first_failure": self.first_failure,
+                "skipped": self.skipped, "reconnects": self.reconnects,
                 "wall_s": round(self.wall_s, 4), "fps": round(self.fps, 2), "interrupted": self.interrupted,
                 "stages_ms": stages}
 
@@ -58,6 +60,7 @@ class PipelineReport:
         lines = [f"frames {s['frames']} (with a face {s['frames_with_face']}, faces {s['faces']}, "
                  f"decode failures {s['decode_failures']}, skipped {s['skipped']}, reconnects {s['reconnects']}), "
                  f"wall {s['wall_s']:.2f} s, {s['fps']:.1f} fps" + (" [interrupted]" if s["interrupted"] else ""),
+                 *([f"first image not read: {s['first_failure']}"] if s["first_failure"] else []),
                  f"{'stage':<12}{'median ms':>10}{'p10':>9}{'p90':>9}{'mean':>9}"]
         for name, st in s["stages_ms"].items():
             if st is not None:
@@ -104,10 +107,12 @@ def run_pipeline(aligner: FaceAligner, source: FrameSource, *, track: bool = Tru
         rep.interrupted = True
     rep.wall_s = time.perf_counter() - t_start
     rep.decode_failures = source.stats.decode_failures
+    rep.first_failure = source.stats.first_failure
     rep.reconnects = source.stats.reconnects
     rep.skipped += source.stats.skipped
     if rep.frames == 0 and not rep.interrupted:
-        why = [f"{rep.decode_failures} failed to decode"] if rep.decode_failures else []
+        first = f", {rep.first_failure}" if rep.first_failure else ""
+        why = [f"{rep.decode_failures} failed to decode{first}"] if rep.decode_failures else []
         why += [f"{rep.skipped} skipped" + (f", {rep.first_skip}" if rep.first_skip else "")] if rep.skipped else []
         raise SourceError(f"{source.description}: no frame could be read" + (f" ({'; '.join(why)})" if why else ""))
     return rep

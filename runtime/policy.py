@@ -38,3 +38,7 @@ MAX_FACES_PER_CALL = 256
 POSE_SOURCES = ("head", "landmarks", "blend")
 #: The fit: better than the head on every angle on aflw19k val (README, "The default model").
 DEFAULT_POSE_SOURCE = "landmarks"
+#: The largest image file fa3d decodes, in pixels (2**27, e.g. 16384 x 8192; a 12000 x 9000 photo passes): the size
+#: is read from the file's header and a larger image is refused before decoding (fa3d.runtime.images), so memory
+#: stays bounded whatever the file declares. A decoded image takes 3 bytes a pixel (403 MB at the limit).
+MAX_IMAGE_PIXELS = 2**27

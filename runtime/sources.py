@@ -24,6 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .images import ImageError, read_image
+from .policy import MAX_IMAGE_PIXELS
+
 #: image files every reader of the package accepts (fa-run, fa-calib, fa-label, the dataset readers)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 #: video files fa-calib and fa-label recognise by name (fa-run opens anything that is not an image as a video)
@@ -55,9 +58,10 @@ class Frame:
 @dataclass
 class SourceStats:
     frames: int = 0
-    decode_failures: int = 0
+    decode_failures: int = 0  # frames that did not decode; images refused (over the pixel limit) included
     reconnects: int = 0
     skipped: int = 0  # decoded, but unusable (an image too small to hold a face)
+    first_failure: str = ""  # why the first image of a folder was not read
 
 
 def jetson_csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30,
@@ -139,6 +143,11 @@ class VideoFileSource(FrameSource):
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
             raise SourceError(f"{self.path}: OpenCV cannot open this video (unknown or corrupt container)")
+        w, h = (int(self._cap.get(p) or 0) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
+        if w * h > MAX_IMAGE_PIXELS:
+            self.close()
+            raise SourceError(f"{self.path}: the video's frames are {w}x{h} pixels, over the limit of "
+                              f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (fa3d.runtime.policy.MAX_IMAGE_PIXELS)")
         self._count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
     @property
@@ -172,10 +181,12 @@ class VideoFileSource(FrameSource):
 
 
 class ImageSource(FrameSource):
-    """One image, or every image of a folder in name order."""
+    """One image, or every image of a folder in name order, each read by :func:`fa3d.runtime.images.read_image`
+    (refused before decoding beyond ``max_pixels``; in a folder such an image is skipped and counted)."""
 
-    def __init__(self, path: str | os.PathLike, fps: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float = 30.0, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
         super().__init__()
+        self.max_pixels = max_pixels
         self.path = Path(path)
         self.description = str(self.path)
         if self.path.is_dir():
@@ -198,11 +209,13 @@ class ImageSource(FrameSource):
 
     def __iter__(self) -> Iterator[Frame]:
         for i, p in enumerate(self._files):
-            image = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if image is None:
+            try:
+                image = read_image(p, self.max_pixels)
+            except (ImageError, FileNotFoundError) as e:  # refused before decoding, or undecodable
                 self.stats.decode_failures += 1
                 if len(self._files) == 1:
-                    raise SourceError(f"{p}: OpenCV cannot decode this image")
+                    raise SourceError(str(e)) from None
+                self.stats.first_failure = self.stats.first_failure or str(e)
                 continue
             if min(image.shape[:2]) < MIN_IMAGE_SIDE:
                 self.stats.skipped += 1

@@ -5,23 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from fa3d.runtime import images
 from fa3d.runtime import pose as pose_mod
 from fa3d.runtime import schema
 from fa3d.runtime.preprocess import landmark_box
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """A BGR uint8 image (H, W, 3); grey images are converted. Raises naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image not found")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"{path}: cannot decode the image (corrupt or unsupported format)")
-    return img
+    """A BGR uint8 image (H, W, 3); grey images are converted. Raises naming the file: FileNotFoundError, or a
+    ValueError (:class:`fa3d.runtime.images.ImageError`) for an image that is too large or does not decode."""
+    return images.read_image(path)
 
 
 def load_mat(path: str | os.PathLike, required: dict[str, tuple[int, ...] | None]) -> dict[str, np.ndarray]:
