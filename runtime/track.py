@@ -164,16 +164,17 @@ class FaceTracker:
             dets = self.detector.scan(image_bgr, search=search, spread=self.options.det_every_n)
             self.detector_calls += 1
             boxes = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
-            # a step of a sweep sees part of the frame: not seeing a track there says nothing about it
-            self._match(boxes, np.asarray(dets.scores, np.float64).reshape(-1),
-                        drop_unconfirmed=not self.detector.sweeps)
+            # a step of a sweep sees part of the frame: not seeing a track's face there says nothing about it
+            self._match(boxes, np.asarray(dets.scores, np.float64).reshape(-1), whole_frame=not self.detector.sweeps)
             self._since_detect = 0
             detected = True
         self._since_detect += 1
         boxes = np.array([t.box for t in self._tracks], dtype=np.float64).reshape(-1, 4)
         return boxes, self.track_ids, detected
 
-    def _match(self, dets: np.ndarray, scores: np.ndarray, drop_unconfirmed: bool = True) -> None:
+    def _match(self, dets: np.ndarray, scores: np.ndarray, whole_frame: bool = True) -> None:
+        """Detections to tracks. ``whole_frame=False`` (a step of a sweep): a track whose face the step did not
+        see is neither re-anchored to another detection nor dropped (the region check keeps it on its face)."""
         o = self.options
         ious = iou_matrix([t.box for t in self._tracks], dets)
         matched_t: set[int] = set()
@@ -184,12 +185,12 @@ class FaceTracker:
             if track.misses > 0:  # a track that was losing its face restarts from the detector's box
                 track.box = dets[di].copy()
                 track.misses = 0
-        # a drifted track (landmarks slid off the face) still overlaps the detection of its face: re-anchor it
-        for ti, di in _greedy_pairs(ious, o.reanchor_iou, matched_t, matched_d):
-            self._tracks[ti].box = dets[di].copy()
-            self._tracks[ti].misses = 0
-        # tracks with low confidence that the detector did not confirm are dropped
-        if drop_unconfirmed:
+        if whole_frame:
+            # a drifted track (landmarks slid off the face) still overlaps the detection of its face: re-anchor it
+            for ti, di in _greedy_pairs(ious, o.reanchor_iou, matched_t, matched_d):
+                self._tracks[ti].box = dets[di].copy()
+                self._tracks[ti].misses = 0
+            # tracks with low confidence that the detector did not confirm are dropped
             self._tracks = [t for i, t in enumerate(self._tracks) if i in matched_t or t.misses == 0]
         rejected = np.array([b for b, _ in self._rejected]).reshape(-1, 4)
         for di in range(len(dets)):

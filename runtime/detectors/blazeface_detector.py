@@ -13,11 +13,11 @@ Memory does not grow with the frame: windows go through the network in batches o
 on its own (no full-frame copy), and the pending detections are merged whenever they pass ``max_pending``.
 
 Work per call: :meth:`BlazeFaceDetector.detect` runs every window (single images). :meth:`BlazeFaceDetector.scan`
-(the tracker's, once per video frame) runs one step of a sweep: a sweep is the coarse levels (the downscaled
-frame) and, in turn, a share of the fine tiles, at most ``max_windows`` windows, spread over ``spread``
-calls; ``search=True`` (no face tracked, or one just lost) restarts the sweep at the coarse levels with a
-step of at least ``search_windows``. So no frame pays for a whole pyramid: the stalls of a full scan are
-spread over frames. :meth:`BlazeFaceDetector.check_regions` looks again at known faces (the tracker's
+(the tracker's, once per video frame) is bounded: while faces are tracked it runs one step of a sweep (the
+coarse levels and, in turn, a share of the fine tiles, at most ``max_windows`` windows, spread over
+``spread`` frames); while searching (no face tracked, or one just lost) it scans the downscaled frame first
+(the coarsest levels, keeping weak candidates), looks again at the best candidates at their own scale, and
+spends the rest of its ``search_windows`` on the fine tiles in turn. No frame pays for a whole pyramid. :meth:`BlazeFaceDetector.check_regions` looks again at known faces (the tracker's
 region check). Boxes are mapped to the tight 68-landmark box by :data:`BLAZE_TO_TIGHT`. The measurements
 behind the constants are in docs/detection-tracking.md.
 """
@@ -137,7 +137,9 @@ class BlazeFaceDetector(DetectorBase):
     ``score_threshold``: 0.55 for new faces (MediaPipe uses 0.5: over many windows false positives add up);
     ``check_threshold``: 0.45 in the region check (keeping a known face needs less evidence than finding one).
     ``batch_windows``: the most windows per network call. ``max_windows``: the windows of one sweep (coarse
-    levels and a share of the fine tiles); ``search_windows``: the least windows of a searching scan step.
+    levels and a share of the fine tiles); ``search_windows``: the windows of a searching scan step, of which
+    up to ``max_candidates`` look again at the downscaled frame's candidates (score >= ``candidate_threshold``)
+    in a window ``candidate_context`` times their size.
     ``max_pending``: raw detections held before they are merged (bounds memory on pathological frames).
     ``mapping=None`` leaves the detector's own boxes (for measuring the mapping).
     """
@@ -147,13 +149,15 @@ class BlazeFaceDetector(DetectorBase):
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, session: DetectorSession | None = None,
                  score_threshold: float = 0.55, nms_iou: float = 0.3, min_face: float = 40.0,
-                 max_windows: int = 24, search_windows: int = 8, batch_windows: int = 16,
+                 max_windows: int = 24, search_windows: int = 8, max_candidates: int = 3,
+                 candidate_threshold: float = 0.25, candidate_context: float = 1.6, batch_windows: int = 16,
                  max_pending: int = 4096, threads: int | None = 1,
                  mapping: BoxMapping | None = BLAZE_TO_TIGHT, check_threshold: float = 0.45) -> None:
         if not 0.0 < score_threshold < 1.0 or min_face < 1:
             raise ValueError("score_threshold must be in (0, 1) and min_face >= 1")
-        if min(max_windows, search_windows, batch_windows, max_pending) < 1:
-            raise ValueError("max_windows, search_windows, batch_windows and max_pending must be >= 1")
+        if min(max_windows, search_windows, batch_windows, max_pending) < 1 or max_candidates < 0:
+            raise ValueError("max_windows, search_windows, batch_windows and max_pending must be >= 1, "
+                             "max_candidates >= 0")
         if session is None:
             if model_path is None:
                 from ..default_model import asset_path
@@ -168,10 +172,13 @@ class BlazeFaceDetector(DetectorBase):
         self.score_threshold, self.nms_iou, self.min_face = score_threshold, nms_iou, min_face
         self.check_threshold = check_threshold
         self.max_windows, self.search_windows, self.max_pending = max_windows, search_windows, max_pending
+        self.max_candidates, self.candidate_threshold = max_candidates, candidate_threshold
+        self.candidate_context = candidate_context
         self.mapping = mapping
         self._plans: dict[tuple[int, int], list[Window]] = {}
         self._cursor = 0  # the next fine tile of the rotation
         self._queue: list[Window] = []  # what is left of the current sweep
+        self._search_cursor = 0  # the next fine tile of a search
         self._searching = False
         self.last_windows = 0  # network inputs of the latest call
 
@@ -179,7 +186,7 @@ class BlazeFaceDetector(DetectorBase):
         key = (width, height)
         if key not in self._plans:
             self._plans = {key: plan_windows(width, height, self.min_face)}
-            self._cursor, self._queue = 0, []
+            self._cursor, self._search_cursor, self._queue = 0, 0, []
         return self._plans[key]
 
     def _outputs(self, image_bgr: np.ndarray, windows: list[Window], threshold: float):
@@ -201,11 +208,12 @@ class BlazeFaceDetector(DetectorBase):
                 d = decode(reg[j], cls[j], threshold)
                 yield win, (_to_frame(d, m) if len(d) else d)
 
-    def _run(self, image_bgr: np.ndarray, windows: list[Window]) -> RawDetections:
+    def _run(self, image_bgr: np.ndarray, windows: list[Window], threshold: float | None = None) -> RawDetections:
         h, w = image_bgr.shape[:2]
         pending: list[RawDetections] = []
         count = 0
-        for win, d in self._outputs(image_bgr, windows, self.score_threshold):
+        threshold = self.score_threshold if threshold is None else threshold
+        for win, d in self._outputs(image_bgr, windows, threshold):
             if len(d) and win.level > 0:
                 d = _subset(d, _inside_tile(d, win, w, h))
             if len(d):
@@ -232,23 +240,74 @@ class BlazeFaceDetector(DetectorBase):
         return self._result(self.detect_raw(image_bgr))
 
     def scan(self, image_bgr: np.ndarray, *, search: bool = False, spread: int = 1) -> Detections:
-        """One step of the sweep (see the module doc): ``ceil(sweep / spread)`` windows, at least
-        ``search_windows`` when searching; a new search starts the sweep again at the coarse levels."""
+        """One bounded step for the tracker (see the module doc). Tracking (``search=False``): the next
+        ``ceil(sweep / spread)`` windows of the sweep. Searching: :meth:`_search`."""
         h, w = image_bgr.shape[:2]
         self.plan(w, h)
-        if search and not self._searching:
-            self._queue = []
-        self._searching = search
+        self.last_windows = 0
+        if search:
+            if not self._searching:  # a new search: the fine tiles from the coarsest on
+                self._search_cursor = 0
+            self._searching, self._queue = True, []  # the sweep starts again once a face is tracked
+            return self._result(self._search(image_bgr))
+        self._searching = False
         sweep = self.sweep_length(w, h)
-        step = math.ceil(sweep / max(1, spread))
-        step = min(sweep, max(step, self.search_windows) if search else step)
+        step = min(sweep, math.ceil(sweep / max(1, spread)))
         pick: list[Window] = []
         while len(pick) < step:
             if not self._queue:
                 self._queue = self._next_sweep(w, h)
             take = step - len(pick)
             pick, self._queue = pick + self._queue[:take], self._queue[take:]
-        return self._result(self.detect_raw(image_bgr, pick))
+        return self._result(self._run(image_bgr, pick))
+
+    def _search(self, image_bgr: np.ndarray) -> RawDetections:
+        """At most ``search_windows`` windows: the downscaled frame first (the coarsest levels, keeping
+        candidates from the low ``candidate_threshold``), then a window around each of its best
+        ``max_candidates`` candidates (a face small or weak there is seen again at its own scale), and the
+        rest of the budget on the fine tiles in turn, coarsest first. A face counts when one look at it
+        reaches ``score_threshold``."""
+        h, w = image_bgr.shape[:2]
+        wins = self.plan(w, h)
+        if len(wins) <= self.search_windows:
+            return self._run(image_bgr, wins)
+        coarse = self._coarse(w, h)
+        low = min(self.candidate_threshold, self.score_threshold)
+        raw = self._run(image_bgr, coarse, low)
+        n_cands = min(len(raw), self.max_candidates, max(0, self.search_windows - len(coarse)))
+        parts = [raw]
+        if n_cands:  # a face small in the coarse windows is found roughly or weakly: look at it at its own scale
+            around = [self._around(box, self.candidate_context) for box in raw.boxes[:n_cands]]
+            parts += [d for _, d in self._outputs(image_bgr, around, low)]
+        n = self.search_windows - len(coarse) - n_cands
+        rest = wins[len(coarse):]
+        if n > 0 and rest:
+            pick = [rest[(self._search_cursor + i) % len(rest)] for i in range(min(n, len(rest)))]
+            self._search_cursor = (self._search_cursor + len(pick)) % len(rest)
+            parts.append(self._run(image_bgr, pick))
+        # every look at a face joins its cluster (the box: their score-weighted mean); a face counts when one
+        # look at it reaches the score threshold
+        merged = weighted_nms(concat(parts), self.nms_iou)
+        return _subset(merged, merged.scores >= self.score_threshold)
+
+    def _coarse(self, width: int, height: int) -> list[Window]:
+        """The coarsest levels whose windows fit in ``search_windows - max_candidates`` (level 0 at least)."""
+        wins = self.plan(width, height)
+        budget = max(1, self.search_windows - self.max_candidates)
+        n = 1
+        for lv in range(1, wins[-1].level + 1):
+            m = sum(1 for v in wins if v.level <= lv)
+            if m > budget:
+                break
+            n = m
+        return wins[:n]
+
+    @staticmethod
+    def _around(box: np.ndarray, context: float = 2.2) -> Window:
+        """The square window ``context`` times a (detector) box's size around it, as the region check's."""
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        side = context * max(box[2] - box[0], box[3] - box[1], 8.0)
+        return Window(float(cx - side / 2), float(cy - side / 2), float(side), 1)
 
     def _split(self, width: int, height: int) -> tuple[list[Window], list[Window]]:
         """The coarse levels that fit in 80 % of ``max_windows`` (every sweep) and the fine tiles (in turn)."""
