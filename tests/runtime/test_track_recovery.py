@@ -180,3 +180,39 @@ def test_region_check_holds_the_box_between_landmarks_and_detector():
     boxes, ids, detected = tr.boxes_for_frame(IMG)
     assert ids == [0] and not detected
     np.testing.assert_allclose(boxes[0], A + [4, 0, 4, 0])  # the mean of the two boxes (anchor_weight 0.5)
+
+
+def test_a_sweep_step_does_not_pull_a_track_onto_another_detection():
+    """A step of a sweep sees part of the frame: a detection it makes near a track (a face fragment) neither
+    re-anchors the track nor, unconfirmed, drops it; the region check keeps the track on its face."""
+
+    class Sweeping(Scripted):
+        sweeps = True
+
+        def scan(self, image, *, search=False, spread=1):
+            return Detections(self.step_faces.copy(), np.full(len(self.step_faces), 0.6))
+
+    det = Sweeping([A])
+    det.step_faces = A[None].copy()
+    tr = FaceTracker(det, TrackerOptions(det_every_n=10))
+    step(tr, det, [A])
+    fragment = np.array([110, 110, 160, 170.0])  # inside A, IoU with A < match_iou but >= reanchor_iou
+    assert 0.1 <= iou_matrix(A, fragment)[0, 0] < 0.3
+    det.step_faces = fragment[None]
+    boxes, ids, _ = step(tr, det, [A])
+    assert ids[0] == 0
+    np.testing.assert_allclose(boxes[0], A)
+
+
+def test_real_detector_finds_a_face_in_one_search_step_of_a_large_frame(portrait_patch):
+    """The first frame of a search (a cut) runs at most search_windows windows and finds a mid-size face
+    anywhere in a 1280x720 frame: the downscaled frame's candidate seen again at its own scale."""
+    det = BlazeFaceDetector()
+    patch = cv2.resize(portrait_patch, None, fx=1.4, fy=1.4)
+    for at in [(60, 40), (900, 450), (500, 250)]:
+        f = np.full((720, 1280, 3), 110, np.uint8)
+        f[at[1]:at[1] + patch.shape[0], at[0]:at[0] + patch.shape[1]] = patch
+        d = det.scan(f, search=True, spread=10)
+        assert det.last_windows <= det.search_windows
+        assert len(d.scores) == 1, at
+        assert at[0] < d.boxes[0, 0] < at[0] + patch.shape[1], at
