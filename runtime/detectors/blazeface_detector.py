@@ -149,7 +149,7 @@ class BlazeFaceDetector(DetectorBase):
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, session: DetectorSession | None = None,
                  score_threshold: float = 0.55, nms_iou: float = 0.3, min_face: float = 40.0,
-                 max_windows: int = 24, search_windows: int = 8, max_candidates: int = 3,
+                 max_windows: int = 16, search_windows: int = 8, max_candidates: int = 3,
                  candidate_threshold: float = 0.25, candidate_context: float = 1.6, batch_windows: int = 16,
                  max_pending: int = 4096, threads: int | None = 1,
                  mapping: BoxMapping | None = BLAZE_TO_TIGHT, check_threshold: float = 0.45) -> None:
@@ -208,13 +208,17 @@ class BlazeFaceDetector(DetectorBase):
                 d = decode(reg[j], cls[j], threshold)
                 yield win, (_to_frame(d, m) if len(d) else d)
 
-    def _run(self, image_bgr: np.ndarray, windows: list[Window], threshold: float | None = None) -> RawDetections:
+    def _run(self, image_bgr: np.ndarray, windows: list[Window], threshold: float | None = None,
+             n_around: int = 0) -> RawDetections:
+        """Detections of the windows, merged (weighted NMS). The first ``n_around`` windows look around a
+        known box (a candidate): their detections are kept whole; those of the pyramid's tiles cut by an
+        inner tile edge are dropped."""
         h, w = image_bgr.shape[:2]
         pending: list[RawDetections] = []
         count = 0
         threshold = self.score_threshold if threshold is None else threshold
-        for win, d in self._outputs(image_bgr, windows, threshold):
-            if len(d) and win.level > 0:
+        for i, (win, d) in enumerate(self._outputs(image_bgr, windows, threshold)):
+            if len(d) and win.level > 0 and i >= n_around:
                 d = _subset(d, _inside_tile(d, win, w, h))
             if len(d):
                 pending.append(d)
@@ -273,22 +277,26 @@ class BlazeFaceDetector(DetectorBase):
             return self._run(image_bgr, wins)
         coarse = self._coarse(w, h)
         low = min(self.candidate_threshold, self.score_threshold)
-        raw = self._run(image_bgr, coarse, low)
-        n_cands = min(len(raw), self.max_candidates, max(0, self.search_windows - len(coarse)))
-        parts = [raw]
-        if n_cands:  # a face small in the coarse windows is found roughly or weakly: look at it at its own scale
-            around = [self._around(box, self.candidate_context) for box in raw.boxes[:n_cands]]
-            parts += [d for _, d in self._outputs(image_bgr, around, low)]
-        n = self.search_windows - len(coarse) - n_cands
         rest = wins[len(coarse):]
-        if n > 0 and rest:
-            pick = [rest[(self._search_cursor + i) % len(rest)] for i in range(min(n, len(rest)))]
-            self._search_cursor = (self._search_cursor + len(pick)) % len(rest)
-            parts.append(self._run(image_bgr, pick))
-        # every look at a face joins its cluster (the box: their score-weighted mean); a face counts when one
-        # look at it reaches the score threshold
-        merged = weighted_nms(concat(parts), self.nms_iou)
+        spare = max(0, self.search_windows - len(coarse) - self.max_candidates)
+        # one network call for the coarse levels and a first share of the fine tiles, all at the low threshold
+        # (a face counts when the best look at it reaches the score threshold)
+        first = self._run(image_bgr, coarse + self._fine_tiles(rest, spare), low)
+        budget = self.search_windows - len(coarse) - spare
+        # the best of them, seen again at their own scale (a face small in the coarse windows is found there
+        # roughly or weakly), and the rest of the budget on the next fine tiles
+        around = [self._around(box, self.candidate_context) for box in first.boxes[:min(budget, self.max_candidates)]]
+        second = self._run(image_bgr, around + self._fine_tiles(rest, budget - len(around)), low, len(around))
+        merged = weighted_nms(concat([first, second]), self.nms_iou)
         return _subset(merged, merged.scores >= self.score_threshold)
+
+    def _fine_tiles(self, rest: list[Window], n: int) -> list[Window]:
+        """The next ``n`` fine tiles of a search, in turn."""
+        if n <= 0 or not rest:
+            return []
+        pick = [rest[(self._search_cursor + i) % len(rest)] for i in range(min(n, len(rest)))]
+        self._search_cursor = (self._search_cursor + len(pick)) % len(rest)
+        return pick
 
     def _coarse(self, width: int, height: int) -> list[Window]:
         """The coarsest levels whose windows fit in ``search_windows - max_candidates`` (level 0 at least)."""
