@@ -1,7 +1,7 @@
 """Calibration and validation sets: face crops made by the runtime's preprocessing, in a neutral ``.npz``.
 
 A set is built once from a folder of images, an image, a video or a dataset (a sequence of
-:class:`fa3d.runtime.datasets.samples.FaceSample`), and every consumer (ONNX Runtime static quantization, the
+:class:`fa3d.data.datasets.samples.FaceSample`), and every consumer (ONNX Runtime static quantization, the
 accuracy gate, the optional TensorRT calibrator) only reads the file. Faces are found with the runtime's
 detector unless boxes are given (or the dataset has them), and cropped with
 :func:`fa3d.runtime.preprocess.prepare`: there is no second crop implementation here.
@@ -348,7 +348,7 @@ def build_from_video(video: str | os.PathLike, config: PreprocessConfig, *, dete
 
 def build_from_samples(samples: Iterable, config: PreprocessConfig, *, max_faces: int | None = None,
                        seed: int = 0, source: str = "dataset", keep_labels: bool = True) -> CalibrationSet:
-    """Crops from dataset records (:class:`fa3d.runtime.datasets.samples.FaceSample`) using their boxes.
+    """Crops from dataset records (:class:`fa3d.data.datasets.samples.FaceSample`) using their boxes.
 
     With pose labels (``ypr`` or a real ``yaw_gt``) and ``max_faces``, the set is spread over yaw bins
     (:func:`spread_by_yaw`); ``keep_labels`` stores 68-point labels (in crop pixels) and poses, which

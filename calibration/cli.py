@@ -97,7 +97,7 @@ def _main(args) -> int:
             raise ValueError("--split and --stride select from a data set: give --dataset too")
         split, stride = args.split or "val", 1 if args.stride is None else args.stride
         if args.dataset == "aflw19k":
-            from fa3d.runtime.datasets.mix import load_aflw19k
+            from fa3d.data.datasets.mix import load_aflw19k
 
             samples = load_aflw19k(args.src, split, teacher=True, box="teacher")
             picked = (samples[i] for i in range(0, len(samples), stride))  # lazy: images read one by one
@@ -105,7 +105,7 @@ def _main(args) -> int:
                                     source=f"aflw19k {split} split of {args.src} (stride {stride}), "
                                            "3DDFA_V2 teacher labels")
         elif (Path(args.src) / "labels.npz").is_file():  # an fa-label folder: keep its labels
-            from fa3d.runtime.datasets.labelled import LabelledFolder
+            from fa3d.data.datasets.labelled import LabelledFolder
 
             cs = build_from_samples(LabelledFolder(args.src), config, max_faces=want,
                                     source=f"labelled folder {args.src}")

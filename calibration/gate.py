@@ -97,7 +97,7 @@ def run_model(onnx_path: str | os.PathLike, inputs: np.ndarray, *, batch_size: i
 
 def nme_percent(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Per-face NME (%) of (N, 68, >=2) points against (N, 68, >=2), normalised by sqrt(w*h) of ref's box."""
-    from fa3d.runtime.evaluation.metrics import nme  # numpy only: the one NME of the package
+    from fa3d.data.evaluation.metrics import nme  # numpy only: the one NME of the package
 
     return nme(pred, ref)
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from fa3d.runtime.default_model import sample_path
-from fa3d.runtime.datasets.videofile import mp4v_writer
+from fa3d.data.datasets.videofile import mp4v_writer
 
 #: the bundled portrait's face centre as a fraction of the image (x, y), measured by eye
 ASTRONAUT_FOCUS = (0.44, 0.25)

@@ -41,7 +41,7 @@ class ShipInt8Recipe:
 
 def _aflw_set(data: Path, split: str, stride: int, max_faces: int, config):
     from fa3d.calibration.calibset import build_from_samples
-    from fa3d.runtime.datasets.mix import load_aflw19k
+    from fa3d.data.datasets.mix import load_aflw19k
 
     samples = load_aflw19k(data, split, teacher=True, box="teacher")
     picked = (samples[i] for i in range(0, len(samples), stride))

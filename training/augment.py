@@ -23,7 +23,7 @@ import numpy as np
 from fa3d.runtime import pose, preprocess
 from fa3d.runtime.schema import NUM_LANDMARKS, mirror_landmarks
 
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 
 #: AFLW-21 point i of a flipped face is point AFLW21_MIRROR[i] of the original
 AFLW21_MIRROR = np.array([5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 16, 15, 14, 13, 12, 19, 18, 17, 20])

@@ -17,7 +17,7 @@ from fa3d.runtime.cli_errors import check_outputs_not_inputs, exit_codes_help, i
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fa3d.runtime.evaluation.protocols import DATASETS
+    from fa3d.data.evaluation.protocols import DATASETS
 
     p = argparse.ArgumentParser(
         epilog=exit_codes_help(__doc__),
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _paired_difference(main_result, other, main_label: str) -> str:
     """One line: the compared result's mean NME minus the main one's on the images both scored, with a
     paired-bootstrap 95 % interval (which images were drawn; not training noise)."""
-    from fa3d.runtime.evaluation.metrics import paired_bootstrap
+    from fa3d.data.evaluation.metrics import paired_bootstrap
 
     if not len(main_result.per_image_nme) or not len(other.per_image_nme):
         return f"difference to {main_label}: no NME to compare"
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                                     [args.model, args.predictions, *compared_files]):
         return 2
     from fa3d.runtime.atomic import atomic_write_text
-    from fa3d.runtime.evaluation import protocols as ev
-    from fa3d.runtime.evaluation import metrics
+    from fa3d.data.evaluation import protocols as ev
+    from fa3d.data.evaluation import metrics
 
     try:
         gt = ev.load_ground_truth(args.dataset, args.data, limit=args.limit, biwi_protocol=args.biwi_protocol)

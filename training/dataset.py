@@ -16,13 +16,13 @@ from fa3d.runtime.preprocess import PreprocessConfig
 
 from .augment import AugmentConfig, make_example
 from .config import ConfigError, SourceConfig
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 
 Loader = Callable[[SourceConfig], Sequence[FaceSample]]
 
 
 class SyntheticSource(Sequence):
-    """``count`` synthetic faces from :func:`fa3d.runtime.datasets.synthetic.synth_face`, made on access."""
+    """``count`` synthetic faces from :func:`fa3d.data.datasets.synthetic.synth_face`, made on access."""
 
     def __init__(self, count: int, seed: int, size: int) -> None:
         if count < 1:
@@ -33,7 +33,7 @@ class SyntheticSource(Sequence):
         return self.count
 
     def __getitem__(self, i: int) -> FaceSample:
-        from fa3d.runtime.datasets.synthetic import synth_face
+        from fa3d.data.datasets.synthetic import synth_face
 
         if not 0 <= i < self.count:
             raise IndexError(i)
@@ -47,13 +47,13 @@ def _synthetic(src: SourceConfig) -> Sequence[FaceSample]:
 
 
 def _labelled(src: SourceConfig) -> Sequence[FaceSample]:
-    from fa3d.runtime.datasets.labelled import LabelledFolder
+    from fa3d.data.datasets.labelled import LabelledFolder
 
     return LabelledFolder(src.path, weight=src.label_weight)
 
 
 def _aflw19k(src: SourceConfig) -> Sequence[FaceSample]:
-    from fa3d.runtime.datasets.mix import MixWeights, load_aflw19k
+    from fa3d.data.datasets.mix import MixWeights, load_aflw19k
 
     try:
         weights = MixWeights(**src.mix)

@@ -69,7 +69,7 @@ def background(kind: str, rng: np.random.Generator, width: int, height: int,
                faces: FaceSet | None = None) -> np.ndarray:
     """A face-free BGR uint8 frame of the given kind (see the module doc)."""
     if kind == "clutter":
-        from fa3d.runtime.datasets.synthetic import _background
+        from fa3d.data.datasets.synthetic import _background
 
         return np.clip(_background(rng, height, width), 0, 255).astype(np.uint8)
     if kind == "noise":

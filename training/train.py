@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from fa3d.runtime.atomic import atomic_path, atomic_write_text
-from fa3d.runtime.evaluation.metrics import nme
+from fa3d.data.evaluation.metrics import nme
 from fa3d.runtime.pose import matrix_to_euler, rotation_from_landmarks
 from fa3d.runtime.preprocess import PreprocessConfig
 

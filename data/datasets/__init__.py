@@ -1,8 +1,8 @@
-"""fa3d.runtime.datasets: dataset readers yielding :class:`.samples.FaceSample` (numpy, scipy, OpenCV; no torch).
+"""fa3d.data.datasets: dataset readers yielding :class:`.samples.FaceSample` (numpy, scipy, OpenCV; no torch).
 
 Torch-free data code that training (fa-train, fa-eval, fa-label) and calibration (fa-calib) both need; it sits
-under the runtime because calibration may not import training, and the runtime core never imports it (the
-import contract in pyproject.toml enforces it). :mod:`.synthetic` makes synthetic faces (tests, the smoke
+below both because calibration may not import training, and the runtime never imports it (the import contract
+in pyproject.toml enforces it). :mod:`.synthetic` makes synthetic faces (tests, the smoke
 training source, calibration's default set, export's parity fallback).
 
 One module per format: :mod:`.w300lp` (300W-LP), :mod:`.aflw2000` (AFLW2000-3D), :mod:`.aflw` (AFLW

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.preprocess import DEFAULT_CROP_SCALE
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 
 from ._io import read_image
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.pose import pose_para_to_euler
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 
 from ._io import load_mat, read_image, tight_box
 

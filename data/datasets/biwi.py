@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.pose import matrix_to_euler
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 
 from ._io import read_image
 

@@ -3,7 +3,7 @@
 Format: ``version: 1``, ``n_points: 68``, ``{``, 68 lines ``x y``, ``}``; coordinates are MATLAB
 **1-based** pixels (the 300-W convention): ``-1`` on load. The image is the file with the same stem and
 an image extension. The files are 2D: z is estimated from the package's mean shape fitted to the points
-(:func:`fa3d.runtime.datasets._io.depth_from_mean_shape`); no pose label is produced.
+(:func:`fa3d.data.datasets._io.depth_from_mean_shape`); no pose label is produced.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 from fa3d.runtime.sources import IMAGE_SUFFIXES
 
 from ._io import depth_from_mean_shape, read_image, tight_box

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.atomic import atomic_path
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 
 from ._io import read_image
 

@@ -1,6 +1,6 @@
 """The default model's training mix: aflw19k crops with teacher labels, real labels and dense points.
 
-Per crop of the chosen split (see :mod:`fa3d.runtime.datasets.aflw` for the layout and conventions):
+Per crop of the chosen split (see :mod:`fa3d.data.datasets.aflw` for the layout and conventions):
 
 * ``landmarks`` (68, 3) and ``ypr``: the 3DDFA_V2 teacher's pseudo-labels from
   ``teacher_3ddfa_v2_mb05.npz`` (``lm68_crop`` crop pixels, z >= 0 larger = nearer; ``pose_para_rad``
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.pose import pose_para_to_euler
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 
 from ._io import read_image, tight_box
 from .aflw import protocol_box, read_aflw_labels

@@ -15,7 +15,7 @@ Without any landmarks file, ``pt2d`` is used.
 
 All x, y get ``-1`` on load (0-based OpenCV pixels). None of these files holds a depth: z is estimated
 from the package's mean shape posed with the image's ``Pose_Para`` rotation
-(:func:`fa3d.runtime.datasets._io.depth_from_mean_shape`); x, y are the dataset's.
+(:func:`fa3d.data.datasets._io.depth_from_mean_shape`); x, y are the dataset's.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 from fa3d.runtime import schema
 from fa3d.runtime.pose import euler_to_matrix, pose_para_to_euler
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 
 from ._io import depth_from_mean_shape, load_mat, read_image, tight_box
 

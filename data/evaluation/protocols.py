@@ -17,7 +17,7 @@ Protocols (``DATASETS``):
 * ``biwi``: pose MAE (yaw, pitch, roll) over every frame (failures = frames without a face).
 
 Failures (an image without a prediction) are excluded from the means, counted, and listed
-(:mod:`fa3d.runtime.evaluation.metrics`).
+(:mod:`fa3d.data.evaluation.metrics`).
 
 Boxes for a model (``box='gt'``, the default): the tight box of the GT landmarks (AFLW2000-3D: the 68
 points; AFLW crops: the protocol box whose sqrt(2) enlargement is the whole crop), which the runtime's
@@ -139,8 +139,8 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
     """The GT of ``dataset`` (one of :data:`DATASETS`) from its folder ``data``."""
     data = Path(data)
     if dataset == "aflw2000-3d":
-        from fa3d.runtime.datasets.aflw2000 import list_aflw2000, read_aflw2000_labels
-        from fa3d.runtime.datasets._io import tight_box
+        from fa3d.data.datasets.aflw2000 import list_aflw2000, read_aflw2000_labels
+        from fa3d.data.datasets._io import tight_box
 
         stems = list_aflw2000(data)[:limit]
         lms, yprs = zip(*(read_aflw2000_labels(data / f"{s}.mat") for s in stems))
@@ -151,7 +151,7 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
     if dataset in ("aflw", "aflw19k-val", "aflw19k-val-teacher"):
         import cv2
 
-        from fa3d.runtime.datasets.aflw import protocol_box, read_aflw_labels
+        from fa3d.data.datasets.aflw import protocol_box, read_aflw_labels
 
         lab = read_aflw_labels(data)
         rows = lab.select(None if dataset == "aflw" else "val")[:limit]
@@ -163,7 +163,7 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
         paths = tuple(data / "images" / n for n in names)
         boxes = np.repeat(box[None], len(rows), 0)
         if dataset == "aflw19k-val-teacher":
-            from fa3d.runtime.datasets.mix import read_teacher
+            from fa3d.data.datasets.mix import read_teacher
 
             lm, ypr = read_teacher(data, lab.names)
             lm, ypr = lm[rows].astype(np.float64), ypr[rows].astype(np.float64)
@@ -171,7 +171,7 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
         return GroundTruth(dataset, names, paths, boxes, lab.yaw_deg[rows].astype(np.float64),
                            pts21=lab.pts21[rows].astype(np.float64))
     if dataset == "biwi":
-        from fa3d.runtime.datasets.biwi import Biwi
+        from fa3d.data.datasets.biwi import Biwi
 
         ds = Biwi(data, protocol=biwi_protocol, part="test")
         idx = range(len(ds))[:limit]

@@ -83,8 +83,8 @@ def tiny_onnx(tmp_path_factory, preprocess_config) -> Path:
 def synthetic_set(preprocess_config):
     """64 crops of synthetic faces (with labels), made by the runtime's preprocessing."""
     from fa3d.calibration.calibset import build_from_samples
-    from fa3d.runtime.datasets.synthetic import synth_faces
-    from fa3d.runtime.datasets.samples import FaceSample
+    from fa3d.data.datasets.synthetic import synth_faces
+    from fa3d.data.datasets.samples import FaceSample
 
     faces = synth_faces(64, seed=3, size=96)
     samples = [FaceSample(image=f.image, box=f.box, name=f"s{i}", landmarks=f.landmarks, ypr=f.ypr)

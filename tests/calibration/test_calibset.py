@@ -93,7 +93,7 @@ def test_spread_by_yaw_balances_bins():
 
 
 def test_build_from_images_uses_given_boxes_and_detector(tmp_path, preprocess_config):
-    from fa3d.runtime.datasets.synthetic import synth_faces
+    from fa3d.data.datasets.synthetic import synth_faces
     faces = synth_faces(3, seed=5, size=80)
     for i, f in enumerate(faces):
         cv2.imwrite(str(tmp_path / f"f{i}.png"), f.image)

@@ -26,7 +26,7 @@ def stub_detector(monkeypatch):
 
 
 def test_cli_builds_a_set(tmp_path, tiny_onnx, preprocess_config, stub_detector, capsys):
-    from fa3d.runtime.datasets.synthetic import synth_faces
+    from fa3d.data.datasets.synthetic import synth_faces
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, f in enumerate(synth_faces(5, seed=2, size=64)):
@@ -59,8 +59,8 @@ def test_cli_help_explains_options(capsys):
 
 
 def test_cli_keeps_the_labels_of_an_fa_label_folder(tmp_path, tiny_onnx, preprocess_config, capsys):
-    from fa3d.runtime.datasets.synthetic import synth_faces
-    from fa3d.runtime.datasets.labelled import write_labelled
+    from fa3d.data.datasets.synthetic import synth_faces
+    from fa3d.data.datasets.labelled import write_labelled
 
     folder = tmp_path / "labelled"
     (folder / "images").mkdir(parents=True)

@@ -205,7 +205,7 @@ def test_calibration_data_is_required(tiny_onnx, tmp_path):
 
 
 def test_labelled_validation_from_faces(tiny_onnx, preprocess_config, tmp_path, synthetic_set):
-    from fa3d.runtime.datasets.synthetic import synth_faces
+    from fa3d.data.datasets.synthetic import synth_faces
     faces = synth_faces(8, seed=11, size=96)
     val = validation_from_faces([(f.image, f.box) for f in faces], preprocess_config,
                                 landmarks=[f.landmarks for f in faces], ypr=[f.ypr for f in faces])

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from fa3d.runtime import preprocess
-from fa3d.runtime.datasets.aflw import AflwCrops, protocol_box, read_aflw_labels
-from fa3d.runtime.datasets.labelled import write_labelled
-from fa3d.runtime.datasets.mix import MixWeights, load_aflw19k
+from fa3d.data.datasets.aflw import AflwCrops, protocol_box, read_aflw_labels
+from fa3d.data.datasets.labelled import write_labelled
+from fa3d.data.datasets.mix import MixWeights, load_aflw19k
 
 
 def _fixture(root, n=4):

@@ -7,7 +7,7 @@ import pytest
 import scipy.io
 
 from fa3d.runtime import pose, schema
-from fa3d.runtime.datasets.aflw2000 import AFLW2000, read_aflw2000_labels
+from fa3d.data.datasets.aflw2000 import AFLW2000, read_aflw2000_labels
 
 
 def test_real_samples_are_converted_to_0_based_and_agree_with_pose(format_samples):
@@ -49,7 +49,7 @@ def test_fixture_and_errors(tmp_path):
 
 def test_depth_estimate_from_mean_shape_matches_real_depth(format_samples):
     """The z that 2D-only loaders estimate (300W-LP, .pts) correlates with AFLW2000-3D's real z."""
-    from fa3d.runtime.datasets._io import depth_from_mean_shape
+    from fa3d.data.datasets._io import depth_from_mean_shape
 
     for s in AFLW2000(format_samples / "aflw2000_3d"):
         xy = s.landmarks[:, :2].astype(np.float64)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fa3d.runtime import pose
-from fa3d.runtime.datasets.biwi import Biwi, biwi_to_ypr, list_biwi, read_biwi_pose
+from fa3d.data.datasets.biwi import Biwi, biwi_to_ypr, list_biwi, read_biwi_pose
 
 
 def _literature_angles(r_biwi: np.ndarray) -> np.ndarray:

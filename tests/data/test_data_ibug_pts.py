@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fa3d.runtime.datasets.ibug_pts import IbugPts, read_pts
+from fa3d.data.datasets.ibug_pts import IbugPts, read_pts
 
 
 def test_real_samples(format_samples):

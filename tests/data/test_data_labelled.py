@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fa3d.runtime.datasets.labelled import FORMAT_VERSION, LabelledFolder, read_labelled, write_labelled
+from fa3d.data.datasets.labelled import FORMAT_VERSION, LabelledFolder, read_labelled, write_labelled
 
 
 def _write(tmp_path, n=2, **over):

@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 
 from fa3d.runtime import schema
-from fa3d.runtime.datasets.w300lp import W300LP, read_300wlp_item
+from fa3d.data.datasets.w300lp import W300LP, read_300wlp_item
 
 STEM = "IBUG_image_008_1_0"
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fa3d.runtime.evaluation import metrics
+from fa3d.data.evaluation import metrics
 
 
 def _square_face(side: float = 100.0, n: int = 68) -> np.ndarray:

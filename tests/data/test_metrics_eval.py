@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from fa3d.runtime import schema
-from fa3d.runtime.evaluation import protocols as ev
+from fa3d.data.evaluation import protocols as ev
 from fa3d.training.cli_eval import main
-from fa3d.runtime.evaluation.metrics import gt_box_size
+from fa3d.data.evaluation.metrics import gt_box_size
 
 
 def _aflw2000_preds(gt: ev.GroundTruth, shift=(3.0, 4.0), drop: int | None = None) -> ev.Predictions:
@@ -202,7 +202,7 @@ def test_cli_compare_scores_each_file_and_keeps_json_for_the_main_one(format_sam
 
 
 def test_paired_bootstrap_interval():
-    from fa3d.runtime.evaluation.metrics import paired_bootstrap
+    from fa3d.data.evaluation.metrics import paired_bootstrap
 
     a = np.linspace(2.0, 6.0, 200)
     d, lo, hi = paired_bootstrap(a, a + 0.5)

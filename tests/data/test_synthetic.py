@@ -8,7 +8,7 @@ import pytest
 
 from fa3d.runtime import pose, schema
 from fa3d.runtime.preprocess import landmark_box
-from fa3d.runtime.datasets.synthetic import SyntheticFace, synth_face, synth_faces, synthetic_video
+from fa3d.data.datasets.synthetic import SyntheticFace, synth_face, synth_faces, synthetic_video
 
 
 def _disc_mean(img: np.ndarray, centre: np.ndarray, r: float) -> np.ndarray:

@@ -142,7 +142,7 @@ def test_fa_bench_stops_cleanly(plumbing_model, monkeypatch, capsys, stop, code)
 
 def test_fa_eval_and_fa_train_stop_cleanly_on_sigterm(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch")
-    import fa3d.runtime.evaluation.protocols as protocols
+    import fa3d.data.evaluation.protocols as protocols
     import fa3d.training.train as train_mod
     from fa3d.training.cli_eval import main as eval_main
     from fa3d.training.cli_train import main as train_main

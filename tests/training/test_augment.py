@@ -7,11 +7,11 @@ import pytest
 
 from fa3d.runtime import pose, preprocess
 from fa3d.training.augment import AFLW21_MIRROR, AugmentConfig, make_example
-from fa3d.runtime.datasets.samples import FaceSample
+from fa3d.data.datasets.samples import FaceSample
 
 
 def _sample(dense=None):
-    synth = pytest.importorskip("fa3d.runtime.datasets.synthetic")
+    synth = pytest.importorskip("fa3d.data.datasets.synthetic")
     f = synth.synth_face(3, 128, occluders=False)
     pts21 = np.full((21, 2), np.nan, np.float32)
     pts21[14] = f.landmarks[30, :2]

@@ -17,7 +17,7 @@ from fa3d.training.cli_train import main
 from fa3d.training.config import ConfigError, config_from_dict, load_config
 from fa3d.training.train import train
 
-pytest.importorskip("fa3d.runtime.datasets.synthetic")
+pytest.importorskip("fa3d.data.datasets.synthetic")
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "training" / "configs" / "smoke.toml"
 
@@ -59,7 +59,7 @@ def test_smoke_run_learns_and_leaves_a_loadable_checkpoint(tmp_path, capsys):
     assert not ck.model.training and ck.metadata.format == "checkpoint"
     assert ck.metadata.model["preset"] == "tiny" and ck.metadata.num_dense == ck.model.num_dense
     assert ck.metadata.model["training_data"] == ["synthetic:count=32,seed=1:train"]
-    from fa3d.runtime.datasets.synthetic import synth_face
+    from fa3d.data.datasets.synthetic import synth_face
 
     f = synth_face(99, 96)
     prep = preprocess.prepare(f.image, f.box, ck.metadata.preprocess)

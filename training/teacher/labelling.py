@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.atomic import atomic_path
-from fa3d.runtime.datasets._io import read_image
-from fa3d.runtime.datasets.labelled import write_labelled
+from fa3d.data.datasets._io import read_image
+from fa3d.data.datasets.labelled import write_labelled
 from fa3d.runtime.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, video_frames
 from fa3d.runtime.sources import list_images as _list_images
 
