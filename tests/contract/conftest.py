@@ -2,13 +2,13 @@
 arguments, outputs, signals (issue 15). Every case expects one clear line and a documented exit code (CLIs) or
 the package's ValueError (API), never a traceback, never a lost or overwritten file.
 
-The fixtures reuse the shared plumbing model (tests/rt_helpers.py: not a face model)."""
+The fixtures reuse the shared plumbing model (tests/helpers/plumbing.py: not a face model)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rt_helpers import BlobDetector
+from tests.helpers.plumbing import BlobDetector
 
 
 @pytest.fixture

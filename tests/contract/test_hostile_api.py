@@ -13,7 +13,7 @@ from fa3d.runtime import FaceAligner, FaceAlignerOptions
 from fa3d.runtime.aligner import ALIGN_CHUNK, MAX_BOXES_PER_CALL
 from fa3d.runtime.backends import open_backend
 from fa3d.runtime.smoothing import OneEuroOptions
-from rt_helpers import BlobDetector, blob_frame
+from tests.helpers.plumbing import BlobDetector, blob_frame
 
 
 def _video_aligner(model, smooth=True):

@@ -11,7 +11,7 @@ import pytest
 from hostile_helpers import one_line_error
 from fa3d.runtime.cli_run import main
 from fa3d.runtime.detect import HaarDetector
-from rt_helpers import blob_frame
+from tests.helpers.plumbing import blob_frame
 
 
 def _write_odd_folder(folder):

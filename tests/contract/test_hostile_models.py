@@ -12,7 +12,7 @@ from hostile_helpers import SHIPPED_CHECKPOINT, one_line_error
 from fa3d.runtime.backends import BackendError, open_backend
 from fa3d.runtime.cli_run import main
 from fa3d.runtime.metadata import write_metadata
-from rt_helpers import plumbing_metadata
+from tests.helpers.plumbing import plumbing_metadata
 
 SIZE = 32
 
@@ -182,7 +182,7 @@ def _nan_for(monkeypatch, backend, rows):
 
 def test_faces_with_nan_outputs_are_dropped_and_counted(plumbing_model, monkeypatch):
     from fa3d.runtime import FaceAligner
-    from rt_helpers import blob_frame
+    from tests.helpers.plumbing import blob_frame
 
     with FaceAligner.from_artifact(plumbing_model) as al:
         _nan_for(monkeypatch, al.backend, [1])
@@ -213,7 +213,7 @@ def test_an_engine_whose_outputs_contradict_its_sidecar_is_refused_at_load(tmp_p
     import sys
 
     from rt_fake_trt import PLAN_BYTES, World
-    from rt_helpers import NUM_DENSE
+    from tests.helpers.plumbing import NUM_DENSE
 
     world = World(size=SIZE, num_dense=NUM_DENSE + 1, profile=(1, 4, 16), trt_version="10.3.0")
     for name, mod in world.modules().items():

@@ -13,7 +13,7 @@ import pytest
 from hostile_helpers import one_line_error
 from fa3d.runtime.cli_errors import output_clash
 from fa3d.runtime.cli_run import main
-from rt_helpers import blob_frame
+from tests.helpers.plumbing import blob_frame
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ SLOW_FA_RUN = r"""
 import sys, time
 import fa3d.runtime.aligner as a
 sys.path.insert(0, sys.argv[1])
-from rt_helpers import BlobDetector
+from tests.helpers.plumbing import BlobDetector
 a.make_detector = lambda spec: BlobDetector()
 real = a.FaceAligner.process_video
 def slow(self, frame, ts):
@@ -40,7 +40,7 @@ sys.exit(main(sys.argv[2:]))
 def _run_and_signal(argv, sig, after_frames=5, timeout=60):
     from hostile_helpers import REPO
 
-    p = subprocess.Popen([sys.executable, "-c", SLOW_FA_RUN, str(REPO / "tests"), *argv],
+    p = subprocess.Popen([sys.executable, "-c", SLOW_FA_RUN, str(REPO), *argv],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(ln) for ln in p.stderr], daemon=True)

@@ -11,7 +11,7 @@ import pytest
 from hostile_helpers import one_line_error
 from fa3d.runtime.cli_run import main
 from fa3d.runtime.sources import Frame, FrameSource, SourceError, open_source
-from rt_helpers import blob_frame
+from tests.helpers.plumbing import blob_frame
 
 
 @pytest.mark.parametrize("name,content", [
@@ -100,7 +100,7 @@ class _ListSource(FrameSource):
 
 def _aligner(model, mode="video"):
     from fa3d.runtime import FaceAligner, FaceAlignerOptions
-    from rt_helpers import BlobDetector
+    from tests.helpers.plumbing import BlobDetector
 
     from fa3d.runtime.backends import open_backend
     return FaceAligner(open_backend(model), FaceAlignerOptions(mode=mode), detector=BlobDetector())

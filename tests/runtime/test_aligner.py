@@ -15,7 +15,7 @@ from fa3d.runtime.default_model import DefaultModelMissing
 from fa3d.runtime.preprocess import landmark_box
 from fa3d.runtime.smoothing import OneEuroFilter, OneEuroOptions
 from fa3d.runtime.track import FaceTracker, TrackerOptions, iou_matrix
-from rt_helpers import BlobDetector, blob_centres, blob_frame
+from tests.helpers.plumbing import BlobDetector, blob_centres, blob_frame
 
 
 class CountingBackend:

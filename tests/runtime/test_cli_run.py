@@ -13,7 +13,7 @@ from fa3d.runtime import cli_run
 from fa3d.runtime.cli_run import main
 from fa3d.runtime.metadata import write_metadata
 from fa3d.runtime.sources import VideoFileSource
-from rt_helpers import BlobDetector, blob_centres, blob_frame, corrupt_avi_frame, plumbing_metadata, write_blob_video
+from tests.helpers.plumbing import BlobDetector, blob_centres, blob_frame, corrupt_avi_frame, plumbing_metadata, write_blob_video
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from fa3d.runtime import FaceAligner, FaceAlignerOptions, RunningMode
 from fa3d.runtime.backends import open_backend
 from fa3d.runtime.live_stream import LatestFrameWorker
-from rt_helpers import BlobDetector, blob_frame
+from tests.helpers.plumbing import BlobDetector, blob_frame
 
 
 def _aligner(model, **opts):
