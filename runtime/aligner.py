@@ -43,6 +43,7 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .camera import DEFAULT_EYE_SPAN_M, CameraIntrinsics, solve_head_pose
+from .default_model import default_model_path
 from .detect import FaceDetector, make_detector
 from .policy import (DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, DEFAULT_POSE_SOURCE, MAX_FACES_PER_CALL,
                      POSE_SOURCES)
@@ -220,8 +221,6 @@ class FaceAligner:
                                  f"{options.model_path!r}; name it once, in from_artifact(path)")
             path = options.model_path
         if path is None:
-            from .default_model import default_model_path
-
             path = default_model_path()
         backend = open_backend(Path(path), device=options.device, num_threads=options.num_threads)
         return cls(backend, options)

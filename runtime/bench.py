@@ -36,6 +36,7 @@ PyTorch rows (``--checkpoint``) come from ``fa-bench-torch``, the same command w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -43,12 +44,23 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
+from .atomic import atomic_write_text
+from .backends import BackendError, open_backend
 from .cli_errors import EXIT_USAGE, check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
+from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
+from .frame_loop import run_pipeline
+from .lazy import MissingDependency, lazy_import
+from .metadata import MetadataError
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
+from .sources import SourceError, open_source
 from .timing import summarize_ms, time_calls
+
+ort = lazy_import("onnxruntime")
 
 #: ``(checkpoint, batches, warmup, iters, threads) -> rows``: times a checkpoint (PyTorch); raises RuntimeError
 CheckpointTimer = Callable[[str, list[int], int, int, "int | None"], list[dict]]
@@ -119,14 +131,8 @@ def bench_backend(backend, batches: list[int], warmup: int, iters: int, label: s
 def machine_info() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "processor": platform.processor() or platform.machine()}
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    import cv2
-
+    with contextlib.suppress(MissingDependency):
+        info["onnxruntime"] = ort.__version__
     info["opencv"] = cv2.__version__
     return info
 
@@ -155,8 +161,6 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
               "as fa-bench-torch (needs fa3d[train])", file=sys.stderr)
         return 2
     if not (args.model or args.int8 or args.engine or args.checkpoint):
-        from .default_model import DefaultModelMissing, default_model_path
-
         try:
             args.model = str(default_model_path())
         except DefaultModelMissing as e:
@@ -165,9 +169,6 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
     if args.warmup < 0 or args.iters < 1:
         print("fa-bench: error: --warmup must be >= 0 and --iters >= 1", file=sys.stderr)
         return 2
-
-    from .backends import BackendError, open_backend
-    from .metadata import MetadataError
 
     rows: list[dict] = []
     pipeline = None
@@ -190,19 +191,12 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
             return code
 
     if args.json_out:
-        from .atomic import atomic_write_text
-
         atomic_write_text(args.json_out, json.dumps({"machine": machine_info(), "model": rows,
                                                      "pipeline": pipeline}, indent=2) + "\n")
     return 0
 
 
 def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
-    from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
-    from .default_model import DefaultModelMissing, sample_clip_path
-    from .frame_loop import run_pipeline
-    from .sources import SourceError, open_source
-
     try:
         video = args.video or str(sample_clip_path())
         mode = RunningMode.IMAGE if args.no_track else RunningMode.VIDEO

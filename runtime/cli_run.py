@@ -50,10 +50,22 @@ import os
 import sys
 from pathlib import Path
 
+import cv2
+
 from . import cli_errors
+from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
+from .backends import BackendError
+from .camera import CameraIntrinsics
 from .cli_errors import float_in, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
+from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
+from .draw import draw_results
+from .frame_loop import run_pipeline
+from .metadata import MetadataError
+from .outputs import RECORD_SCHEMA_VERSION, JsonLinesWriter, open_annotated, output_kind
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
+from .smoothing import OneEuroOptions
+from .sources import ImageSource, SourceError, open_source
 
 EXIT_OK, EXIT_USAGE, EXIT_SOURCE, EXIT_MODEL, EXIT_OUTPUT = 0, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_TERMINATED = cli_errors.EXIT_INTERRUPTED, cli_errors.EXIT_TERMINATED
@@ -115,8 +127,6 @@ def _err(msg: str) -> None:
 
 def _check_args(args) -> str | None:
     """A one-line usage problem with the arguments, or None."""
-    from .outputs import output_kind
-
     try:
         if args.output:
             output_kind(args.output)
@@ -127,8 +137,6 @@ def _check_args(args) -> str | None:
     inputs = [args.source, args.model, args.engine, args.intrinsics,
               None if args.detector in ("haar", "blazeface") else args.detector]
     if args.source is None and args.camera is None:  # the bundled sample clip is an input too
-        from .default_model import DefaultModelMissing, sample_clip_path
-
         with contextlib.suppress(DefaultModelMissing):
             inputs.append(sample_clip_path())
     return cli_errors.output_clash({"--output": args.output, "--json": args.json_out}, inputs)
@@ -154,15 +162,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args, guard) -> int:
-    from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
-    from .backends import BackendError
-    from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
-    from .camera import CameraIntrinsics
-    from .metadata import MetadataError
-    from .outputs import output_kind
-    from .smoothing import OneEuroOptions
-    from .sources import ImageSource, SourceError, open_source
-
     try:
         intrinsics = CameraIntrinsics.load(args.intrinsics) if args.intrinsics else None
         smoothing = OneEuroOptions(enabled=args.smooth, min_cutoff=args.smooth_min_cutoff,
@@ -232,8 +231,6 @@ def _main(args, guard) -> int:
 
 def record(frame, faces, dense: bool) -> dict:
     """One JSON-lines record (schema: the module doc)."""
-    from .outputs import RECORD_SCHEMA_VERSION
-
     h, w = frame.image.shape[:2]
     rec = {"schema_version": RECORD_SCHEMA_VERSION, "frame": frame.index,
            "timestamp_ms": round(frame.timestamp_ms, 3), "width": w, "height": h}
@@ -244,12 +241,6 @@ def record(frame, faces, dense: bool) -> dict:
 
 
 def _run(aligner, source, args, track: bool):
-    import cv2
-
-    from .draw import draw_results
-    from .frame_loop import run_pipeline
-    from .outputs import JsonLinesWriter, open_annotated
-
     show = not args.headless and display_available()
     with contextlib.ExitStack() as stack:
         annotated = open_annotated(stack, args.output, source.fps or 30.0) if args.output else None
