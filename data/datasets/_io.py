@@ -10,7 +10,10 @@ import numpy as np
 
 from fa3d.runtime import pose as pose_mod
 from fa3d.runtime import schema
+from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.preprocess import landmark_box
+
+scipy_io = lazy_import("scipy.io", extra="train")  # only where .mat files are read
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -26,13 +29,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def load_mat(path: str | os.PathLike, required: dict[str, tuple[int, ...] | None]) -> dict[str, np.ndarray]:
     """Load a MATLAB file and check that the ``required`` keys exist with the given shapes (None = any)."""
-    import scipy.io  # noqa: PLC0415  (scipy only where .mat files are read)
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: .mat file not found")
     try:
-        m = scipy.io.loadmat(str(path))
+        m = scipy_io.loadmat(str(path))
     except Exception as e:  # scipy raises several types for bad files
         raise ValueError(f"{path}: cannot read as a MATLAB file ({e})") from e
     for key, shape in required.items():

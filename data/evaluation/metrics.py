@@ -20,6 +20,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fa3d.runtime.atomic import atomic_path
+from fa3d.runtime.lazy import lazy_import
+
+matplotlib = lazy_import("matplotlib", extra="train")  # only plot_ced needs it
+plt = lazy_import("matplotlib.pyplot", extra="train")
+
 YAW_BINS: tuple[tuple[str, float, float], ...] = (("0-30", -1.0, 30.0), ("30-60", 30.0, 60.0),
                                                    ("60-90", 60.0, np.inf))
 POSE_FILTER_DEG = 99.0
@@ -124,12 +130,7 @@ def ced_curve(errors: np.ndarray, failures: int = 0, max_error: float = 10.0,
 def plot_ced(curves: dict[str, tuple[np.ndarray, int]], path, max_error: float = 10.0,
              title: str = "CED") -> None:
     """Write a CED PNG; ``curves`` maps a label to (per-image NME, failures). Writes atomically."""
-    import matplotlib  # noqa: PLC0415  (lazy: only plotting needs it)
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    from fa3d.runtime.atomic import atomic_path  # noqa: PLC0415
-
+    matplotlib.use("Agg", force=False)  # before pyplot is loaded: no display needed
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
     for label, (errs, fails) in curves.items():
         t, f = ced_curve(errs, fails, max_error)

@@ -33,9 +33,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from fa3d.data.datasets._io import tight_box
+from fa3d.data.datasets.aflw import protocol_box, read_aflw_labels
+from fa3d.data.datasets.aflw2000 import list_aflw2000, read_aflw2000_labels
+from fa3d.data.datasets.biwi import Biwi
+from fa3d.data.datasets.mix import read_teacher
+from fa3d.runtime import pose as pose_mod
 from fa3d.runtime import schema
+from fa3d.runtime.aligner import FaceAligner, FaceAlignerOptions
 from fa3d.runtime.atomic import atomic_path
 from fa3d.runtime.track import box_iou
 
@@ -98,8 +106,6 @@ def with_pose_from(preds: Predictions, source: str) -> Predictions:
     """Predictions of a file with their pose recomputed: ``predicted`` (unchanged), ``landmarks`` (the
     rotation fitted to the predicted 3D landmarks, :func:`fa3d.runtime.pose.rotation_from_landmarks`) or
     ``blend`` (the chordal mean of the file's pose and that fit). A file holds one pose, so ``head`` is refused."""
-    from fa3d.runtime import pose
-
     if source not in POSE_SOURCES:
         raise ValueError(f"pose source must be one of {POSE_SOURCES}, got {source!r}")
     if source == "head":
@@ -107,8 +113,8 @@ def with_pose_from(preds: Predictions, source: str) -> Predictions:
                          "(or run the model with --pose-source head)")
     if source == "predicted" or not len(preds.names):
         return preds
-    r = pose.reported_rotation(source, pose.euler_to_matrix(preds.pose), preds.landmarks)
-    return Predictions(names=preds.names, landmarks=preds.landmarks, pose=pose.matrix_to_euler(r))
+    r = pose_mod.reported_rotation(source, pose_mod.euler_to_matrix(preds.pose), preds.landmarks)
+    return Predictions(names=preds.names, landmarks=preds.landmarks, pose=pose_mod.matrix_to_euler(r))
 
 
 def save_predictions(path: str | os.PathLike, preds: Predictions) -> None:
@@ -139,9 +145,6 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
     """The GT of ``dataset`` (one of :data:`DATASETS`) from its folder ``data``."""
     data = Path(data)
     if dataset == "aflw2000-3d":
-        from fa3d.data.datasets.aflw2000 import list_aflw2000, read_aflw2000_labels
-        from fa3d.data.datasets._io import tight_box
-
         stems = list_aflw2000(data)[:limit]
         lms, yprs = zip(*(read_aflw2000_labels(data / f"{s}.mat") for s in stems))
         lm = np.stack(lms)
@@ -149,10 +152,6 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
                            tuple(data / f"{s}.jpg" for s in stems),
                            np.stack([tight_box(p) for p in lm]), np.stack(yprs)[:, 0], lm68=lm, ypr=np.stack(yprs))
     if dataset in ("aflw", "aflw19k-val", "aflw19k-val-teacher"):
-        import cv2
-
-        from fa3d.data.datasets.aflw import protocol_box, read_aflw_labels
-
         lab = read_aflw_labels(data)
         rows = lab.select(None if dataset == "aflw" else "val")[:limit]
         names = lab.names[rows].astype(str)
@@ -163,16 +162,12 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
         paths = tuple(data / "images" / n for n in names)
         boxes = np.repeat(box[None], len(rows), 0)
         if dataset == "aflw19k-val-teacher":
-            from fa3d.data.datasets.mix import read_teacher
-
             lm, ypr = read_teacher(data, lab.names)
             lm, ypr = lm[rows].astype(np.float64), ypr[rows].astype(np.float64)
             return GroundTruth(dataset, names, paths, boxes, ypr[:, 0], lm68=lm, ypr=ypr)
         return GroundTruth(dataset, names, paths, boxes, lab.yaw_deg[rows].astype(np.float64),
                            pts21=lab.pts21[rows].astype(np.float64))
     if dataset == "biwi":
-        from fa3d.data.datasets.biwi import Biwi
-
         ds = Biwi(data, protocol=biwi_protocol, part="test")
         idx = range(len(ds))[:limit]
         ypr = np.stack([ds.ypr(i) for i in idx]).astype(np.float64)
@@ -243,11 +238,6 @@ def evaluate(gt: GroundTruth, preds: Predictions) -> metrics.EvalResult:
 def _open_aligner(model: str | os.PathLike, pose_source: str = "predicted"):
     """The runtime's aligner for an artifact (ONNX, engine or checkpoint, as the runtime supports);
     ``pose_source`` other than ``predicted`` sets :attr:`FaceAlignerOptions.pose_source`."""
-    try:
-        from fa3d.runtime import FaceAligner, FaceAlignerOptions
-    except ImportError as e:
-        raise RuntimeError("fa3d.runtime.FaceAligner is not available in this installation; evaluate a "
-                           "predictions file with --predictions instead") from e
     if pose_source == "predicted":
         return FaceAligner.from_artifact(model)
     return FaceAligner.from_artifact(model, FaceAlignerOptions(pose_source=pose_source))
@@ -261,8 +251,6 @@ def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt
     ``aligner`` (an object with ``process(image_bgr, boxes=None) -> list`` of results with
     ``.landmarks`` (68, 3) and ``.yaw_pitch_roll`` (3,)) replaces ``FaceAligner.from_artifact(model)``.
     """
-    import cv2
-
     if box not in ("gt", "detector"):
         raise ValueError(f"box must be 'gt' or 'detector', got {box!r}")
     if box == "gt" and gt.dataset == "biwi":
