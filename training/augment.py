@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fa3d.data.datasets.samples import FaceSample
 from fa3d.runtime import pose, preprocess
+from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.schema import NUM_LANDMARKS, mirror_landmarks
 
-from fa3d.data.datasets.samples import FaceSample
+torch = lazy_import("torch", extra="train")  # only collate() needs it
 
 #: AFLW-21 point i of a flipped face is point AFLW21_MIRROR[i] of the original
 AFLW21_MIRROR = np.array([5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 16, 15, 14, 13, 12, 19, 18, 17, 20])
@@ -197,6 +199,4 @@ def make_example(sample: FaceSample, pre: preprocess.PreprocessConfig, cfg: Augm
 
 def collate(examples: list[dict]):
     """Stack examples into a batch of torch tensors (keys as :func:`make_example`)."""
-    import torch
-
     return {k: torch.from_numpy(np.stack([e[k] for e in examples])) for k in examples[0]}

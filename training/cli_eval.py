@@ -13,12 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
+from tqdm import tqdm
+
+from fa3d.data.evaluation import metrics
+from fa3d.data.evaluation import protocols as ev
+from fa3d.runtime.atomic import atomic_write_text
 from fa3d.runtime.cli_errors import check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
+
+from .torch_backend import is_checkpoint, open_aligner
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fa3d.data.evaluation.protocols import DATASETS
-
     p = argparse.ArgumentParser(
         epilog=exit_codes_help(__doc__),
         prog="fa-eval",
@@ -35,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", metavar="PRED.npz",
                    help="external predictions: names (N,) image file names, landmarks (N,68,3) 0-based image "
                         "pixels, pose (N,3) yaw, pitch, roll in degrees (fa3d's convention)")
-    p.add_argument("--dataset", required=True, choices=DATASETS,
+    p.add_argument("--dataset", required=True, choices=ev.DATASETS,
                    help="protocol: aflw2000-3d (68-point NME + pose), aflw (AFLW crops in the aflw19k layout, "
                         "NME over the visible checked points + yaw), aflw19k-val (the same on the val split), "
                         "aflw19k-val-teacher (the val crops against the 3DDFA_V2 teacher's 68 points and "
@@ -72,8 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _paired_difference(main_result, other, main_label: str) -> str:
     """One line: the compared result's mean NME minus the main one's on the images both scored, with a
     paired-bootstrap 95 % interval (which images were drawn; not training noise)."""
-    from fa3d.data.evaluation.metrics import paired_bootstrap
-
     if not len(main_result.per_image_nme) or not len(other.per_image_nme):
         return f"difference to {main_label}: no NME to compare"
     a = dict(zip(main_result.scored_names, main_result.per_image_nme))
@@ -81,7 +84,7 @@ def _paired_difference(main_result, other, main_label: str) -> str:
     common = [n for n in a if n in b]
     if not common:
         return f"difference to {main_label}: no image scored by both"
-    d, lo, hi = paired_bootstrap(np.array([a[n] for n in common]), np.array([b[n] for n in common]))
+    d, lo, hi = metrics.paired_bootstrap(np.array([a[n] for n in common]), np.array([b[n] for n in common]))
     return (f"NME minus {main_label}'s on the {len(common)} images both scored: {d:+.3f} points "
             f"(95 % paired-bootstrap interval {lo:+.3f} to {hi:+.3f})")
 
@@ -97,10 +100,6 @@ def main(argv: list[str] | None = None) -> int:
                                                 "--save-predictions": args.save_predictions},
                                     [args.model, args.predictions, *compared_files]):
         return 2
-    from fa3d.runtime.atomic import atomic_write_text
-    from fa3d.data.evaluation import protocols as ev
-    from fa3d.data.evaluation import metrics
-
     try:
         gt = ev.load_ground_truth(args.dataset, args.data, limit=args.limit, biwi_protocol=args.biwi_protocol)
         others = []  # read and checked before a model runs, so a bad file fails fast
@@ -114,10 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.predictions:
             preds = ev.load_predictions(args.predictions)
         else:
-            from tqdm import tqdm
-
-            from .torch_backend import is_checkpoint, open_aligner
-
             aligner = open_aligner(args.model, args.pose_source) if is_checkpoint(args.model) else None
             preds = ev.predict_with_model(
                 args.model, gt, box=args.box, pose_source=args.pose_source, aligner=aligner,

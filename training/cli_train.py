@@ -12,7 +12,9 @@ import json
 import os
 import sys
 
-from fa3d.runtime.cli_errors import exit_codes_help, int_at_least, stops_cleanly
+from dataclasses import replace
+
+from fa3d.runtime.cli_errors import exit_codes_help, graceful_signals, int_at_least, stops_cleanly
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,12 +40,8 @@ def _parser() -> argparse.ArgumentParser:
 @stops_cleanly("fa-train")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from dataclasses import replace
-
-    from fa3d.runtime.cli_errors import graceful_signals
-
+    from .checkpoint import CheckpointError  # these import torch: not needed for --help
     from .config import ConfigError, load_config
-    from .checkpoint import CheckpointError
     from .train import train
 
     try:

@@ -12,11 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from fa3d.data.datasets.labelled import LabelledFolder
+from fa3d.data.datasets.mix import MixWeights, load_aflw19k
+from fa3d.data.datasets.samples import FaceSample
+from fa3d.data.datasets.synthetic import synth_face
 from fa3d.runtime.preprocess import PreprocessConfig
 
 from .augment import AugmentConfig, make_example
 from .config import ConfigError, SourceConfig
-from fa3d.data.datasets.samples import FaceSample
 
 Loader = Callable[[SourceConfig], Sequence[FaceSample]]
 
@@ -33,8 +36,6 @@ class SyntheticSource(Sequence):
         return self.count
 
     def __getitem__(self, i: int) -> FaceSample:
-        from fa3d.data.datasets.synthetic import synth_face
-
         if not 0 <= i < self.count:
             raise IndexError(i)
         f = synth_face(self.seed * 1_000_003 + int(i), self.size)
@@ -47,14 +48,10 @@ def _synthetic(src: SourceConfig) -> Sequence[FaceSample]:
 
 
 def _labelled(src: SourceConfig) -> Sequence[FaceSample]:
-    from fa3d.data.datasets.labelled import LabelledFolder
-
     return LabelledFolder(src.path, weight=src.label_weight)
 
 
 def _aflw19k(src: SourceConfig) -> Sequence[FaceSample]:
-    from fa3d.data.datasets.mix import MixWeights, load_aflw19k
-
     try:
         weights = MixWeights(**src.mix)
     except (TypeError, ValueError) as e:
