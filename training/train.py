@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from fa3d.runtime.atomic import atomic_path, atomic_write_text
 from fa3d.data.evaluation.metrics import nme
+from fa3d.runtime.atomic import atomic_path, atomic_write_text
+from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.pose import matrix_to_euler, rotation_from_landmarks
 from fa3d.runtime.preprocess import PreprocessConfig
 
@@ -39,6 +41,11 @@ from .dataset import AlignmentDataset, Loader, MixedSamples, ResumableSampler, d
 from .dense_template import mirror_permutation
 from .losses import compute_losses, teacher_forcing_probability, yaw_of
 from .model import build_model
+
+dist = lazy_import("torch.distributed")  # only under torchrun (WORLD_SIZE > 1)
+matplotlib = lazy_import("matplotlib", extra="train")  # the training-curve PNG
+mpl_figure = lazy_import("matplotlib.figure", extra="train")
+tensorboard = lazy_import("torch.utils.tensorboard", extra="train")  # only with [run] tensorboard
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,6 @@ def _init_distributed() -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return _Dist()
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return _Dist(world, dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")))
@@ -174,12 +179,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _plot(path: Path, history: dict) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4))
+    fig = mpl_figure.Figure(figsize=(10, 4))
     ax1, ax2 = fig.subplots(1, 2)
     steps = history["steps"]
     if steps:
@@ -358,8 +359,7 @@ class _Board:
     def __init__(self, run: _Run) -> None:
         self.writer = None
         if run.cfg.run.tensorboard and run.dist.main:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(run.out_dir / "tensorboard"))
+            self.writer = tensorboard.SummaryWriter(str(run.out_dir / "tensorboard"))
 
     def scalars(self, prefix: str, row: dict, at: int, skip: tuple[str, ...], flush: bool = False) -> None:
         if self.writer is None:
@@ -410,8 +410,6 @@ def _epoch_loader(run: _Run, state: _State):
 
 def _train_epoch(run: _Run, state: _State, board: _Board, progress: bool) -> tuple[bool, float]:
     """The rest of the current epoch; returns (stopped by stop_after_steps, mean training loss)."""
-    from tqdm.auto import tqdm
-
     cfg = run.cfg
     loader = _epoch_loader(run, state)
     run.net.train()
@@ -469,8 +467,6 @@ def _end_epoch(run: _Run, state: _State, board: _Board, train_loss: float) -> No
 
 def _shut_down(run: _Run) -> None:
     if run.dist.world_size > 1:
-        import torch.distributed as dist
-
         dist.barrier()
         dist.destroy_process_group()
 
