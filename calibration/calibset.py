@@ -24,10 +24,12 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from fa3d.runtime.atomic import atomic_path
 from fa3d.runtime.preprocess import PreprocessConfig, prepare, to_crop
@@ -93,7 +95,6 @@ class CalibrationSet:
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
         return f"fa3d {version('fa3d')}"
     except Exception:  # noqa: BLE001 - running from a source tree without metadata
         return "fa3d (unknown version)"
@@ -297,7 +298,6 @@ def build_from_images(images: str | os.PathLike | Sequence[str | os.PathLike], c
     det = None
     iterator: Iterable[Path] = paths
     if progress:
-        from tqdm import tqdm
         iterator = tqdm(paths, desc="calibration images", unit="img")
     for path in iterator:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -326,7 +326,6 @@ def build_from_video(video: str | os.PathLike, config: PreprocessConfig, *, dete
     col = _Collector(config)
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(desc="calibration frames", unit="frame")
     try:
         for frame in video_frames(video, every=1 if wanted is not None else max(1, every)):

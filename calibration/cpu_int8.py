@@ -50,7 +50,7 @@ def quantize_cpu(fp32_onnx: str | os.PathLike, out_onnx: str | os.PathLike, inpu
 
     from fa3d.runtime.atomic import atomic_path
 
-    from .qdq import _quiet_ort, _reader, equal_batch, input_name
+    from .qdq import calibration_reader, equal_batch, input_name, quiet_ort
 
     method_enum = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                    "percentile": CalibrationMethod.Percentile}[method]
@@ -58,10 +58,10 @@ def quantize_cpu(fp32_onnx: str | os.PathLike, out_onnx: str | os.PathLike, inpu
     extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
-    with tempfile.TemporaryDirectory(prefix="fa3d-cpu-int8-") as tmp, atomic_path(out_onnx) as dst, _quiet_ort():
+    with tempfile.TemporaryDirectory(prefix="fa3d-cpu-int8-") as tmp, atomic_path(out_onnx) as dst, quiet_ort():
         pre = os.path.join(tmp, "pre.onnx")
         quant_pre_process(str(fp32_onnx), pre, skip_symbolic_shape=True)
-        reader = _reader(input_name(fp32_onnx), inputs, equal_batch(len(inputs), 8))
+        reader = calibration_reader(input_name(fp32_onnx), inputs, equal_batch(len(inputs), 8))
         quantize_static(pre, str(dst), reader, quant_format=QuantFormat.QOperator, per_channel=True,
                         reduce_range=rr, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=method_enum, extra_options=extra)
