@@ -100,6 +100,44 @@ def test_import_contract_holds():
     assert res.returncode == 0, res.stdout[-3000:]
 
 
+def _lazy_imports(path: Path) -> list[str]:
+    """The module names given to ``lazy_import("...")`` in a file."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+            continue
+        if getattr(node.func, "id", getattr(node.func, "attr", None)) == "lazy_import":
+            names.append(node.args[0].value)
+    return names
+
+
+def _files_of(module: str) -> list[Path]:
+    """The source files of a module or package named in a contract (``fa3d.runtime.aligner``)."""
+    dirs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    top = next(t for t in dirs if module == t or module.startswith(t + "."))
+    base = REPO / dirs[top] / Path(*module[len(top):].lstrip(".").split(".")) if module != top else REPO / dirs[top]
+    return sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+
+
+def test_lazy_imports_obey_the_contracts():
+    """grimp does not see ``lazy_import("torch")``: the forbidden contracts are checked on those names here,
+    and no fa3d module is imported that way (the layers must see every import between our packages)."""
+    offenders = []
+    for c in _contracts():
+        if c["type"] != "forbidden":
+            continue
+        banned = [m for m in c["forbidden_modules"] if not m.startswith("fa3d.")]
+        for source in c["source_modules"]:
+            for path in _files_of(source):
+                offenders += [f"{path.relative_to(REPO)}: {name}" for name in _lazy_imports(path)
+                              if any(name == b or name.startswith(b + ".") for b in banned)]
+    for pkg in PACKAGES:
+        for path in (REPO / pkg).rglob("*.py"):
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in _lazy_imports(path) if n.startswith("fa3d")]
+    assert not offenders, offenders
+    assert "onnxruntime" in _lazy_imports(REPO / "runtime" / "backends" / "onnxrt.py")  # the scan finds them
+
+
 def test_jitter_box_moves_and_scales_about_the_centre():
     from fa3d.runtime.preprocess import jitter_box
 
