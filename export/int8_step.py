@@ -2,7 +2,7 @@
 
 * The default model (no checkpoint, no ``--calib``; or ``--from-onnx`` of a file identical to the shipped
   ``model.onnx``): its INT8 Q/DQ ONNX ships in the package, calibrated and gated at development time on
-  labelled faces (``python -m fa3d.export.ship_int8``). It is *verified*, not remade: the SHA-256 of the
+  labelled faces (``python -m tools.ship_int8``). It is *verified*, not remade: the SHA-256 of the
   FP32 ONNX in its sidecar must match, and the Q/DQ lint must pass. No face image ships and no torch is needed.
 * Any other model: calibration data from the user (``--calib``: a fa-calib set, images or a video) is
   required, and the gate runs on ``--val`` (labelled: accuracy loss) or on held-out calibration faces
@@ -63,7 +63,7 @@ def verify_int8(int8_onnx: Path, fp32_onnx: Path) -> dict:
     if meta.source_sha256 != fp32_hash:
         raise Int8StepError("check", f"{int8_onnx} was made from another FP32 model (SHA-256 {meta.source_sha256} "
                             f"in its sidecar, {fp32_hash} for {fp32_onnx}); recalibrate: fa-export --int8 --calib "
-                            "YOUR_FACES (maintainers: python -m fa3d.export.ship_int8)")
+                            "YOUR_FACES (maintainers: python -m tools.ship_int8)")
     from fa3d.calibration.lint import QdqLintError, lint_qdq
 
     block = dict(meta.model.get("int8") or {})

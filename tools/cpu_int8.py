@@ -8,7 +8,7 @@ activations and int8 symmetric per-channel weights** (U8S8), and ``reduce_range`
 CPUs without VNNI, where U8S8 products can saturate.
 
 :func:`measure` gates it like the TensorRT model (:func:`.gate.evaluate`) and times it against FP32 on one
-thread, interleaved (:func:`fa3d.runtime.timing.interleaved`). ``python -m fa3d.calibration.cpu_int8 FP32.onnx
+thread, interleaved (:func:`fa3d.runtime.timing.interleaved`). ``python -m tools.cpu_int8 FP32.onnx
 --calib SET --val SET`` writes ``model.cpu-int8.onnx`` only when it is faster than FP32 *and* passes the gate,
 and prints the figures either way (exit 0 written, 1 not worth shipping, 2 bad input).
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .gate import Gate, ValidationData, evaluate, holds
+from fa3d.calibration.gate import Gate, ValidationData, evaluate, holds
 
 
 def has_vnni() -> bool:
@@ -50,7 +50,7 @@ def quantize_cpu(fp32_onnx: str | os.PathLike, out_onnx: str | os.PathLike, inpu
 
     from fa3d.runtime.atomic import atomic_path
 
-    from .qdq import calibration_reader, equal_batch, input_name, quiet_ort
+    from fa3d.calibration.qdq import calibration_reader, equal_batch, input_name, quiet_ort
 
     method_enum = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                    "percentile": CalibrationMethod.Percentile}[method]
@@ -103,9 +103,9 @@ def measure(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike, val: Val
 def main(argv: list[str] | None = None) -> int:
     from fa3d.runtime.metadata import read_sidecar, sidecar_path, write_metadata
 
-    from .calibset import load_calibration_set
+    from fa3d.calibration.calibset import load_calibration_set
 
-    ap = argparse.ArgumentParser(prog="python -m fa3d.calibration.cpu_int8", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.cpu_int8", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="the FP32 ONNX (with its sidecar)")
     ap.add_argument("--calib", type=Path, required=True, help="calibration set .npz (fa-calib)")

@@ -6,7 +6,7 @@ It needs an environment of its own (MediaPipe pins numpy<2 and brings a second O
     python3 -m venv /work/venv-blaze
     /work/venv-blaze/bin/pip install mediapipe==0.10.21 tflite2onnx onnx onnxruntime ai-edge-litert
     /work/venv-blaze/bin/pip install --no-deps -e .
-    /work/venv-blaze/bin/python -m fa3d.export.detector_convert --out runtime/assets/detector
+    /work/venv-blaze/bin/python -m tools.detector_convert --out runtime/assets/detector
 
 Steps: read ``mediapipe/modules/face_detection/face_detection_short_range.tflite`` from the installed
 ``mediapipe==0.10.21`` wheel (newer wheels ship no .tflite files); convert it with ``tflite2onnx`` (opset 11,
@@ -49,7 +49,7 @@ NOTICE = """fa3d ships, in this folder, a converted copy of MediaPipe's BlazeFac
 MediaPipe is Copyright The MediaPipe Authors and licensed under the Apache License, Version 2.0 (the full
 text is in LICENSE, copied from the wheel's dist-info). Model card: "BlazeFace (Short Range)", Google.
 Modification: the TensorFlow Lite flatbuffer was converted to ONNX (tflite2onnx {t2o}, opset 11) and the
-batch dimension made dynamic, by fa3d.export.detector_convert. The weights are unchanged.
+batch dimension made dynamic, by tools.detector_convert. The weights are unchanged.
 """
 
 
@@ -86,7 +86,7 @@ def convert(tflite: Path, out: Path) -> None:
     del m.graph.value_info[:]  # intermediate shapes recorded with batch 1
     for v in list(m.graph.input) + list(m.graph.output):
         v.type.tensor_type.shape.dim[0].dim_param = "batch"
-    m.producer_name = "fa3d.export.detector_convert"
+    m.producer_name = "tools.detector_convert"
     onnx.checker.check_model(m, full_check=True)
     opset = max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
     if opset > 17:
@@ -170,7 +170,7 @@ def verify(onnx_path: Path, tflite: Path, portrait: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fa3d.export.detector_convert", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.detector_convert", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder to write (runtime/assets/detector in the repository)")
     p.add_argument("--portrait", default=str(Path(__file__).resolve().parents[1] / "runtime/assets/samples/astronaut.png"),
                    help="a face image for the checks (default: the bundled sample portrait)")

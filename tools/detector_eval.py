@@ -1,10 +1,10 @@
 """Measure face detectors side by side on aflw19k val faces pasted into frames (development only).
 
-    python -m fa3d.training.detector_eval ../shared/data/aflw19k --out runs/detector_eval.json
+    python -m tools.detector_eval ../shared/data/aflw19k --out runs/detector_eval.json
 
 For each frame size (640x480, 1280x720, 1920x1080) and tight-box width (40, 80, 160, 320 px) the same
 ``--per-bin`` faces of each yaw bin (0-30, 30-60, 60-90 degrees of AFLW yaw) are pasted one per frame at a
-random position on a face-free background (:mod:`fa3d.training.face_paste`: clutter, smooth noise or a
+random position on a face-free background (:mod:`tools.face_paste`: clutter, smooth noise or a
 shuffled mosaic of crop blocks, in turn). A face counts as found when a detection's tight box overlaps the
 tight box of the teacher's 68 points with IoU >= 0.4. False positives per frame are counted on
 ``--negatives`` face-free frames of each size (the three kinds in turn). Cost: milliseconds per ``detect``
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from fa3d.runtime.track import iou_matrix
 
-from .face_paste import BACKGROUNDS, YAW_BINS, apply_affine, background, load_faces, paste, yaw_bin
+from tools.face_paste import BACKGROUNDS, YAW_BINS, apply_affine, background, load_faces, paste, yaw_bin
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 WIDTHS = (40, 80, 160, 320)
@@ -109,7 +109,7 @@ def markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fa3d.training.detector_eval", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.detector_eval", description=__doc__.split("\n\n")[0])
     p.add_argument("data", help="the aflw19k folder")
     p.add_argument("--per-bin", type=int, default=40, help="val faces per yaw bin")
     p.add_argument("--negatives", type=int, default=30, help="face-free frames per frame size")

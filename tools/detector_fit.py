@@ -1,8 +1,8 @@
 """Measure the BlazeFace box -> tight 68-landmark box mapping (``BLAZE_TO_TIGHT``) on aflw19k faces.
 
-    python -m fa3d.training.detector_fit ../shared/data/aflw19k [--split train] [--n 2000]
+    python -m tools.detector_fit ../shared/data/aflw19k [--split train] [--n 2000]
 
-Each crop is pasted (:mod:`fa3d.training.face_paste`) onto a 320x320 clutter background with a random
+Each crop is pasted (:mod:`tools.face_paste`) onto a 320x320 clutter background with a random
 tight-box width of 60-160 px at a random position, the detector (``mapping=None``: its own boxes) runs
 over the frame, the detection overlapping the pasted face's tight box best (IoU >= 0.2) is paired with
 it, and :meth:`fa3d.runtime.detect.BoxMapping.fit` (medians) gives the mapping. Also prints the p10-p90
@@ -21,7 +21,7 @@ import numpy as np
 from fa3d.runtime.detect import BoxMapping
 from fa3d.runtime.track import iou_matrix
 
-from .face_paste import YAW_BINS, apply_affine, background, load_faces, paste, yaw_bin
+from tools.face_paste import YAW_BINS, apply_affine, background, load_faces, paste, yaw_bin
 
 
 def pairs(faces, idx, rng, detector, size: int = 320):
@@ -55,7 +55,7 @@ def spread(d: np.ndarray, t: np.ndarray) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fa3d.training.detector_fit", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.detector_fit", description=__doc__.split("\n\n")[0])
     p.add_argument("data", help="the aflw19k folder (images/, labels.npz, teacher_3ddfa_v2_mb05_tta.npz)")
     p.add_argument("--split", default="train", help="aflw19k split to measure on")
     p.add_argument("--n", type=int, default=2000, help="number of random crops")

@@ -2,22 +2,22 @@
 
 Make (clips go OUTSIDE the repository: they hold research-only faces)::
 
-    python -m fa3d.training.face_clips make ../shared/data/aflw19k /work/runs/clips/clip720.mp4 \\
+    python -m tools.face_clips make ../shared/data/aflw19k /work/runs/clips/clip720.mp4 \\
         --size 1280x720 --face 150 --max-yaw 75
-    python -m fa3d.training.face_clips make ../shared/data/aflw19k /work/runs/clips/clip480.mp4 \\
+    python -m tools.face_clips make ../shared/data/aflw19k /work/runs/clips/clip480.mp4 \\
         --size 640x480 --face 200 --max-yaw 60
 
 Recipe (issue #13): ``--faces`` (40) val faces with ``|AFLW yaw| < --max-yaw``, each held for ``--frames``
 (8) frames while drifting: a tight-box width of ``--face`` px +-15 %, a random start, a drift of 2-6 px per
 frame in a random direction and +-1 % scale per frame, on a new face-free background per face
-(:mod:`fa3d.training.face_paste`, the ``--backgrounds`` kinds in turn; a cut between faces). The ``mosaic``
+(:mod:`tools.face_paste`, the ``--backgrounds`` kinds in turn; a cut between faces). The ``mosaic``
 kind (shuffled blocks of face crops) is a stress test: the detector finds false faces in it. Written as mp4v at 30 fps, with ``<clip>.npz``:
 per frame the teacher's 68 points and the visible AFLW 21 points mapped into the frame, and the yaw.
 
 Score::
 
     fa-run --source clip720.mp4 --json clip720.jsonl --headless
-    python -m fa3d.training.face_clips score /work/runs/clips/clip720.mp4 clip720.jsonl
+    python -m tools.face_clips score /work/runs/clips/clip720.mp4 clip720.jsonl
 
 A frame's face is *found* when a reported face's box overlaps the tight box of the teacher's 68 points by
 IoU >= 0.4 (the best such face is scored). NME: the mean 68-point distance to the teacher's points divided
@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .face_paste import BACKGROUNDS, apply_affine, background, load_faces, paste
+from tools.face_paste import BACKGROUNDS, apply_affine, background, load_faces, paste
 
 # AFLW 21 -> iBUG 68 correspondences (fa3d.training.data docs): eye corners, nose tip, mouth corners, chin
 AFLW21_TO_68 = {6: 36, 8: 39, 9: 42, 11: 45, 14: 30, 17: 48, 19: 54, 20: 8}
@@ -118,7 +118,7 @@ def score(clip: Path, jsonl: Path, threshold: float = 0.07) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fa3d.training.face_clips", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.face_clips", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make", help="write a clip and its labels (.npz beside it)")
     m.add_argument("data", help="the aflw19k folder")
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--frames", type=int, default=8, help="frames per face")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--backgrounds", default=",".join(BACKGROUNDS),
-                   help="background kinds, used in turn (clutter, noise, mosaic: see fa3d.training.face_paste)")
+                   help="background kinds, used in turn (clutter, noise, mosaic: see tools.face_paste)")
     s = sub.add_parser("score", help="score fa-run's JSON lines on a clip")
     s.add_argument("clip")
     s.add_argument("jsonl")

@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fa3d.data.datasets.synthetic import clutter_background
+
 BACKGROUNDS = ("clutter", "noise", "mosaic")
 YAW_BINS = ((0, 30), (30, 60), (60, 90))
 
@@ -69,9 +71,7 @@ def background(kind: str, rng: np.random.Generator, width: int, height: int,
                faces: FaceSet | None = None) -> np.ndarray:
     """A face-free BGR uint8 frame of the given kind (see the module doc)."""
     if kind == "clutter":
-        from fa3d.data.datasets.synthetic import _background
-
-        return np.clip(_background(rng, height, width), 0, 255).astype(np.uint8)
+        return np.clip(clutter_background(rng, height, width), 0, 255).astype(np.uint8)
     if kind == "noise":
         img = np.zeros((height, width, 3), np.float32)
         for octave in (4, 16, 64):

@@ -4,7 +4,7 @@ and tracking.
 The bundled clip ``assets/samples/astronaut.mp4`` is made from ``assets/samples/astronaut.png`` (a
 public-domain NASA portrait, see ``assets/samples/NOTICE.md``) with::
 
-    python -m fa3d.export.sample_clip OUT.mp4
+    python -m tools.sample_clip OUT.mp4
 
 It is a single photograph moved around by affine warps: it tests the plumbing (detection, tracking,
 re-detection after fast scale changes), not out-of-plane head motion.
@@ -89,7 +89,7 @@ def make_sample_clip(image_bgr: np.ndarray, out_path: str | os.PathLike, n_frame
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fa3d.export.sample_clip",
+    p = argparse.ArgumentParser(prog="python -m tools.sample_clip",
                                 description="Make the bundled sample clip from the bundled astronaut portrait.")
     p.add_argument("out", help="output .mp4 path")
     p.add_argument("--image", default=None, help="source image (default: the bundled astronaut.png)")

@@ -1,6 +1,6 @@
 """Make a trained checkpoint the package's shipped default model (a maintainers' tool).
 
-``python -m fa3d.export.ship_default runs/default/best.pt`` writes:
+``python -m tools.ship_default runs/default/best.pt`` writes:
 
 * into ``fa3d/export/assets/default/``: ``model.pt``, the weights-only checkpoint, weights stored as float16
   (the model computes in float32); only fa-export reads it, so the runtime package does not carry it;
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from fa3d.runtime.default_model import asset_path
 
-from .defaults import ONNX_NAME, export_asset_path
-from .steps import ExportFailure, ExportRequest, run_export
+from fa3d.export.defaults import INT8_ONNX_NAME, ONNX_NAME, export_asset_path
+from fa3d.export.steps import ExportFailure, ExportRequest, run_export
 
 CHECKPOINT = "model.pt"
 SHIPPED = (CHECKPOINT, ONNX_NAME, ONNX_NAME + ".json")
@@ -57,8 +57,7 @@ def ship_default(checkpoint: str | os.PathLike, dest: str | os.PathLike | None =
 
 def refresh_int8(dest: str | os.PathLike | None, data: str | os.PathLike | None, skip: bool) -> str:
     """Remake the INT8 file of the (new) default model, or remove the stale one; a line to print."""
-    from .defaults import INT8_ONNX_NAME
-    from .ship_int8 import ship_int8
+    from tools.ship_int8 import ship_int8
 
     dest = Path(dest) if dest is not None else asset_path("default")
     stale = [dest / INT8_ONNX_NAME, dest / (INT8_ONNX_NAME + ".json")]
@@ -78,7 +77,7 @@ def refresh_int8(dest: str | os.PathLike | None, data: str | os.PathLike | None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fa3d.export.ship_default", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.ship_default", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="the trained checkpoint to ship (e.g. runs/default/best.pt)")
     ap.add_argument("--dest", help="one destination folder for all three files (default: the ONNX into "

@@ -1,6 +1,6 @@
 """Make the shipped default model's INT8 Q/DQ ONNX (a maintainers' tool; the faces it uses are not shipped).
 
-``python -m fa3d.export.ship_int8`` (also run by :mod:`.ship_default` after a new default model) writes
+``python -m tools.ship_int8`` (also run by :mod:`.ship_default` after a new default model) writes
 ``fa3d/runtime/assets/default/model.int8.onnx`` + ``model.int8.onnx.json`` from the shipped
 ``model.onnx``:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from fa3d.runtime.default_model import asset_path
 
-from .defaults import INT8_ONNX_NAME, ONNX_NAME
+from fa3d.export.defaults import INT8_ONNX_NAME, ONNX_NAME
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aflw19k"  # ../shared beside the checkout
 
@@ -70,7 +70,7 @@ def ship_int8(data: str | os.PathLike | None = None, dest: str | os.PathLike | N
 def main(argv: list[str] | None = None) -> int:
     from fa3d.calibration.int8 import make_int8_cli_summary
 
-    ap = argparse.ArgumentParser(prog="python -m fa3d.export.ship_int8", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.ship_int8", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help=f"the aflw19k folder (default {DEFAULT_DATA})")
     ap.add_argument("--dest", help="folder holding model.onnx (default: the installed package's assets/default)")

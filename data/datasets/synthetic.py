@@ -205,7 +205,8 @@ def _facing(model_pt: np.ndarray, rot: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------------------- drawing
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def clutter_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A face-free float32 (h, w, 3) BGR frame: a colour gradient with random shapes (values may leave 0..255)."""
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     ang = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -479,7 +480,7 @@ def synth_face(seed: int, size: int | tuple[int, int] = 256, *, yaw_range=(-90, 
     tmax = np.array([w - 1, h - 1]) - margin - hi
     centre = np.array([rng.uniform(tmin[0], max(tmin[0], tmax[0])), rng.uniform(tmin[1], max(tmin[1], tmax[1]))])
 
-    canvas = _background(rng, h, w)
+    canvas = clutter_background(rng, h, w)
     look = _random_look(rng)
     lm = _draw_face(canvas, model, rot, scale, centre, look)
     box = landmark_box(lm)[0]
@@ -513,7 +514,7 @@ def synthetic_video(path: str | os.PathLike, n_frames: int = 60, size: tuple[int
         raise ValueError(f"need n_frames >= 1 and faces >= 1, got {n_frames} and {faces}")
     h, w = _size_hw(size)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x71DE0]))
-    bg = _background(rng, h, w)
+    bg = clutter_background(rng, h, w)
     tracks = []
     for k in range(faces):
         model = _expression(_identity_shape(rng), rng)

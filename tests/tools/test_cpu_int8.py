@@ -6,8 +6,8 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
-from fa3d.calibration.cpu_int8 import measure, quantize_cpu  # noqa: E402
 from fa3d.calibration.gate import Gate, ValidationData  # noqa: E402
+from tools.cpu_int8 import measure, quantize_cpu  # noqa: E402
 
 
 def test_qoperator_u8s8_layout_and_figures(tiny_onnx, synthetic_set, tmp_path):

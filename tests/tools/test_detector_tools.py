@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from fa3d.training.face_paste import apply_affine, background, paste, yaw_bin
+from tools.face_paste import apply_affine, background, paste, yaw_bin
 
 
 def test_paste_puts_the_tight_box_where_asked():
@@ -37,7 +37,7 @@ def test_backgrounds_are_frames_of_the_size_asked():
 
 @pytest.fixture(scope="module")
 def faces(shared_data):
-    from fa3d.training.face_paste import load_faces
+    from tools.face_paste import load_faces
 
     root = shared_data / "aflw19k"
     if not (root / "teacher_3ddfa_v2_mb05_tta.npz").is_file():
@@ -47,7 +47,7 @@ def faces(shared_data):
 
 @pytest.mark.data
 def test_clip_and_its_score(faces, tmp_path):
-    from fa3d.training.face_clips import make_clip, score
+    from tools.face_clips import make_clip, score
 
     clip = tmp_path / "c.mp4"
     info = make_clip(faces, clip, (320, 240), 80, 60, n_faces=2, frames_per_face=3)
@@ -73,7 +73,7 @@ def test_clip_and_its_score(faces, tmp_path):
 @pytest.mark.data
 def test_detector_table_on_a_few_faces(faces):
     from fa3d.runtime.detect import make_detector
-    from fa3d.training.detector_eval import evaluate, markdown
+    from tools.detector_eval import evaluate, markdown
 
     res = evaluate(faces, {"blazeface": make_detector("blazeface")}, per_bin=2, negatives=3,
                    sizes=((320, 240),), widths=(100,))
@@ -86,7 +86,7 @@ def test_detector_table_on_a_few_faces(faces):
 @pytest.mark.data
 def test_mapping_fit_pairs_detections_with_tight_boxes(faces):
     from fa3d.runtime.blazeface_detector import BlazeFaceDetector
-    from fa3d.training.detector_fit import pairs
+    from tools.detector_fit import pairs
 
     d, t, yaw = pairs(faces, np.arange(4), np.random.default_rng(0), BlazeFaceDetector(mapping=None))
     assert len(d) >= 3 and d.shape == t.shape and len(yaw) == len(d)

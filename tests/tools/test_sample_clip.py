@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fa3d.runtime.default_model import sample_path
-from fa3d.export.sample_clip import ASTRONAUT_FOCUS, clip_transforms, make_sample_clip
+from tools.sample_clip import ASTRONAUT_FOCUS, clip_transforms, make_sample_clip
 
 
 def _read_all(path) -> list[np.ndarray]:

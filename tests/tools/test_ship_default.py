@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fa3d.export import defaults, ship_default
+from fa3d.export import defaults
+from tools import ship_default
 
 
 @pytest.mark.slow

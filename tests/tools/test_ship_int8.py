@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from fa3d.export.int8_step import shipped_files
-from fa3d.export.ship_default import refresh_int8
-from fa3d.export.ship_int8 import main as ship_int8_main
+from tools.ship_default import refresh_int8
+from tools.ship_int8 import main as ship_int8_main
 
 
 def test_without_data_the_stale_int8_file_is_removed(tmp_path):
@@ -29,7 +29,7 @@ def test_ship_int8_without_data_is_exit_2(tmp_path, capsys):
 @pytest.mark.slow
 def test_ship_int8_reproduces_the_shipped_file(aflw19k, tmp_path):
     """The one command regenerates an INT8 file that passes the labelled gate, from the shipped FP32 ONNX."""
-    from fa3d.export.ship_int8 import ShipInt8Recipe, ship_int8
+    from tools.ship_int8 import ShipInt8Recipe, ship_int8
     from fa3d.runtime.metadata import read_sidecar, sha256_file, sidecar_path
 
     fp32, int8 = shipped_files()
