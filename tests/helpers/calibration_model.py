@@ -1,4 +1,4 @@
-"""A tiny FP32 face-model stand-in exported to ONNX opset 17 with its sidecar, for the calibration tests.
+"""A tiny FP32 face-model stand-in exported to ONNX opset 17 with its sidecar, for the calibration and INT8 tests.
 
 It has the real interface (input ``input`` (B,3,S,S); outputs landmarks (B,68,3), rotation (B,3,3),
 dense (B,N,3), confidence (B,1)) and Conv/BN/ReLU/Gemm layers, but random weights: it checks plumbing
@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-
-import numpy as np
-import pytest
 
 SIZE = 32
 N_DENSE = 20
@@ -57,18 +54,12 @@ def _tiny_model():
     return m
 
 
-@pytest.fixture(scope="session")
-def preprocess_config():
-    from fa3d.runtime.preprocess import PreprocessConfig
-    return PreprocessConfig(input_size=SIZE)
+def export_tiny_onnx(path: Path, preprocess_config) -> Path:
+    """Export the tiny model to ``path`` (opset 17, dynamic batch) with its sidecar; needs torch."""
+    import torch
 
-
-@pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory, preprocess_config) -> Path:
-    torch = pytest.importorskip("torch")
     from fa3d.runtime.metadata import ArtifactMetadata, sidecar_path, write_metadata
 
-    path = tmp_path_factory.mktemp("tiny") / "model.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(_tiny_model(), (torch.randn(1, 3, SIZE, SIZE),), str(path), dynamo=False, opset_version=17,
@@ -79,19 +70,13 @@ def tiny_onnx(tmp_path_factory, preprocess_config) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def synthetic_set(preprocess_config):
-    """64 crops of synthetic faces (with labels), made by the runtime's preprocessing."""
+def synthetic_calibration_set(preprocess_config, count: int = 64):
+    """``count`` crops of synthetic faces (with labels), made by the runtime's preprocessing."""
     from fa3d.calibration.calibset import build_from_samples
-    from fa3d.data.datasets.synthetic import synth_faces
     from fa3d.data.datasets.samples import FaceSample
+    from fa3d.data.datasets.synthetic import synth_faces
 
-    faces = synth_faces(64, seed=3, size=96)
+    faces = synth_faces(count, seed=3, size=96)
     samples = [FaceSample(image=f.image, box=f.box, name=f"s{i}", landmarks=f.landmarks, ypr=f.ypr)
                for i, f in enumerate(faces)]
     return build_from_samples(samples, preprocess_config, source="synthetic test faces")
-
-
-@pytest.fixture()
-def rng():
-    return np.random.default_rng(0)

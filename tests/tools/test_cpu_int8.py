@@ -7,7 +7,20 @@ import pytest
 onnx = pytest.importorskip("onnx")
 
 from fa3d.calibration.gate import Gate, ValidationData  # noqa: E402
+from fa3d.runtime.preprocess import PreprocessConfig  # noqa: E402
+from tests.helpers.calibration_model import SIZE, export_tiny_onnx, synthetic_calibration_set  # noqa: E402
 from tools.cpu_int8 import measure, quantize_cpu  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    pytest.importorskip("torch")
+    return export_tiny_onnx(tmp_path_factory.mktemp("tiny") / "model.onnx", PreprocessConfig(input_size=SIZE))
+
+
+@pytest.fixture(scope="module")
+def synthetic_set():
+    return synthetic_calibration_set(PreprocessConfig(input_size=SIZE))
 
 
 def test_qoperator_u8s8_layout_and_figures(tiny_onnx, synthetic_set, tmp_path):
