@@ -35,7 +35,6 @@ import math
 import os
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,10 +55,7 @@ from .schema import mean_shape
 from .smoothing import OneEuroFilter, OneEuroOptions
 from .track import FaceTracker, TrackerOptions
 
-MODES = tuple(m.value for m in RunningMode)
 STAGES = ("detect", "preprocess", "infer", "postprocess")
-#: the most faces one call takes (``process(boxes=...)``, ``max_faces``): memory and time stay bounded
-MAX_BOXES_PER_CALL = MAX_FACES_PER_CALL
 #: faces cropped and inferred together; larger calls run in chunks of this size (bounded memory)
 ALIGN_CHUNK = 32
 DEVICES = ("cpu", "cuda", "tensorrt", "auto")
@@ -74,12 +70,11 @@ def _is_int(v) -> bool:
 
 
 def _check_option_values(o: "FaceAlignerOptions") -> None:
-    """Types and ranges of every option, one clear ValueError naming the first bad one."""
+    """Types and ranges of every option (the one place options are validated), one clear ValueError naming
+    the first bad one."""
     def bad(name: str, want: str) -> ValueError:
         return ValueError(f"FaceAlignerOptions.{name} must be {want}, got {getattr(o, name)!r}")
 
-    if o.model_path is not None and not isinstance(o.model_path, (str, os.PathLike)):
-        raise bad("model_path", "a path or None")
     if o.device not in DEVICES:
         raise bad("device", f"one of {DEVICES}")
     if o.num_threads is not None and not (_is_int(o.num_threads) and o.num_threads >= 1):
@@ -88,8 +83,8 @@ def _check_option_values(o: "FaceAlignerOptions") -> None:
         raise bad("detector", "'haar' or a detector ONNX path")
     if not (_is_int(o.det_every_n) and o.det_every_n >= 1):
         raise bad("det_every_n", "an integer >= 1")
-    if not (_is_int(o.max_faces) and 1 <= o.max_faces <= MAX_BOXES_PER_CALL):
-        raise bad("max_faces", f"an integer in [1, {MAX_BOXES_PER_CALL}]")
+    if not (_is_int(o.max_faces) and 1 <= o.max_faces <= MAX_FACES_PER_CALL):
+        raise bad("max_faces", f"an integer in [1, {MAX_FACES_PER_CALL}]")
     if not (_is_real(o.min_confidence) and 0.0 <= o.min_confidence <= 1.0):
         raise bad("min_confidence", "a number in [0, 1]")
     if not isinstance(o.smoothing, OneEuroOptions):
@@ -102,6 +97,10 @@ def _check_option_values(o: "FaceAlignerOptions") -> None:
         raise bad("result_callback", "a callable or None")
     if not (_is_real(o.eye_span_m) and math.isfinite(o.eye_span_m) and o.eye_span_m > 0):
         raise bad("eye_span_m", "a positive number of metres")
+    if o.pose_source not in POSE_SOURCES:
+        raise bad("pose_source", f"one of {POSE_SOURCES}")
+    if (o.mode is RunningMode.LIVE_STREAM) != (o.result_callback is not None):
+        raise ValueError("a result_callback is needed in RunningMode.LIVE_STREAM and only there")
 
 
 def _scrub_nonfinite(out: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -124,7 +123,7 @@ def _scrub_nonfinite(out: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
 
 def check_boxes(boxes) -> np.ndarray:
     """``boxes`` as a (B, 4) float64 array of finite x1, y1, x2, y2 with x2 > x1 and y2 > y1, at most
-    :data:`MAX_BOXES_PER_CALL` of them; a ValueError that says what is wrong otherwise."""
+    :data:`~fa3d.runtime.policy.MAX_FACES_PER_CALL` of them; a ValueError that says what is wrong otherwise."""
     try:
         b = np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError):
@@ -133,8 +132,8 @@ def check_boxes(boxes) -> np.ndarray:
         b = b[None]
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"boxes must have shape (B, 4) (x1, y1, x2, y2), got {b.shape}")
-    if len(b) > MAX_BOXES_PER_CALL:
-        raise ValueError(f"{len(b)} boxes in one call; at most {MAX_BOXES_PER_CALL} (split the call)")
+    if len(b) > MAX_FACES_PER_CALL:
+        raise ValueError(f"{len(b)} boxes in one call; at most {MAX_FACES_PER_CALL} (split the call)")
     if not np.isfinite(b).all():
         raise ValueError("boxes hold NaN or infinite values")
     if len(b) and ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any():
@@ -153,7 +152,6 @@ def check_timestamp(timestamp_ms) -> float:
 class FaceAlignerOptions:
     """How a FaceAligner runs (the model itself is named by :meth:`FaceAligner.from_artifact`)."""
 
-    model_path: str | None = None  # deprecated: name the model in FaceAligner.from_artifact(path)
     device: str = "cpu"  # ONNX Runtime: cpu | cuda | tensorrt | auto; engines always run on the GPU
     num_threads: int | None = None  # ONNX Runtime intra-op threads (None = its default)
     mode: RunningMode = RunningMode.IMAGE  # a RunningMode or its value ("image", "video", "live_stream")
@@ -171,17 +169,6 @@ class FaceAlignerOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", RunningMode.coerce(self.mode))
         _check_option_values(self)
-        if (self.mode is RunningMode.LIVE_STREAM) != (self.result_callback is not None):
-            raise ValueError("a result_callback is needed in RunningMode.LIVE_STREAM and only there")
-        if self.model_path is not None:
-            warnings.warn("FaceAlignerOptions.model_path is deprecated: name the model in "
-                          "FaceAligner.from_artifact(path)", DeprecationWarning, stacklevel=3)
-        if self.pose_source not in POSE_SOURCES:
-            raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {self.pose_source!r}")
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
-        if self.max_faces < 1 or self.det_every_n < 1:
-            raise ValueError("max_faces and det_every_n must be >= 1")
 
 
 class _TrackSmoother:
@@ -215,11 +202,6 @@ class FaceAligner:
                       options: FaceAlignerOptions | None = None) -> "FaceAligner":
         """Open an ONNX file or TensorRT engine (its type picks the backend); None = the shipped default model."""
         options = options or FaceAlignerOptions()
-        if options.model_path is not None:  # deprecated second name of the model
-            if path is not None and Path(path) != Path(options.model_path):
-                raise ValueError(f"two models named: from_artifact({str(path)!r}) and options.model_path="
-                                 f"{options.model_path!r}; name it once, in from_artifact(path)")
-            path = options.model_path
         if path is None:
             path = default_model_path()
         backend = open_backend(Path(path), device=options.device, num_threads=options.num_threads)
@@ -432,5 +414,5 @@ class FaceAligner:
         return faces, lm
 
 
-__all__ = ["MAX_BOXES_PER_CALL", "FaceAligner", "FaceAlignerOptions", "POSE_SOURCES", "RunningMode", "STAGES",
+__all__ = ["MAX_FACES_PER_CALL", "FaceAligner", "FaceAlignerOptions", "POSE_SOURCES", "RunningMode", "STAGES",
            "check_boxes", "check_timestamp"]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from fa3d.runtime import FaceAligner, FaceAlignerOptions
-from fa3d.runtime.aligner import ALIGN_CHUNK, MAX_BOXES_PER_CALL
+from fa3d.runtime.aligner import ALIGN_CHUNK
+from fa3d.runtime.policy import MAX_FACES_PER_CALL
 from fa3d.runtime.backends import open_backend
 from fa3d.runtime.smoothing import OneEuroOptions
 from tests.helpers.plumbing import BlobDetector, blob_frame
@@ -53,20 +54,20 @@ def test_ten_thousand_boxes_are_refused_at_once(plumbing_model):
     boxes = np.tile([[10.0, 10.0, 60.0, 60.0]], (10_000, 1))
     with FaceAligner.from_artifact(plumbing_model) as al:
         t0 = time.perf_counter()
-        with pytest.raises(ValueError, match=f"at most {MAX_BOXES_PER_CALL}"):
+        with pytest.raises(ValueError, match=f"at most {MAX_FACES_PER_CALL}"):
             al.process(blob_frame(), boxes=boxes)
         assert time.perf_counter() - t0 < 1.0
 
 
 def test_the_largest_allowed_call_runs_in_bounded_chunks(plumbing_model, monkeypatch):
-    boxes = np.tile([[100.0, 100.0, 220.0, 240.0]], (MAX_BOXES_PER_CALL, 1))
+    boxes = np.tile([[100.0, 100.0, 220.0, 240.0]], (MAX_FACES_PER_CALL, 1))
     with FaceAligner.from_artifact(plumbing_model) as al:
         sizes = []
         real = al.backend.infer
         monkeypatch.setattr(al.backend, "infer", lambda x: sizes.append(len(x)) or real(x))
         faces = al.process(blob_frame(), boxes=boxes)
-    assert len(faces) == MAX_BOXES_PER_CALL
-    assert max(sizes) == ALIGN_CHUNK and sum(sizes) == MAX_BOXES_PER_CALL
+    assert len(faces) == MAX_FACES_PER_CALL
+    assert max(sizes) == ALIGN_CHUNK and sum(sizes) == MAX_FACES_PER_CALL
     np.testing.assert_allclose(faces[0].landmarks, faces[-1].landmarks)  # chunking changes no result
 
 
@@ -93,12 +94,12 @@ def test_one_box_as_a_flat_list_and_no_boxes_are_fine(plumbing_model):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("max_faces", 0), ("max_faces", MAX_BOXES_PER_CALL + 1), ("max_faces", 2.5), ("max_faces", "4"),
+    ("max_faces", 0), ("max_faces", MAX_FACES_PER_CALL + 1), ("max_faces", 2.5), ("max_faces", "4"),
     ("max_faces", True), ("det_every_n", 0), ("det_every_n", None), ("num_threads", 0), ("num_threads", -1),
     ("num_threads", 1.5), ("fov_deg", 0.0), ("fov_deg", 180.0), ("fov_deg", math.nan), ("fov_deg", "70"),
     ("min_confidence", math.nan), ("min_confidence", "0.5"), ("min_confidence", 1.5), ("eye_span_m", 0.0),
     ("eye_span_m", -0.06), ("eye_span_m", math.inf), ("device", "gpu"), ("device", None), ("detector", None),
-    ("detector", ""), ("smoothing", None), ("smoothing", True), ("intrinsics", {"fx": 1}), ("model_path", 3),
+    ("detector", ""), ("smoothing", None), ("smoothing", True), ("intrinsics", {"fx": 1}), ("pose_source", "nose"),
 ])
 def test_every_option_is_checked_and_named(field, value):
     with pytest.raises(ValueError, match=f"FaceAlignerOptions.{field} must be"):
