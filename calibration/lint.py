@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime.lazy import lazy_import
-from fa3d.runtime.policy import OPSET as MAX_OPSET
+from fa3d.runtime.policy import OPSET
 
 onnx = lazy_import("onnx", extra="export")
 
@@ -70,8 +70,8 @@ def lint_model(model, where: str = "model") -> LintSummary:
     g = model.graph
     problems: list[str] = []
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None or opset > MAX_OPSET:
-        problems.append(f"model: default-domain opset {opset} > {MAX_OPSET} (TensorRT 8.5 parses at most 17; "
+    if opset is None or opset > OPSET:
+        problems.append(f"model: default-domain opset {opset} > {OPSET} (TensorRT 8.5 parses at most 17; "
                         "re-export at opset_version=17)")
     consts: dict[str, np.ndarray] = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
     for n in g.node:

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from fa3d.runtime.atomic import atomic_path
 from fa3d.runtime.lazy import lazy_import
-from fa3d.runtime.policy import OPSET as MAX_OPSET
+from fa3d.runtime.policy import OPSET
 
 onnx = lazy_import("onnx", extra="export")
 ortq = lazy_import("onnxruntime.quantization", extra="export")  # needs onnx too
@@ -77,8 +77,8 @@ def quantizable_nodes(model_path: str | os.PathLike, op_types: Sequence[str] = Q
 def check_opset(model_path: str | os.PathLike) -> int:
     m = onnx.load(str(model_path), load_external_data=False)
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None or opset > MAX_OPSET:
-        raise ValueError(f"{model_path}: ONNX opset {opset} is above {MAX_OPSET}, the highest that TensorRT 8.5 "
+    if opset is None or opset > OPSET:
+        raise ValueError(f"{model_path}: ONNX opset {opset} is above {OPSET}, the highest that TensorRT 8.5 "
                          "to 11 all parse; export with torch.onnx.export(..., dynamo=False, opset_version=17)")
     if opset < 13:
         raise ValueError(f"{model_path}: opset {opset} is below 13, which per-channel QuantizeLinear needs; "

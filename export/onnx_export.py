@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from fa3d.runtime.atomic import atomic_path
 from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_NAMES, ArtifactMetadata, sha256_file, sidecar_path, write_metadata
+from fa3d.runtime.policy import OPSET
 
-from .defaults import OPSET
 from .onnx_check import check_trt_safe
 
 if TYPE_CHECKING:

@@ -44,8 +44,8 @@ from .backends import Backend, open_backend
 from .camera import DEFAULT_EYE_SPAN_M, CameraIntrinsics, solve_head_pose
 from .default_model import default_model_path
 from .detect import FaceDetector, make_detector
-from .policy import (DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, DEFAULT_POSE_SOURCE, MAX_FACES_PER_CALL,
-                     POSE_SOURCES)
+from .policy import (DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, DEFAULT_MIN_CONFIDENCE,
+                     DEFAULT_POSE_SOURCE, MAX_FACES_PER_CALL, POSE_SOURCES)
 from .pose import matrix_to_6d, matrix_to_euler, reported_rotation, rotation_from_6d
 from .preprocess import prepare, rotation_to_image, to_image
 from .live_stream import LatestFrameWorker, ResultCallback
@@ -157,7 +157,7 @@ class FaceAlignerOptions:
     mode: RunningMode = RunningMode.IMAGE  # a RunningMode or its value ("image", "video", "live_stream")
     detector: str = DEFAULT_DETECTOR  # "blazeface" (shipped CNN), "haar", or a YuNet / SCRFD ONNX path
     det_every_n: int = DEFAULT_DET_EVERY  # video: run the detector at least every N frames
-    min_confidence: float = 0.5  # faces below it are not reported; in video mode they trigger detection
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # faces below it are not reported; video: they trigger detection
     max_faces: int = DEFAULT_MAX_FACES
     smoothing: OneEuroOptions = field(default_factory=OneEuroOptions)  # off by default
     intrinsics: CameraIntrinsics | None = None  # enables head_pose_cam (PnP)

@@ -63,7 +63,7 @@ from .draw import draw_results
 from .frame_loop import run_pipeline
 from .metadata import MetadataError
 from .outputs import RECORD_SCHEMA_VERSION, JsonLinesWriter, open_annotated, output_kind
-from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
+from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, DEFAULT_MIN_CONFIDENCE, MAX_FACES_PER_CALL
 from .smoothing import OneEuroOptions
 from .sources import ImageSource, SourceError, open_source
 
@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "cascade: frontal faces only) or a YuNet / SCRFD ONNX file")
     p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
                    help="run the detector at least every N frames")
-    p.add_argument("--min-confidence", type=float_in(0.0, 1.0), default=0.5, help="drop faces below this confidence")
+    p.add_argument("--min-confidence", type=float_in(0.0, 1.0), default=DEFAULT_MIN_CONFIDENCE,
+                   help="drop faces below this confidence")
     p.add_argument("--max-faces", type=int_at_least(1, MAX_FACES_PER_CALL), default=DEFAULT_MAX_FACES,
                    help="track at most this many faces")
     p.add_argument("--no-track", action="store_true",

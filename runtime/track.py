@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .detect import FaceDetector
+from .policy import DEFAULT_DET_EVERY, DEFAULT_MAX_FACES, DEFAULT_MIN_CONFIDENCE
 from .preprocess import landmark_box
 
 
@@ -75,9 +76,9 @@ def _greedy_pairs(ious: np.ndarray, threshold: float, matched_t: set[int], match
 
 @dataclass(frozen=True)
 class TrackerOptions:
-    det_every_n: int = 10
-    min_confidence: float = 0.5
-    max_faces: int = 4
+    det_every_n: int = DEFAULT_DET_EVERY
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    max_faces: int = DEFAULT_MAX_FACES
     match_iou: float = 0.3
     reanchor_iou: float = 0.1
     merge_iou: float = 0.6

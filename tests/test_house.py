@@ -166,11 +166,10 @@ POLICY_EXCEPTIONS: dict[str, str] = {}
 
 
 def test_version_policy_in_one_place():
-    from fa3d.export import defaults
     from fa3d.runtime import policy
     from fa3d.runtime.backends import trt
 
-    assert defaults.OPSET is policy.OPSET and trt.MIN_TENSORRT is policy.MIN_TENSORRT
+    assert trt.MIN_TENSORRT is policy.MIN_TENSORRT
     offenders = []
     for pkg in PACKAGES:
         for path in (REPO / pkg).rglob("*.py"):

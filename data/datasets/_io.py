@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fa3d.runtime import pose as pose_mod
 from fa3d.runtime import schema
 from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.preprocess import landmark_box
@@ -79,7 +78,3 @@ def depth_from_mean_shape(xy: np.ndarray, rotation: np.ndarray | None = None) ->
     s = float((p2 * (v - v.mean(0))).sum() / (p2 ** 2).sum())
     z = s * posed[:, 2]
     return np.concatenate([xy, (z - z.min())[:, None]], axis=1)
-
-
-def rotation_from_ypr(ypr: np.ndarray) -> np.ndarray:
-    return pose_mod.euler_to_matrix(ypr)

@@ -50,7 +50,6 @@ from fa3d.runtime.track import box_iou
 from . import metrics
 
 DATASETS = ("aflw2000-3d", "aflw", "aflw19k-val", "aflw19k-val-teacher", "biwi")
-PRED_VERSION = 1
 
 
 @dataclass(frozen=True)
