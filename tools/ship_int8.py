@@ -23,9 +23,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fa3d.runtime.default_model import asset_path
-
 from fa3d.export.defaults import INT8_ONNX_NAME, ONNX_NAME
+from fa3d.runtime.default_model import asset_path
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aflw19k"  # ../shared beside the checkout
 

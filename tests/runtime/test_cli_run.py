@@ -59,18 +59,23 @@ def test_full_pipeline_on_generated_video(tmp_path, plumbing_model, blob_video, 
     assert _leftovers(tmp_path) == []
 
 
-def test_real_faces_with_haar_on_sample_clip(tmp_path, plumbing_model, capsys):
+def test_real_faces_with_haar_on_sample_clip(tmp_path, plumbing_model, monkeypatch, capsys):
+    """--detector haar reaches the detector factory and OpenCV's cascade finds the real face of the sample clip."""
+    import fa3d.runtime.aligner as aligner_mod
     from fa3d.runtime.default_model import DefaultModelMissing, sample_clip_path
 
     try:
-        clip = sample_clip_path()
+        sample_clip_path()
     except DefaultModelMissing:
         pytest.skip("the bundled sample clip is not installed")
+    asked, real = [], aligner_mod.make_detector
+    monkeypatch.setattr(aligner_mod, "make_detector", lambda spec: asked.append(spec) or real(spec))
     js = tmp_path / "a.jsonl"
-    assert main(["--model", str(plumbing_model), "--json", str(js), "--headless", "--max-frames", "30"]) == 0
+    assert main(["--model", str(plumbing_model), "--detector", "haar", "--json", str(js), "--headless",
+                 "--max-frames", "30"]) == 0
+    assert asked == ["haar"]
     recs = [json.loads(line) for line in js.read_text().splitlines()]
     assert len(recs) == 30 and sum(bool(r["faces"]) for r in recs) >= 25
-    del clip
 
 
 def test_ctrl_c_finalises_shorter_valid_outputs(tmp_path, plumbing_model, blob_video, blob_detector,

@@ -75,10 +75,12 @@ def test_detector_table_on_a_few_faces(faces):
     from fa3d.runtime.detect import make_detector
     from tools.detector_eval import evaluate, markdown
 
-    res = evaluate(faces, {"blazeface": make_detector("blazeface")}, per_bin=2, negatives=3,
+    res = evaluate(faces, {"blazeface": make_detector("blazeface")}, per_bin=10, negatives=3,
                    sizes=((320, 240),), widths=(100,))
     r = res["blazeface"]
-    assert len(r["recall"]["320x240"]["100"]) == 3 and r["recall"]["320x240"]["100"][0] >= 0.5
+    recall = r["recall"]["320x240"]["100"]  # per yaw bin 0-30 / 30-60 / 60-90, 10 faces each (seed 0)
+    # docs/README: 87-100 % in the first two bins at 80-160 px faces, 70-93 % beyond 60 deg
+    assert len(recall) == 3 and recall[0] >= 0.9 and recall[1] >= 0.8 and recall[2] >= 0.6, recall
     assert set(r["fp_per_frame_by_background"]["320x240"]) == {"clutter", "noise", "mosaic"}
     assert "| blazeface | 320x240 | 100 |" in markdown(res)
 
