@@ -133,21 +133,40 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(w * h / union) if union > 0 else 0.0
 
 
-def _context_window(face_box: np.ndarray, shape: tuple, crop_scale: float, rng: np.random.Generator,
-                    tries: int = 20) -> tuple[np.ndarray, float] | None:
-    """A crop (centre, side) beside the face: the face box it implies (side / crop_scale) overlaps the true face
-    box by IoU < 0.3 and at least 60 % of it lies inside the image, so that it shows hair, skin, clothes or
-    background rather than the black border. None when no such window is found."""
+def _face_free(window: np.ndarray, face_box: np.ndarray, crop_scale: float) -> bool:
+    """Whether a crop window (x1, y1, x2, y2) holds no face: at most 30 % of the face box inside it, the face
+    at most 40 % of the window, and the face box the window implies (side / crop_scale, as the runtime crops)
+    overlapping the true face box by IoU < 0.3."""
+    iw = max(0.0, min(window[2], face_box[2]) - max(window[0], face_box[0]))
+    ih = max(0.0, min(window[3], face_box[3]) - max(window[1], face_box[1]))
+    inter = iw * ih
+    face_area = (face_box[2] - face_box[0]) * (face_box[3] - face_box[1])
+    win_area = (window[2] - window[0]) * (window[3] - window[1])
+    c, half = (window[:2] + window[2:]) / 2, (window[2] - window[0]) / 2 / crop_scale
+    implied = np.concatenate([c - half, c + half])
+    return inter <= 0.3 * face_area and inter <= 0.4 * win_area and _box_iou(implied, face_box) < 0.3
+
+
+def _negative_window(face_box: np.ndarray, shape: tuple, crop_scale: float, rng: np.random.Generator,
+                     beside: bool, tries: int = 20) -> tuple[np.ndarray, float] | None:
+    """A face-free crop (centre, side) (:func:`_face_free`). ``beside``: a window at least 60 % inside the image,
+    smaller than the face's crop, so that it shows hair, skin, clothes or background (partial faces at the edge
+    included); else a crop shifted far from the face, mostly the black border beyond the image. None when no
+    such window is found."""
     h, w = shape[:2]
     fw = max(face_box[2] - face_box[0], face_box[3] - face_box[1])
+    fc = (face_box[:2] + face_box[2:]) / 2
     for _ in range(tries):
-        side = fw * crop_scale * rng.uniform(0.3, 0.9)
-        c = np.array([rng.uniform(0, w), rng.uniform(0, h)])
-        half = side / 2
-        x1, y1, x2, y2 = c[0] - half, c[1] - half, c[0] + half, c[1] + half
-        inside = max(0.0, min(x2, w) - max(x1, 0)) * max(0.0, min(y2, h) - max(y1, 0)) / (side * side)
-        implied = np.concatenate([c - half / crop_scale, c + half / crop_scale])
-        if inside >= 0.6 and _box_iou(implied, face_box) < 0.3:
+        if beside:
+            side = fw * crop_scale * rng.uniform(0.3, 1.0)
+            c = np.array([rng.uniform(0, w), rng.uniform(0, h)])
+        else:
+            side = fw * crop_scale * rng.uniform(0.7, 1.3)
+            a = rng.uniform(0, 2 * np.pi)
+            c = fc + fw * crop_scale * rng.uniform(0.8, 1.3) * np.array([np.cos(a), np.sin(a)])
+        win = np.concatenate([c - side / 2, c + side / 2])
+        inside = max(0.0, min(win[2], w) - max(win[0], 0)) * max(0.0, min(win[3], h) - max(win[1], 0))
+        if (not beside or inside >= 0.6 * side * side) and _face_free(win, face_box, crop_scale):
             return c, side
     return None
 
@@ -167,9 +186,9 @@ def _paint_over_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Ge
         x2, y2 = np.ceil(grown.max(axis=0)).astype(int)
         mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = 1
     fill = rng.random()
-    if fill < 0.5:
+    if fill < 0.55:
         paint = np.broadcast_to(rng.integers(0, 256, size=3).astype(np.uint8), image.shape)
-    elif fill < 0.75:
+    elif fill < 0.85:
         paint = rng.integers(0, 256, size=image.shape, dtype=np.uint8)
     else:
         k = int(max(image.shape[:2]) // 6) * 2 + 1
@@ -203,18 +222,16 @@ def make_example(sample: FaceSample, pre: preprocess.PreprocessConfig, cfg: Augm
         kind = rng.random()
         placed = None
         if kind < cfg.negative_context:
-            placed = _context_window(face_box[0], image.shape, pre.crop_scale, rng)
-        elif kind < cfg.negative_context + cfg.negative_masked and lab["landmarks"] is not None:
+            placed = _negative_window(face_box[0], image.shape, pre.crop_scale, rng, beside=True)
+        if placed is None and kind < cfg.negative_context + cfg.negative_masked and lab["landmarks"] is not None:
             image = _paint_over_face(image, np.asarray(lab["landmarks"], np.float64), rng)
-            placed = (centre, side)  # the face's own (jittered) crop, without the face
-        if placed is None:  # far-shifted: mostly beyond the image
-            a = rng.uniform(0, 2 * np.pi)
-            placed = (centre + side * rng.uniform(0.8, 1.3) * np.array([np.cos(a), np.sin(a)]),
-                      side * rng.uniform(0.7, 1.3))
-            scale, shift = 1.0, 0.0
-        elif kind < cfg.negative_context:
-            scale, shift = 1.0, 0.0
-        centre, side = placed
+        else:
+            placed = placed or _negative_window(face_box[0], image.shape, pre.crop_scale, rng, beside=False)
+            if placed is None:  # nowhere face-free (a face filling a huge image): paint it over instead
+                image = _paint_over_face(image, np.asarray(lab["landmarks"], np.float64), rng) \
+                    if lab["landmarks"] is not None else np.zeros_like(image)
+            else:
+                (centre, side), scale, shift = placed, 1.0, 0.0
     angle = float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)) if cfg.rotation_deg > 0 else 0.0
     crop_box = preprocess.jitter_box(centre, side, scale, shift)[None]
     m = preprocess.crop_transforms(crop_box, s, angle)
