@@ -39,10 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="protocol: aflw2000-3d (68-point NME + pose), aflw (AFLW crops in the aflw19k layout, "
                         "NME over the visible checked points + yaw), aflw19k-val (the same on the val split), "
                         "aflw19k-val-teacher (the val crops against the 3DDFA_V2 teacher's 68 points and "
-                        "angles), biwi (pose MAE)")
+                        "angles), aflw19k-val-teacher-tta (the same against the test-time-augmented teacher), "
+                        "helen-test (faces_extra's HELEN test crops: NME over the 51 inner points of the human "
+                        "300W annotation), biwi (pose MAE)")
     p.add_argument("--data", required=True, metavar="DIR",
                    help="the dataset folder (AFLW2000-3D: the image*.jpg/.mat folder; aflw: images/ + "
-                        "labels.npz; biwi: the folder holding hpdb/)")
+                        "labels.npz; helen-test: a faces_extra folder; biwi: the folder holding hpdb/)")
     p.add_argument("--json", metavar="OUT.json", help="write {nme2d, pose_mae, failures} as JSON")
     p.add_argument("--plot", metavar="PATH.png", help="write the CED curve (up to 10%% NME) as a PNG")
     p.add_argument("--box", choices=("gt", "detector"), default="gt",

@@ -92,7 +92,7 @@ def join_dense(dense_labels: str | os.PathLike | None, names: np.ndarray, rows: 
 
 def yaw_bins(ypr: np.ndarray) -> np.ndarray:
     """The benchmark's |yaw| bin (0: 0-30, 1: 30-60, 2: 60 and more degrees) of each (yaw, pitch, roll) row."""
-    return np.digitize(np.abs(np.asarray(ypr, np.float64)[:, 0]), [30.0, 60.0]).astype(np.int64)
+    return np.digitize(np.abs(np.asarray(ypr, np.float64)[:, 0]), [30.0, 60.0], right=True).astype(np.int64)
 
 
 class Aflw19kMix(Sequence):
