@@ -159,6 +159,7 @@ class BagSource(FrameSource):
 
     @property
     def fps(self) -> float | None:
+        """Images per second over the bag's time span (approximate: the span covers every topic)."""
         count = sum(c.msgcount for c in self._connections)
         span = self._reader.duration if self._reader is not None else 0
         return (count - 1) * 1e9 / span if count > 1 and span > 0 else None

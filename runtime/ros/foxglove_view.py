@@ -74,6 +74,7 @@ class FoxgloveView:
         self.server = None
         self._stack: contextlib.ExitStack | None = None
         self._channels: dict[str, object] = {}
+        self._context = None
 
     @property
     def port(self) -> int | None:
@@ -82,7 +83,7 @@ class FoxgloveView:
 
     def __enter__(self) -> "FoxgloveView":
         with contextlib.ExitStack() as stack:
-            ctx = foxglove.Context()
+            ctx = self._context = foxglove.Context()  # kept: a dropped context detaches its channels
             if self.record is not None:
                 tmp = stack.enter_context(atomic_path(self.record))
                 writer = foxglove.open_mcap(tmp, allow_overwrite=True, context=ctx)
