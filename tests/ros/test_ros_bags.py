@@ -219,6 +219,34 @@ def test_ctrl_c_keeps_a_valid_shorter_bag(raw_bag, tmp_path, monkeypatch, capsys
     assert "finalised" in capsys.readouterr().err and _leftovers(tmp_path) == []
 
 
+def test_a_second_ctrl_c_while_the_bag_is_closed_does_not_lose_it(raw_bag, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from rosbags.rosbag2 import Writer
+
+    real_iter, real_close = BagSource.__iter__, Writer.close
+
+    def interrupted(self):
+        for i, frame in enumerate(real_iter(self)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield frame
+
+    def close_with_second_ctrl_c(self):
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C again while the index is written
+        for _ in range(1000):
+            pass
+        return real_close(self)
+
+    monkeypatch.setattr(BagSource, "__iter__", interrupted)
+    monkeypatch.setattr(Writer, "close", close_with_second_ctrl_c)
+    out = tmp_path / "twice"
+    assert main(["--source", str(raw_bag), "--out-bag", str(out), "--headless"]) == 130
+    assert sum(t == "/humans/faces/tracked" for t, _, _ in read_bag(out)) == 2
+    assert _leftovers(tmp_path) == []
+
+
 def test_error_in_the_middle_removes_the_bag(raw_bag, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     real = bag_source.to_bgr
