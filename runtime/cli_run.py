@@ -201,15 +201,16 @@ def _main(args, guard) -> int:
         if args.camera is None and is_ros_bag(spec):
             from .ros import fa_run as ros_run
 
-            source = ros_run.open_bag(args)
+            try:
+                source = ros_run.open_bag(args)
+            except ros_run.TopicChoiceError as e:  # several image topics and no --topic
+                _err(str(e))
+                return EXIT_USAGE
         else:
             source = open_source(spec)
     except (SourceError, DefaultModelMissing) as e:
         _err(str(e))
         return EXIT_SOURCE
-    except ValueError as e:  # a bag with several image topics and no --topic
-        _err(str(e))
-        return EXIT_USAGE
     if getattr(source, "intrinsics", None) is not None and options.intrinsics is None and options.fov_deg is None:
         options = dataclasses.replace(options, intrinsics=source.intrinsics)  # a bag's CameraInfo
     if out_kind == "image" and not (isinstance(source, ImageSource) and source.count == 1):

@@ -18,7 +18,10 @@ from pathlib import Path
 
 from ..lazy import available
 from ..sources import BAG_SUFFIXES, Frame, is_ros_bag
+from .bag_source import TopicChoiceError
 from .messages import DEFAULT_FRAME_ID, Header
+
+__all__ = ["RosOutputs", "TopicChoiceError", "add_arguments", "check_args", "header_of", "open_bag", "wanted"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +86,7 @@ def _note(text: str) -> None:
 
 def open_bag(args):
     """The :class:`~.bag_source.BagSource` of ``--source``; raises SourceError (exit 3) or
-    :class:`~.bag_source.TopicChoiceError` (a ValueError: exit 2)."""
+    :class:`TopicChoiceError` (exit 2)."""
     from .bag_source import BagSource
 
     source = BagSource(args.source, topic=args.topic, camera_info=args.camera_info)

@@ -218,7 +218,7 @@ class FaceNode:
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            self.node.get_logger().warn(text)
+            self.node.get_logger().warning(text)
 
     def close(self) -> None:
         self.aligner.close()

@@ -61,8 +61,8 @@ class Logger:
     def info(self, text: str) -> None:
         self.lines.append(("info", text))
 
-    def warn(self, text: str) -> None:
-        self.lines.append(("warn", text))
+    def warning(self, text: str) -> None:
+        self.lines.append(("warning", text))
 
 
 class Node:

@@ -347,3 +347,13 @@ def test_sigterm_keeps_a_valid_shorter_bag(jpeg_bag, tmp_path):
     assert 2 <= len(tracked) < N_FRAMES, "a shorter bag with every frame processed before the signal"
     assert [stamp_ns(m.header) for m in tracked] == [stamp_of(i) for i in range(len(tracked))]
     assert _leftovers(tmp_path) == []
+
+
+def test_without_the_ros_extra_bag_options_say_how_to_install_it(raw_bag, tmp_path, monkeypatch, capsys):
+    from fa3d.runtime.ros import fa_run
+
+    monkeypatch.setattr(fa_run, "available", lambda name: False)
+    for argv in (["--source", str(raw_bag)], ["--out-bag", str(tmp_path / "o")], ["--foxglove"]):
+        assert main([*argv, "--headless"]) == 2
+        assert "pip install 'fa3d[ros]'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

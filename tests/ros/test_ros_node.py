@@ -140,7 +140,7 @@ def test_node_without_camera_info_and_with_bad_frames(ros, frames):
     assert logic.bad_frames == 2 and logic.frames_out == 1
     assert set(node.publishers) == {"/humans/faces/tracked", "/humans/faces/f0000/roi",
                                     "/humans/faces/f0000/landmarks"}, "no /tf without CameraInfo or fov"
-    assert sum(level == "warn" for level, _ in node.logger.lines) == 1, "a bad frame is reported once, not per frame"
+    assert sum(level == "warning" for level, _ in node.logger.lines) == 1, "a bad frame is reported once, not per frame"
 
 
 def test_node_restarts_tracking_when_stamps_go_back(ros, frames):
