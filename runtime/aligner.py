@@ -374,6 +374,11 @@ class FaceAligner:
         if frame.shape[0] == 0 or frame.shape[1] == 0:
             raise ValueError(f"the frame is empty ({frame.shape[1]}x{frame.shape[0]} pixels)")
 
+    def intrinsics_for(self, frame: np.ndarray) -> CameraIntrinsics | None:
+        """The intrinsics head poses are solved with for ``frame``: the given ones, a guess from ``fov_deg``
+        for this frame's size, or None."""
+        return self._intrinsics(frame)
+
     def _intrinsics(self, frame: np.ndarray) -> CameraIntrinsics | None:
         o = self.options
         if o.intrinsics is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a not-yet-existing folder path to fill; on success it is renamed to ``path``, on error removed.
+
+    For writers that make a folder (a rosbag2 bag). The temporary folder is ``path``'s own name inside a
+    hidden ``.NAME.partial-XXXX`` folder beside it, so files named after the folder keep their final names.
+    ``path`` must not exist (a folder is never replaced): FileExistsError, before anything is written.
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise FileExistsError(f"{path} exists already; give a new name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        yield holder / path.name
+        os.rename(holder / path.name, path)  # never replaces a folder with contents that appeared meanwhile
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -82,6 +82,26 @@ def graceful_signals() -> Iterator[SignalGuard]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the block runs, then deliver them: for the few lines that must not be
+    cut in half (a record appended to a container file, its closing index). Main thread only (elsewhere a
+    no-op); the handlers in force before the block (e.g. :func:`graceful_signals`') get the signals after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in stops}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(held):
+            signal.raise_signal(s)
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
     with contextlib.suppress(OSError, ValueError):
@@ -204,5 +224,5 @@ def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool
 
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "SignalGuard", "Terminated",
-           "check_outputs_not_inputs", "error", "float_in", "graceful_signals", "int_at_least", "output_clash",
+           "check_outputs_not_inputs", "deferred_signals", "error", "float_in", "graceful_signals", "int_at_least", "output_clash",
            "exit_codes_help", "stops_cleanly"]

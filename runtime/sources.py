@@ -28,6 +28,8 @@ import numpy as np
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 #: video files fa-calib and fa-label recognise by name (fa-run opens anything that is not an image as a video)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+#: ROS bag files (rosbag2 MCAP / sqlite3 storage, ROS 1); a folder with a metadata.yaml is a rosbag2 bag too
+BAG_SUFFIXES = (".mcap", ".db3", ".bag")
 MAX_CONSECUTIVE_FAILURES = 25
 #: images whose shorter side is below this are skipped (no face fits; OpenCV's resizes fail on them)
 MIN_IMAGE_SIDE = 16
@@ -38,6 +40,13 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     folder = Path(folder)
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def is_ros_bag(spec: str | os.PathLike) -> bool:
+    """Whether ``spec`` names a ROS bag: a :data:`BAG_SUFFIXES` file or a rosbag2 folder (``metadata.yaml``).
+    fa-run reads bags through :class:`fa3d.runtime.ros.bag_source.BagSource` (the ``fa3d[ros]`` extra)."""
+    path = Path(spec)
+    return path.suffix.lower() in BAG_SUFFIXES or (path / "metadata.yaml").is_file()
 
 
 class SourceError(RuntimeError):
@@ -304,7 +313,8 @@ def open_source(spec: str | int, **live_options) -> FrameSource:
     """``0`` / ``"0"``: camera index (V4L2 on Linux); ``/dev/video0``, ``/dev/v4l/by-id/...``: a V4L2 device
     path; ``rtsp://``, ``http(s)://``: a stream;
     a string containing ``!`` or starting with ``gst:``: a GStreamer pipeline (``appsink`` at the end);
-    a folder or an image file: images; anything else: a video file."""
+    a folder or an image file: images; anything else: a video file. A ROS bag (:func:`is_ros_bag`) is refused
+    with SourceError: :class:`fa3d.runtime.ros.bag_source.BagSource` reads it."""
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         index = int(spec)
         return LiveSource(_camera_opener(index), f"camera {index}", **live_options)
@@ -320,6 +330,9 @@ def open_source(spec: str | int, **live_options) -> FrameSource:
         return LiveSource(lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER), f"GStreamer pipeline {pipeline!r}",
                           **live_options)
     path = Path(spec)
+    if is_ros_bag(path):
+        raise SourceError(f"{spec}: a ROS bag; `fa-run --source BAG` reads it (fa3d.runtime.ros.bag_source, "
+                          "the fa3d[ros] extra)")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
     return VideoFileSource(path)
