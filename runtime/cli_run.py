@@ -113,25 +113,59 @@ def _err(msg: str) -> None:
     cli_errors.error("fa-run", msg)
 
 
+def _source_images(args) -> list[Path]:
+    """The image files of an image or image-folder ``--source`` (none for other sources)."""
+    from .sources import IMAGE_SUFFIXES, list_images
+
+    src = Path(args.source) if args.source is not None else None
+    if src is not None and src.is_dir():
+        return list_images(src)
+    if src is not None and src.suffix.lower() in IMAGE_SUFFIXES:
+        return [src]
+    return []
+
+
+def _planned_outputs(args, images: list[Path]) -> dict:
+    """``--output`` and ``--json`` as :class:`~fa3d.runtime.output_check.Output` s: their kind, and for an
+    output folder of an image source the files it will write (checked against the images before the run)."""
+    from .output_check import Output
+    from .outputs import annotated_name, output_kind
+
+    plan: dict = {"--json": args.json_out}
+    if args.output:
+        if output_kind(args.output) != "folder":
+            plan["--output"] = Output(args.output)
+        else:
+            folder = Path(args.output)
+            plan["--output"] = Output(folder, "folder", tuple(folder / annotated_name(p, 0) for p in images))
+    return plan
+
+
 def _check_args(args) -> str | None:
-    """A one-line usage problem with the arguments, or None."""
-    from .outputs import output_kind
+    """A one-line usage problem with the arguments, or None: every output is checked here, before any work
+    (kind, clashes with each other and with every input: source and its images, model and sidecar, ...)."""
+    from .output_check import artifact_files, output_clash
 
     try:
-        if args.output:
-            output_kind(args.output)
-    except ValueError as e:
+        images = _source_images(args)
+        outputs = _planned_outputs(args, images)
+    except (ValueError, OSError) as e:
         return str(e)
     if args.intrinsics and args.fov:
         return "give --intrinsics or --fov, not both"
-    inputs = [args.source, args.model, args.engine, args.intrinsics,
+    inputs = [args.source, *images, *artifact_files(args.model), *artifact_files(args.engine), args.intrinsics,
               None if args.detector in ("haar", "blazeface") else args.detector]
     if args.source is None and args.camera is None:  # the bundled sample clip is an input too
         from .default_model import DefaultModelMissing, sample_clip_path
 
         with contextlib.suppress(DefaultModelMissing):
             inputs.append(sample_clip_path())
-    return cli_errors.output_clash({"--output": args.output, "--json": args.json_out}, inputs)
+    if args.model is None and args.engine is None:  # the shipped default model: its files are inputs too
+        from .default_model import DefaultModelMissing, default_model_path
+
+        with contextlib.suppress(DefaultModelMissing):
+            inputs += artifact_files(default_model_path())
+    return output_clash(outputs, inputs)
 
 
 @stops_cleanly("fa-run")
@@ -219,7 +253,7 @@ def _main(args, guard) -> int:
                 _err(str(e))
                 return EXIT_MODEL
             except OSError as e:
-                _err(f"cannot write an output: {e}")
+                _err(f"cannot write an output: {cli_errors.os_error_text(e)}")
                 return EXIT_OUTPUT
     print(report.format_table())
     if report.interrupted:
