@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from hostile_helpers import no_partials, one_line_error
-from fa3d.runtime.atomic import atomic_open, atomic_write_text
 from fa3d.runtime.cli_run import main
 from fa3d.runtime.metadata import sidecar_path
 from rt_helpers import blob_frame
@@ -150,6 +149,8 @@ def test_fa_eval_json_to_a_device_is_written_in_place(tmp_path, null_dev, capsys
 
 def test_atomic_writes_leave_devices_and_fifos_in_place(tmp_path, null_dev, full_dev):
     """The writers of fa-eval, fa-calib, fa-latency, fa-export: in place on a device, never a new file."""
+    from fa3d.runtime.atomic import atomic_open, atomic_write_text
+
     atomic_write_text(null_dev, "{}\n")
     with atomic_open(null_dev) as f:
         np.savez(f, a=np.zeros(3))  # a file object: np.savez appends no .npz to the name
@@ -160,6 +161,8 @@ def test_atomic_writes_leave_devices_and_fifos_in_place(tmp_path, null_dev, full
 
 
 def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path):
+    from fa3d.runtime.atomic import atomic_write_text
+
     target = tmp_path / "real.json"
     target.write_text("old")
     link = tmp_path / "link.json"
