@@ -264,13 +264,3 @@ def test_fa_calib_out_that_is_a_folder_is_refused_before_any_work(tmp_path, plum
     assert calib_main([str(src), "--model", str(plumbing_model), "--out", str(tmp_path / "set.npz"),
                        "--no-progress"]) == 2
     assert "existing folder" in one_line_error(capsys.readouterr().err, "fa-calib")
-
-
-def test_fa_calib_out_naming_the_models_sidecar_is_refused(tmp_path, plumbing_model, capsys):
-    from fa3d.calibration.cli import main as calib_main
-
-    before = sidecar_path(plumbing_model).read_bytes()
-    assert calib_main([str(tmp_path), "--model", str(plumbing_model), "--out",
-                       str(sidecar_path(plumbing_model))]) == 2
-    one_line_error(capsys.readouterr().err, "fa-calib")
-    assert sidecar_path(plumbing_model).read_bytes() == before
