@@ -30,14 +30,20 @@ never leaves half a line)::
 
 Coordinates are rounded to 0.01 px, in the pixels of the image as read (never resized). ``--output`` may be
 a video (.mp4, .avi, .mkv; written under a temporary name and renamed at the end), an image (.png, .jpg:
-for a single image) or a folder (one annotated image per frame). On Ctrl-C the run stops, the outputs
-written so far are kept as valid, shorter files, the timings are printed and the exit code is 130. On any
-error the video and the JSON lines are removed (images already written to an output folder stay).
+for a single image) or a folder (one annotated PNG per frame; an image keeps its whole name plus ``.png``:
+``face.jpg`` -> ``face.jpg.png``, so ``face.jpg`` and ``face.png`` never collide). Every output is checked
+before any work: a folder where a file is wanted, an output that names an input (the model's sidecar
+included) or another output, an annotation that would overwrite a source image, an output folder that is
+the source folder: one line, exit 2. A device or FIFO (``--json /dev/null``, a pipe) is written in place and
+never removed. On Ctrl-C, SIGTERM or SIGHUP the run stops, the outputs written so far are kept as valid,
+shorter files, the timings are printed and the exit code is 130, 143 or 129. On any error the video and the
+JSON lines are removed (images already written to an output folder stay).
 
-Exit codes: 0 done; 2 usage error; 3 source not found / cannot be opened / nothing decodable;
-4 model or sidecar missing, invalid or incompatible (wrong TensorRT version, GPU or metadata schema);
-5 an output cannot be written (or would overwrite the input: refused before anything runs, exit 2);
-130 interrupted (Ctrl-C); 143 terminated (SIGTERM, e.g. ``docker stop``, systemd): finalised like Ctrl-C.
+Exit codes: 0 done; 2 usage error (also an output refused before the run, see above; bad --intrinsics);
+3 source not found / cannot be opened / nothing decodable; 4 model or sidecar missing, invalid or
+incompatible (wrong TensorRT version, GPU or metadata schema, a number out of range); 5 an output cannot be
+written (disk full, permission); 129 hung up (SIGHUP: the terminal or SSH session closed), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM, e.g. ``docker stop``, systemd): all three finalised like Ctrl-C.
 In an image folder, an image that cannot be decoded or is too small to hold a face is skipped and counted.
 """
 
@@ -62,8 +68,10 @@ _POSITIVE = float_in(0.0, 1e6, low_open=True)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fa-run", description=__doc__.split("\n\n")[0],
-                                epilog="Exit codes: 0 ok, 2 usage, 3 source, 4 model/sidecar, 5 output, "
-                                       "130 interrupted (Ctrl-C), 143 terminated (SIGTERM; outputs finalised as on Ctrl-C). The JSON-lines schema is in `python -m pydoc "
+                                epilog="Exit codes: 0 ok, 2 usage (also an output refused before the run), 3 source, "
+                                       "4 model/sidecar, 5 output cannot be written, 129 hung up (SIGHUP), "
+                                       "130 interrupted (Ctrl-C), 143 terminated (SIGTERM); on 129, 130 and 143 the "
+                                       "outputs are finalised. The JSON-lines schema is in `python -m pydoc "
                                        "fa3d.runtime.cli_run`.",
                                 formatter_class=HelpFormatter)
     m = p.add_mutually_exclusive_group()
@@ -76,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--camera", help="camera: an index (0, V4L2 on Linux), a device path (/dev/video0) or a "
                                     "GStreamer pipeline ending in appsink")
     p.add_argument("--output", help="annotated output: a video (.mp4, .avi, .mkv), an image (.png, .jpg; one "
-                                    "image source) or a folder (one annotated image per frame)")
+                                    "image source) or a folder (one annotated PNG per frame; face.jpg -> "
+                                    "face.jpg.png)")
     p.add_argument("--json", dest="json_out", help="JSON lines to write, one record per frame (schema: see module doc)")
     p.add_argument("--headless", action="store_true", help="never open a window (also implied without a display)")
     p.add_argument("--max-frames", type=int_at_least(1), help="stop after this many frames")
