@@ -86,8 +86,6 @@ def output_clash(outputs: Mapping[str, Output | str | os.PathLike | None],
         written += [(k, o, Path(w)) for w in o.writes]
     seen: dict = {}
     for k, o, p in written:
-        if o.kind == "folder" and p == Path(o.path):
-            continue  # the folder itself: only the files it writes can clash
         if is_special_file(p):
             continue  # devices and FIFOs are written in place: several outputs may share /dev/null
         keys = _keys(p)

@@ -264,3 +264,14 @@ def test_fa_calib_out_that_is_a_folder_is_refused_before_any_work(tmp_path, plum
     assert calib_main([str(src), "--model", str(plumbing_model), "--out", str(tmp_path / "set.npz"),
                        "--no-progress"]) == 2
     assert "existing folder" in one_line_error(capsys.readouterr().err, "fa-calib")
+
+
+def test_outputs_clash_with_the_files_an_output_folder_will_write(tmp_path):
+    from fa3d.runtime.output_check import Output, output_clash
+
+    out = tmp_path / "out"
+    folder = Output(out, "folder", (out / "a.png.png",))
+    assert "same file" in output_clash({"--output": folder, "--json": out / "a.png.png"}, [])
+    assert "same file" in output_clash({"--output": folder, "--json": out}, [])
+    assert output_clash({"--output": folder, "--json": out / "run.jsonl"}, []) is None
+    assert output_clash({"--json": "/dev/null", "--plot": "/dev/null"}, []) is None  # a device is shared freely
