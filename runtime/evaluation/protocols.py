@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime import schema
-from fa3d.runtime.atomic import atomic_path
+from fa3d.runtime.atomic import atomic_open
 from fa3d.runtime.track import box_iou
 
 from . import metrics
@@ -121,8 +121,8 @@ def with_pose_from(preds: Predictions, source: str) -> Predictions:
 
 
 def save_predictions(path: str | os.PathLike, preds: Predictions) -> None:
-    with atomic_path(path) as tmp:
-        np.savez(tmp, names=np.asarray(preds.names, dtype=np.str_),
+    with atomic_open(path) as f:  # a file object: np.savez appends no .npz to a device's name
+        np.savez(f, names=np.asarray(preds.names, dtype=np.str_),
                  landmarks=np.asarray(preds.landmarks, np.float32), pose=np.asarray(preds.pose, np.float32))
 
 
