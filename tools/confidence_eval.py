@@ -56,15 +56,26 @@ def _window_box(placed) -> np.ndarray:
     return np.concatenate([c - half, c + half])
 
 
-def crop_scores(model: str | None, data: Path, limit: int | None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Confidence of every positive and negative crop of the validation faces, by kind."""
+PARTS = ("all", "fit", "report")
+
+
+def crop_scores(model: str | None, data: Path, limit: int | None, seed: int = 0,
+                part: str = "all") -> dict[str, np.ndarray]:
+    """Confidence of every positive and negative crop of the validation faces, by kind. ``part``: ``fit`` = the
+    even-numbered aflw19k val faces (what :mod:`tools.calibrate_confidence` fits on), ``report`` = the others
+    and HELEN test, ``all`` = both."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     sets = [load_aflw19k(data / "aflw19k", "val", teacher_file="teacher_3ddfa_v2_mb05_tta.npz"),
             FacesExtraMix(data / "faces_extra", "val")]
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {k: [] for k in ("face", *NEGATIVE_KINDS)}
     with FaceAligner.from_artifact(model) as aligner:
-        for ds in sets:
+        for k, ds in enumerate(sets):
             for i in range(min(len(ds), limit or len(ds))):
+                fit = k == 0 and i % 2 == 0
+                if (part == "fit" and not fit) or (part == "report" and fit):
+                    continue
                 s = ds[i]
                 box = np.asarray(s.box, np.float64)
                 boxes = {"face": _jittered(box, rng)}
@@ -185,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("model", nargs="?", default=None, help="ONNX model (default: the shipped one)")
     c.add_argument("--data", type=Path, default=Path("../shared/data"), help="the folder holding aflw19k/ and faces_extra/")
     c.add_argument("--limit", type=int, default=None, help="faces per validation set (default: all)")
+    c.add_argument("--part", choices=PARTS, default="all",
+                   help="all faces, or the ones tools.calibrate_confidence does not fit on (report)")
     c.add_argument("--json", type=Path, default=None, help="write the summary as JSON")
     v = sub.add_parser("clips", help="the whole pipeline on clips, for a grid of thresholds")
     v.add_argument("model", nargs="?", default=None, help="ONNX model (default: the shipped one)")
@@ -197,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "clips":
         out = clip_table(args.model, args.accept, args.face_free, args.min_confidence, args.det_threshold)
     else:
-        out = summary(crop_scores(args.model, args.data, args.limit))
+        out = summary(crop_scores(args.model, args.data, args.limit, part=args.part))
         _print(out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
