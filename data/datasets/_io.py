@@ -26,6 +26,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
+def load_npz(path: str | os.PathLike, need: set[str], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The ``need`` arrays (and those of ``optional`` that are there) of an existing ``.npz`` file, read without
+    pickles; a ValueError naming the missing keys."""
+    with np.load(path, allow_pickle=False) as z:
+        missing = need - set(z.files)
+        if missing:
+            raise ValueError(f"{path}: missing keys {sorted(missing)}")
+        return {k: z[k] for k in (*sorted(need), *optional) if k in z.files}
+
+
 def load_mat(path: str | os.PathLike, required: dict[str, tuple[int, ...] | None]) -> dict[str, np.ndarray]:
     """Load a MATLAB file and check that the ``required`` keys exist with the given shapes (None = any)."""
     path = Path(path)

@@ -32,7 +32,7 @@ import numpy as np
 from fa3d.runtime.preprocess import DEFAULT_CROP_SCALE
 from fa3d.data.datasets.samples import FaceSample
 
-from ._io import read_image
+from ._io import load_npz, read_image
 
 SOURCE = "aflw"
 LABELS_FILE = "labels.npz"
@@ -67,12 +67,9 @@ def read_aflw_labels(root: str | os.PathLike) -> AflwLabels:
     path = root / LABELS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; an AFLW crop folder has images/ and labels.npz")
-    with np.load(path, allow_pickle=False) as z:
-        need = {"names", "pts21_crop", "visible", "yaw_deg"}
-        if need - set(z.files):
-            raise ValueError(f"{path}: missing keys {sorted(need - set(z.files))}")
-        names, pts, vis, yaw = z["names"], z["pts21_crop"], z["visible"], z["yaw_deg"]
-        split = z["split"] if "split" in z.files else np.full(len(names), "test")
+    z = load_npz(path, {"names", "pts21_crop", "visible", "yaw_deg"}, optional=("split",))
+    names, pts, vis, yaw = z["names"], z["pts21_crop"], z["visible"], z["yaw_deg"]
+    split = z["split"] if "split" in z else np.full(len(names), "test")
     n = len(names)
     if pts.shape != (n, 21, 2) or vis.shape != (n, 21) or vis.dtype != bool or yaw.shape != (n,) \
             or split.shape != (n,):

@@ -27,7 +27,7 @@ import numpy as np
 from fa3d.runtime.pose import pose_para_to_euler
 from fa3d.data.datasets.samples import FaceSample
 
-from ._io import read_image, tight_box
+from ._io import load_npz, read_image, tight_box
 from .aflw import protocol_box, read_aflw_labels
 from .labelled import read_labelled
 
@@ -59,11 +59,8 @@ def read_teacher(root: str | os.PathLike, names: np.ndarray,
     path = Path(root) / (teacher_file or TEACHER_FILE)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the teacher labels are missing (pass teacher=False to train without)")
-    with np.load(path, allow_pickle=False) as z:
-        need = {"names", "lm68_crop", "pose_para_rad"}
-        if need - set(z.files):
-            raise ValueError(f"{path}: missing keys {sorted(need - set(z.files))}")
-        tn, lm, pp = z["names"], z["lm68_crop"], z["pose_para_rad"]
+    z = load_npz(path, {"names", "lm68_crop", "pose_para_rad"})
+    tn, lm, pp = z["names"], z["lm68_crop"], z["pose_para_rad"]
     n = len(tn)
     if lm.shape != (n, 68, 3) or pp.shape != (n, 3):
         raise ValueError(f"{path}: expected lm68_crop (N,68,3) and pose_para_rad (N,3), got {lm.shape}, {pp.shape}")
@@ -173,12 +170,9 @@ class FacesExtraMix(Sequence):
         path = self.root / "labels.npz"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not a faces_extra folder (labels.npz is missing)")
-        with np.load(path, allow_pickle=False) as z:
-            need = {"names", "split", "source", "pts68_crop"}
-            if need - set(z.files):
-                raise ValueError(f"{path}: missing keys {sorted(need - set(z.files))}")
-            self.names, splits, self.source = z["names"], z["split"], z["source"]
-            self.pts68 = z["pts68_crop"].astype(np.float32)
+        z = load_npz(path, {"names", "split", "source", "pts68_crop"})
+        self.names, splits, self.source = z["names"], z["split"], z["source"]
+        self.pts68 = z["pts68_crop"].astype(np.float32)
         n = len(self.names)
         if splits.shape != (n,) or self.source.shape != (n,) or self.pts68.shape != (n, 68, 2):
             raise ValueError(f"{path}: split, source and pts68_crop must have one row per name ({n})")
