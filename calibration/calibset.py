@@ -1,7 +1,7 @@
 """Calibration and validation sets: face crops made by the runtime's preprocessing, in a neutral ``.npz``.
 
 A set is built once from a folder of images, an image, a video or a dataset (a sequence of
-:class:`fa3d.runtime.datasets.samples.FaceSample`), and every consumer (ONNX Runtime static quantization, the
+:class:`fa3d.data.datasets.samples.FaceSample`), and every consumer (ONNX Runtime static quantization, the
 accuracy gate, the optional TensorRT calibrator) only reads the file. Faces are found with the runtime's
 detector unless boxes are given (or the dataset has them), and cropped with
 :func:`fa3d.runtime.preprocess.prepare`: there is no second crop implementation here.
@@ -24,12 +24,14 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from fa3d.runtime.atomic import atomic_path
+from fa3d.runtime.atomic import atomic_open, is_special_file
 from fa3d.runtime.preprocess import PreprocessConfig, prepare, to_crop
 from fa3d.runtime.images import ImageError, read_image
 from fa3d.runtime.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, video_frames
@@ -94,7 +96,6 @@ class CalibrationSet:
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
         return f"fa3d {version('fa3d')}"
     except Exception:  # noqa: BLE001 - running from a source tree without metadata
         return "fa3d (unknown version)"
@@ -105,7 +106,7 @@ def _version() -> str:
 def save_calibration_set(cs: CalibrationSet, path: str | os.PathLike) -> Path:
     """Write ``cs`` atomically to ``path`` (a ``.npz``)."""
     path = Path(path)
-    if path.suffix != ".npz":
+    if path.suffix != ".npz" and not is_special_file(path):  # a device (/dev/null) is written in place
         raise ValueError(f"{path}: a calibration set file must end in .npz")
     arrays: dict[str, np.ndarray] = {
         "inputs": np.ascontiguousarray(cs.inputs, dtype=np.float32),
@@ -121,8 +122,8 @@ def save_calibration_set(cs: CalibrationSet, path: str | os.PathLike) -> Path:
         v = getattr(cs, key)
         if v is not None:
             arrays[key] = np.asarray(v, dtype=np.float32)
-    with atomic_path(path) as tmp:
-        np.savez_compressed(tmp, **arrays)
+    with atomic_open(path) as f:  # a file object: np.savez appends no .npz to a device's name
+        np.savez_compressed(f, **arrays)
     return path
 
 
@@ -298,7 +299,6 @@ def build_from_images(images: str | os.PathLike | Sequence[str | os.PathLike], c
     det = None
     iterator: Iterable[Path] = paths
     if progress:
-        from tqdm import tqdm
         iterator = tqdm(paths, desc="calibration images", unit="img")
     for path in iterator:
         try:
@@ -328,7 +328,6 @@ def build_from_video(video: str | os.PathLike, config: PreprocessConfig, *, dete
     col = _Collector(config)
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(desc="calibration frames", unit="frame")
     try:
         for frame in video_frames(video, every=1 if wanted is not None else max(1, every)):
@@ -350,7 +349,7 @@ def build_from_video(video: str | os.PathLike, config: PreprocessConfig, *, dete
 
 def build_from_samples(samples: Iterable, config: PreprocessConfig, *, max_faces: int | None = None,
                        seed: int = 0, source: str = "dataset", keep_labels: bool = True) -> CalibrationSet:
-    """Crops from dataset records (:class:`fa3d.runtime.datasets.samples.FaceSample`) using their boxes.
+    """Crops from dataset records (:class:`fa3d.data.datasets.samples.FaceSample`) using their boxes.
 
     With pose labels (``ypr`` or a real ``yaw_gt``) and ``max_faces``, the set is spread over yaw bins
     (:func:`spread_by_yaw`); ``keep_labels`` stores 68-point labels (in crop pixels) and poses, which

@@ -14,7 +14,9 @@ of the training side: ``--dataset aflw19k --split val`` reads SRC as an aflw19k 
 K-th face of the split (research-only data: use it to measure, never ship the set).
 
 Exit codes: 0 written; 2 bad arguments or inputs (missing file, no face found, bad model sidecar, --out naming
-an input); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): no file is written.
+an input, the model's sidecar or a folder, or not ending in .npz: all checked before any work); 5 --out cannot
+be written (disk full, permission); 129 hung up (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM):
+no file is written.
 """
 
 from __future__ import annotations
@@ -26,9 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from fa3d.runtime.cli_errors import exit_codes_help, int_at_least, stops_cleanly
+from fa3d.data.datasets.labelled import LabelledFolder
+from fa3d.data.datasets.mix import load_aflw19k
+from fa3d.runtime.atomic import is_special_file
+from fa3d.runtime.cli_errors import (EXIT_OUTPUT, EXIT_USAGE, artifact_files, check_outputs_not_inputs, exit_codes_help,
+                                     graceful_signals, int_at_least, os_error_text, stops_cleanly)
 from fa3d.runtime.detectors.registry import DETECTOR_HELP
+from fa3d.runtime.metadata import MetadataError, read_sidecar
 from fa3d.runtime.policy import DEFAULT_DETECTOR
+from fa3d.runtime.pose import matrix_to_euler
+
+from . import calibset, gate
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         if not e.code:
             raise
         return int(e.code)
-    from fa3d.runtime.cli_errors import EXIT_USAGE, check_outputs_not_inputs, graceful_signals
-
-    if not check_outputs_not_inputs("fa-calib", {"--out": args.out}, [args.src, args.model]):
+    if not check_outputs_not_inputs("fa-calib", {"--out": args.out}, [args.src, *artifact_files(args.model)]):
+        return EXIT_USAGE
+    if Path(args.out).suffix != ".npz" and not is_special_file(args.out):
+        print(f"fa-calib: error: --out {args.out!r}: a calibration set file must end in .npz", file=sys.stderr)
         return EXIT_USAGE
     with graceful_signals() as guard:  # SIGTERM: the same clean stop as Ctrl-C
         try:
@@ -79,10 +90,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args) -> int:
-    from fa3d.runtime.metadata import MetadataError, read_sidecar
-
-    from .calibset import (CalibrationSetError, build_calibration_set, build_from_samples, save_calibration_set,
-                           spread_by_yaw, yaw_histogram)
     try:
         config = read_sidecar(args.model).preprocess
         from fa3d.runtime.detectors import make_detector
@@ -96,33 +103,30 @@ def _main(args) -> int:
             raise ValueError("--split and --stride select from a data set: give --dataset too")
         split, stride = args.split or "val", 1 if args.stride is None else args.stride
         if args.dataset == "aflw19k":
-            from fa3d.runtime.datasets.mix import load_aflw19k
-
             samples = load_aflw19k(args.src, split, teacher=True, box="teacher")
             picked = (samples[i] for i in range(0, len(samples), stride))  # lazy: images read one by one
-            cs = build_from_samples(picked, config, max_faces=want,
+            cs = calibset.build_from_samples(picked, config, max_faces=want,
                                     source=f"aflw19k {split} split of {args.src} (stride {stride}), "
                                            "3DDFA_V2 teacher labels")
         elif (Path(args.src) / "labels.npz").is_file():  # an fa-label folder: keep its labels
-            from fa3d.runtime.datasets.labelled import LabelledFolder
-
-            cs = build_from_samples(LabelledFolder(args.src), config, max_faces=want,
+            cs = calibset.build_from_samples(LabelledFolder(args.src), config, max_faces=want,
                                     source=f"labelled folder {args.src}")
         else:
-            cs = build_calibration_set(args.src, config, detector=detector, max_faces=want, every=args.every,
-                                       progress=not args.no_progress)
+            cs = calibset.build_calibration_set(args.src, config, detector=detector, max_faces=want,
+                                                every=args.every, progress=not args.no_progress)
         hist = None
         if args.spread_yaw:
-            from fa3d.runtime.pose import matrix_to_euler
-
-            from .gate import run_model
-            yaw = matrix_to_euler(run_model(args.model, cs.inputs)["rotation"])[:, 0]
-            cs = cs.subset(spread_by_yaw(yaw, args.max))
-            hist = yaw_histogram(yaw)
-        path = save_calibration_set(cs, args.out)
-    except (CalibrationSetError, MetadataError, FileNotFoundError, ValueError, RuntimeError) as e:
+            yaw = matrix_to_euler(gate.run_model(args.model, cs.inputs)["rotation"])[:, 0]
+            cs = cs.subset(calibset.spread_by_yaw(yaw, args.max))
+            hist = calibset.yaw_histogram(yaw)
+    except (calibset.CalibrationSetError, MetadataError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"fa-calib: {e}", file=sys.stderr)
         return 2
+    try:
+        path = calibset.save_calibration_set(cs, args.out)
+    except OSError as e:
+        print(f"fa-calib: error: cannot write --out: {os_error_text(e)}", file=sys.stderr)
+        return EXIT_OUTPUT
     summary = {"out": str(path), "count": len(cs), "source": cs.source, "input_size": config.input_size,
                "preprocess_fingerprint": config.fingerprint(), "predicted_yaw_histogram": hist}
     if args.json:

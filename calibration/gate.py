@@ -35,11 +35,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from fa3d.data.evaluation.metrics import nme
 from fa3d.runtime.backends.onnxrt import cpu_session
 from fa3d.runtime.policy import DEFAULT_POSE_SOURCE, POSE_SOURCES
 from fa3d.runtime.pose import geodesic_deg, matrix_to_euler, reported_rotation
 from fa3d.runtime.timing import summarize_ms, time_calls
+
+from .calibset import build_from_crops
 
 REFERENCES = ("auto", "fp32", "labels")
 
@@ -84,7 +88,6 @@ def run_model(onnx_path: str | os.PathLike, inputs: np.ndarray, *, batch_size: i
     outs: dict[str, list[np.ndarray]] = {o.name: [] for o in sess.get_outputs()}
     starts = range(0, len(inputs), bs)
     if desc:
-        from tqdm import tqdm
         starts = tqdm(starts, desc=desc, unit="batch")
     for i in starts:
         x = np.ascontiguousarray(inputs[i:i + bs], dtype=np.float32)
@@ -97,9 +100,7 @@ def run_model(onnx_path: str | os.PathLike, inputs: np.ndarray, *, batch_size: i
 
 def nme_percent(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Per-face NME (%) of (N, 68, >=2) points against (N, 68, >=2), normalised by sqrt(w*h) of ref's box."""
-    from fa3d.runtime.evaluation.metrics import nme  # numpy only: the one NME of the package
-
-    return nme(pred, ref)
+    return nme(pred, ref)  # the one NME of the package
 
 
 def ypr_mae(r_pred: np.ndarray, ypr_ref: np.ndarray) -> np.ndarray:
@@ -208,7 +209,6 @@ def validation_from_faces(items: Sequence[tuple[np.ndarray, np.ndarray]], config
     ``landmarks`` (68, 3) in image pixels and ``ypr`` (3,) degrees are optional labels. This is the entry
     point for evaluating on e.g. the aflw19k val split (whose crops are not copied anywhere).
     """
-    from .calibset import build_from_crops
     cs = build_from_crops([i for i, _ in items], np.stack([np.asarray(b, np.float64) for _, b in items]),
                           config, landmarks=landmarks, ypr=ypr, source=source)
     return ValidationData.from_set(cs)
@@ -249,7 +249,6 @@ def greedy_exclude(quantize: Quantizer, evaluate_path: Callable[[Path], Comparis
         path, c = first
     todo = list(ranking)[:max(0, gate.max_excluded - len(excluded))]
     if progress and todo and not holds(c, gate):
-        from tqdm import tqdm
         todo = tqdm(todo, desc="INT8 gate: layers back to float", unit="layer")
     for layer in todo:
         if holds(c, gate):

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ import numpy as np
 from fa3d.runtime.atomic import atomic_path, atomic_write_text
 from fa3d.runtime.metadata import ArtifactMetadata, read_sidecar, sha256_file, sidecar_path, write_metadata
 
-from .calibset import CalibrationSet, CalibrationSetError, load_calibration_set
+from .calibset import (CalibrationSet, CalibrationSetError, build_calibration_set, load_calibration_set,
+                       runtime_detector)
 from .gate import Comparison, Gate, ValidationData, badness, benchmark_ms, evaluate, greedy_exclude, holds, run_model
 from .lint import LintSummary, lint_qdq
 from .qdq import QdqOptions, quantizable_nodes, quantize_qdq
+from .ranking import rank_layers
 
 REPORT_SCHEMA = "fa3d.int8_report"
 REPORT_VERSION = 2
@@ -62,7 +65,6 @@ class SearchResult:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
     out = {}
     for pkg in ("fa3d", "onnx", "onnxruntime"):
         try:
@@ -87,7 +89,6 @@ def _load_set(src: Path | CalibrationSet, config, role: str, progress: bool) -> 
                                 "an image or a video)")
     if src.suffix.lower() == SET_SUFFIX:
         return load_calibration_set(src, config)
-    from .calibset import build_calibration_set, runtime_detector
     return build_calibration_set(src, config, detector=runtime_detector(), max_faces=256, progress=progress)
 
 
@@ -111,8 +112,6 @@ def resolve_data(calib, val, config, progress: bool = False) -> tuple[Calibratio
 def search(fp32_onnx: Path, calib_set: CalibrationSet, val: ValidationData, gate: Gate, options: QdqOptions,
            tmp: Path, progress: bool = False) -> SearchResult:
     """Quantize, gate, and if needed keep the noisiest layers in float until the gate holds."""
-    from .ranking import rank_layers
-
     cache = tmp / f"ranges.{options.method}.json"
     counter = [0]
 

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fa3d.runtime.policy import OPSET as MAX_OPSET
+from fa3d.runtime.lazy import lazy_import
+from fa3d.runtime.policy import OPSET
+
+onnx = lazy_import("onnx", extra="export")
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -64,20 +67,18 @@ def _out_channel_axis(consumer, weight_ndim: int) -> int | None:
 
 def lint_model(model, where: str = "model") -> LintSummary:
     """Check an ``onnx.ModelProto``; raise :class:`QdqLintError` listing every problem."""
-    from onnx import numpy_helper
-
     g = model.graph
     problems: list[str] = []
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None or opset > MAX_OPSET:
-        problems.append(f"model: default-domain opset {opset} > {MAX_OPSET} (TensorRT 8.5 parses at most 17; "
+    if opset is None or opset > OPSET:
+        problems.append(f"model: default-domain opset {opset} > {OPSET} (TensorRT 8.5 parses at most 17; "
                         "re-export at opset_version=17)")
-    consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    consts: dict[str, np.ndarray] = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
     for n in g.node:
         if n.op_type == "Constant" and n.output:
             for a in n.attribute:
                 if a.name == "value":
-                    consts[n.output[0]] = numpy_helper.to_array(a.t)
+                    consts[n.output[0]] = onnx.numpy_helper.to_array(a.t)
     producer = {o: n for n in g.node for o in n.output}
     consumers: dict[str, list] = {}
     for n in g.node:
@@ -160,7 +161,6 @@ def lint_model(model, where: str = "model") -> LintSummary:
 
 def lint_qdq(path: str | os.PathLike) -> LintSummary:
     """Lint a Q/DQ ONNX file; raise :class:`QdqLintError` naming each offending node."""
-    import onnx
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: ONNX file not found")

@@ -33,8 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from fa3d.runtime.policy import OPSET as MAX_OPSET
+from fa3d.runtime.atomic import atomic_path
+from fa3d.runtime.lazy import lazy_import
+from fa3d.runtime.policy import OPSET
+
+onnx = lazy_import("onnx", extra="export")
+ortq = lazy_import("onnxruntime.quantization", extra="export")  # needs onnx too
 
 QUANTIZED_OP_TYPES = ("Conv", "Gemm", "MatMul")
 METHODS = ("minmax", "entropy", "percentile")
@@ -60,7 +66,6 @@ class QdqOptions:
 
 def quantizable_nodes(model_path: str | os.PathLike, op_types: Sequence[str] = QUANTIZED_OP_TYPES) -> list[str]:
     """Names of the nodes whose inputs static quantization would quantize, in graph order."""
-    import onnx
     m = onnx.load(str(model_path), load_external_data=False)
     names = [n.name for n in m.graph.node if n.op_type in op_types]
     if any(not n for n in names) or len(set(names)) != len(names):
@@ -70,11 +75,10 @@ def quantizable_nodes(model_path: str | os.PathLike, op_types: Sequence[str] = Q
 
 
 def check_opset(model_path: str | os.PathLike) -> int:
-    import onnx
     m = onnx.load(str(model_path), load_external_data=False)
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None or opset > MAX_OPSET:
-        raise ValueError(f"{model_path}: ONNX opset {opset} is above {MAX_OPSET}, the highest that TensorRT 8.5 "
+    if opset is None or opset > OPSET:
+        raise ValueError(f"{model_path}: ONNX opset {opset} is above {OPSET}, the highest that TensorRT 8.5 "
                          "to 11 all parse; export with torch.onnx.export(..., dynamo=False, opset_version=17)")
     if opset < 13:
         raise ValueError(f"{model_path}: opset {opset} is below 13, which per-channel QuantizeLinear needs; "
@@ -83,14 +87,12 @@ def check_opset(model_path: str | os.PathLike) -> int:
 
 
 def _fixed_batch(model_path: str | os.PathLike) -> int | None:
-    import onnx
     m = onnx.load(str(model_path), load_external_data=False)
     dim = m.graph.input[0].type.tensor_type.shape.dim[0]
     return int(dim.dim_value) if dim.HasField("dim_value") and dim.dim_value > 0 else None
 
 
 def input_name(model_path: str | os.PathLike) -> str:
-    import onnx
     m = onnx.load(str(model_path), load_external_data=False)
     inits = {i.name for i in m.graph.initializer}
     names = [i.name for i in m.graph.input if i.name not in inits]
@@ -108,17 +110,17 @@ def equal_batch(n: int, batch: int) -> int:
     return next(b for b in range(max(1, min(batch, n)), 0, -1) if n % b == 0)
 
 
-def _reader(name: str, inputs: np.ndarray, batch: int, progress: bool = False):
-    from onnxruntime.quantization import CalibrationDataReader
+def calibration_reader(name: str, inputs: np.ndarray, batch: int, progress: bool = False):
+    """ONNX Runtime's calibration data reader over ``inputs`` (N, 3, S, S), ``batch`` at a time, for input
+    ``name``; rewindable. The class is made here because its base class comes from onnxruntime.quantization."""
 
-    class _NpzReader(CalibrationDataReader):
+    class _NpzReader(ortq.CalibrationDataReader):
         """Feeds the calibration inputs in batches; rewindable."""
 
         def __init__(self) -> None:
             self._i = 0
             self._bar = None
             if progress:
-                from tqdm import tqdm
                 self._bar = tqdm(total=len(inputs), desc="INT8 calibration", unit="face")
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -149,7 +151,7 @@ class _DropPreprocessHint(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_ort():
+def quiet_ort():
     """Scoped: drop ORT's pre-processing hint and its calibration chatter on stdout; restore both after."""
     root = logging.getLogger()
     hint = _DropPreprocessHint()
@@ -169,10 +171,6 @@ def quantize_qdq(fp32_onnx: str | os.PathLike, out_onnx: str | os.PathLike, inpu
     ``inputs`` (N, 3, S, S) float32 calibration inputs; may be None only when ``calibration_cache`` holds
     the ranges of an earlier call with the same method.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from fa3d.runtime.atomic import atomic_path
-
     fp32_onnx, out_onnx = Path(fp32_onnx), Path(out_onnx)
     check_opset(fp32_onnx)
     if inputs is not None and (inputs.ndim != 4 or inputs.dtype != np.float32 or len(inputs) == 0):
@@ -184,8 +182,8 @@ def quantize_qdq(fp32_onnx: str | os.PathLike, out_onnx: str | os.PathLike, inpu
         raise ValueError(f"nodes_to_exclude names nodes that are not quantizable {options.op_types} nodes of "
                          f"{fp32_onnx.name}: {unknown}")
     batch = _fixed_batch(fp32_onnx) or options.batch_size
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[options.method]
+    method = {"minmax": ortq.CalibrationMethod.MinMax, "entropy": ortq.CalibrationMethod.Entropy,
+              "percentile": ortq.CalibrationMethod.Percentile}[options.method]
     extra = {
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
@@ -200,7 +198,7 @@ def quantize_qdq(fp32_onnx: str | os.PathLike, out_onnx: str | os.PathLike, inpu
         extra["CalibPercentile"] = options.percentile
     kwargs = {}
     if calibration_cache is not None:
-        if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        if "calibration_cache_path" not in inspect.signature(ortq.quantize_static).parameters:
             calibration_cache = None  # older onnxruntime: recalibrate every time
         else:
             kwargs["calibration_cache_path"] = str(calibration_cache)
@@ -212,16 +210,16 @@ def quantize_qdq(fp32_onnx: str | os.PathLike, out_onnx: str | os.PathLike, inpu
             raise ValueError(f"{fp32_onnx.name} has a fixed batch of {fixed}; give a multiple of {fixed} "
                              f"calibration inputs (got {len(inputs)})")
         batch = fixed or equal_batch(len(inputs), batch)
-    reader = None if inputs is None else _reader(input_name(fp32_onnx), inputs, batch, progress)
-    with atomic_path(out_onnx) as tmp, _quiet_ort():
-        quantize_static(
+    reader = None if inputs is None else calibration_reader(input_name(fp32_onnx), inputs, batch, progress)
+    with atomic_path(out_onnx) as tmp, quiet_ort():
+        ortq.quantize_static(
             str(fp32_onnx), str(tmp), reader,
-            quant_format=QuantFormat.QDQ,
+            quant_format=ortq.QuantFormat.QDQ,
             op_types_to_quantize=list(options.op_types),
             per_channel=True,
             reduce_range=False,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
+            activation_type=ortq.QuantType.QInt8,
+            weight_type=ortq.QuantType.QInt8,
             nodes_to_exclude=list(options.nodes_to_exclude),
             calibrate_method=method,
             extra_options=extra,

@@ -20,6 +20,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from fa3d.runtime.backends.onnxrt import cpu_session
+from fa3d.runtime.lazy import lazy_import
+
+onnx = lazy_import("onnx", extra="export")
+
 GATED_OUTPUTS = ("landmarks", "rotation")
 
 
@@ -39,14 +44,12 @@ class LayerNoise:
 
 
 def _consts(graph) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    out = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    out = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
     for n in graph.node:
         if n.op_type == "Constant" and n.output:
             for a in n.attribute:
                 if a.name == "value":
-                    out[n.output[0]] = numpy_helper.to_array(a.t)
+                    out[n.output[0]] = onnx.numpy_helper.to_array(a.t)
     return out
 
 
@@ -93,10 +96,6 @@ def rank_layers(qdq_onnx: str | os.PathLike, inputs: np.ndarray, layers: Sequenc
                 max_faces: int = 64, batch_size: int = 16, threads: int = 1,
                 gated_outputs: Sequence[str] = GATED_OUTPUTS) -> list[LayerNoise]:
     """``layers`` of the Q/DQ model ranked by quantization noise, noisiest first (one inference pass)."""
-    import onnx
-
-    from fa3d.runtime.backends.onnxrt import cpu_session
-
     model = onnx.load(str(qdq_onnx))
     g = model.graph
     consts, producer = _consts(g), {o: n for n in g.node for o in n.output}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
-from fa3d.runtime.cli_errors import stops_cleanly
+from fa3d.runtime.cli_errors import Output, artifact_files, graceful_signals, output_clash, stops_cleanly
 
 from .defaults import DEFAULT_BATCH, DEFAULT_WORKSPACE_MB
 from .steps import EXIT_CODES, EXIT_USAGE, ExportFailure, ExportRequest, Step, run_export
@@ -80,13 +81,10 @@ def _parser() -> argparse.ArgumentParser:
 def _output_problem(args) -> str | None:
     """A one-line problem with the output folders (--out, --triton), found before any work is done: each
     is created if missing and must take a file; no output may be an input file."""
-    import tempfile
-
-    from fa3d.runtime.cli_errors import output_clash
-
     out = args.out or (args.from_onnx.parent if args.from_onnx is not None else Path("fa3d-export"))
-    clash = output_clash({"--out": out, "--triton": args.triton}, [args.checkpoint, args.from_onnx, args.calib,
-                                                                    args.val])
+    clash = output_clash({"--out": Output(out, "folder"),
+                          "--triton": None if args.triton is None else Output(args.triton, "folder")},
+                         [args.checkpoint, *artifact_files(args.from_onnx), args.calib, args.val])
     if clash:
         return clash
     for option, folder in (("--out", out), ("--triton", args.triton)):
@@ -129,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     def show(step: Step) -> None:
         if not args.json:
             print(f"[{step.name}] {step.message}", flush=True)
-
-    from fa3d.runtime.cli_errors import graceful_signals
 
     with graceful_signals() as guard:  # SIGTERM: the same clean stop as Ctrl-C (exit 143)
         try:

@@ -11,7 +11,6 @@ from importlib import resources
 from pathlib import Path
 
 from fa3d.runtime.default_model import DefaultModelMissing
-from fa3d.runtime.policy import OPSET  # noqa: F401  (re-exported: fa-export's modules read it here)
 
 #: TensorRT optimisation profile (min, opt, max batch): one face is the common case, a crowd the rare one.
 DEFAULT_BATCH = (1, 4, 16)

@@ -15,9 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.metadata import read_sidecar, sha256_file
 
 from .onnx_export import OnnxExportError, check_onnx, sanitize, save_onnx
+
+onnx = lazy_import("onnx", extra="export")
+float16 = lazy_import("onnxruntime.transformers.float16", extra="export")
 
 
 @dataclass(frozen=True)
@@ -33,18 +37,14 @@ class Fp16Result:
 
 def convert_to_fp16(model: "onnx.ModelProto") -> "onnx.ModelProto":  # noqa: F821
     """The FP16 graph with float32 input and outputs (Cast nodes at the boundary)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
     try:
-        return convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+        return float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
     except Exception as e:  # the converter raises assorted errors
         raise OnnxExportError(f"FP16 conversion failed: {e}") from e
 
 
 def make_fp16(fp32_onnx: Path, out: Path) -> Fp16Result:
     """Convert ``fp32_onnx`` (with its sidecar) to ``out`` (``model.fp16.onnx``) and write ``out``'s sidecar."""
-    import onnx
-
     fp32_onnx, out = Path(fp32_onnx), Path(out)
     meta = read_sidecar(fp32_onnx)
     if meta.format != "onnx" or meta.precision != "fp32":
@@ -65,8 +65,6 @@ def make_fp16(fp32_onnx: Path, out: Path) -> Fp16Result:
 
 def is_fp16_model(model: "onnx.ModelProto") -> bool:  # noqa: F821
     """True when most float weights are float16 (an FP16 export), whatever its I/O types."""
-    import onnx
-
     types = [t.data_type for t in model.graph.initializer
              if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) and len(t.dims) > 0]
     return bool(types) and sum(t == onnx.TensorProto.FLOAT16 for t in types) > len(types) / 2

@@ -17,8 +17,9 @@ Examples::
     fa-latency --candidates --json lat.json     # every design candidate of the edge preset
     fa-latency --checkpoint runs/edge/best.pt --onnx other.onnx
 
-Exit codes: 0 done, 2 usage (unknown preset or candidate, missing file, --json naming an input), 4 a model cannot be
-exported or loaded, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+Exit codes: 0 done, 2 usage (unknown preset or candidate, missing file, --json naming an input, a sidecar or a
+folder), 4 a model cannot be exported or loaded, 5 --json cannot be written (disk full, permission), 129 hung up
+(SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -34,14 +35,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fa3d.runtime.atomic import atomic_path
+from fa3d.runtime.atomic import atomic_write_text
 from fa3d.runtime.backends.onnxrt import cpu_session
-from fa3d.runtime.cli_errors import check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
+from fa3d.runtime.cli_errors import (EXIT_OUTPUT, artifact_files, check_outputs_not_inputs, exit_codes_help,
+                                    int_at_least, os_error_text, stops_cleanly)
 from fa3d.runtime.clihelp import HelpFormatter
+from fa3d.runtime.lazy import available, lazy_import
 from fa3d.runtime.timing import interleaved
+
+from .onnx_export import sanitize, torch_to_onnx
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
+else:  # the reference and the presets are built with PyTorch, loaded on first use
+    torch = lazy_import("torch", extra="train")
+    nn = lazy_import("torch.nn", extra="train")
+onnx = lazy_import("onnx", extra="export")
 
 REFERENCE = "mobilenet_v1_x0.5@120"
 
@@ -61,9 +71,6 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
 
 def reference_network(width: float = 0.5, input_size: int = 120, outputs: int = 62) -> "torch.nn.Module":
     """MobileNet-V1 (see the module docstring) with random weights, returning ``{"params": (B, outputs)}``."""
-    import torch
-    from torch import nn
-
     def ch(c: int) -> int:
         return max(8, int(c * width))
 
@@ -100,9 +107,6 @@ def reference_network(width: float = 0.5, input_size: int = 120, outputs: int = 
 
 def count_macs(model: "torch.nn.Module", input_size: int) -> int:
     """Multiply-accumulates of one forward pass at batch 1 (Conv2d and Linear layers)."""
-    import torch
-    from torch import nn
-
     total = 0
 
     def hook(mod: nn.Module, inp, out) -> None:
@@ -135,8 +139,6 @@ class Contender:
 
 def _export(model: "torch.nn.Module", size: int, path: Path, outputs: tuple[str, ...] | None = None) -> int:
     """Export like fa-export (opset 17, constant folding, graphsurgeon clean-up); returns the node count."""
-    from .onnx_export import sanitize, torch_to_onnx
-
     raw = torch_to_onnx(model, size, outputs=outputs) if outputs else torch_to_onnx(model, size)
     clean, info = sanitize(raw)
     path.write_bytes(clean.SerializeToString())
@@ -152,8 +154,6 @@ def contender_from_model(name: str, model: "torch.nn.Module", size: int, folder:
 
 
 def contender_from_onnx(path: Path) -> Contender:
-    import onnx
-
     try:
         model = onnx.load(str(path))
     except Exception as e:  # protobuf raises its own types
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _contenders(args, folder: Path) -> list[Contender]:
-    from fa3d.training.checkpoint import load_checkpoint
+    from fa3d.training.checkpoint import load_checkpoint  # imports torch: after main() checked it is there
     from fa3d.training.model import build_model
 
     out = [contender_from_model(REFERENCE, reference_network(), 120, folder, outputs=("params",))]
@@ -254,15 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or args.calls < 1:
         print("fa-latency: --rounds and --calls must be >= 1", file=sys.stderr)
         return 2
-    if not check_outputs_not_inputs("fa-latency", {"--json": args.json_out}, args.checkpoint + args.onnx):
+    onnx_files = [f for path in args.onnx for f in artifact_files(path)]
+    if not check_outputs_not_inputs("fa-latency", {"--json": args.json_out}, args.checkpoint + onnx_files):
         return 2
     missing = [f for f in args.checkpoint + args.onnx if not Path(f).is_file()]
     if missing:
         print(f"fa-latency: no such file: {missing[0]}", file=sys.stderr)
         return 2
-    try:
-        import torch  # noqa: F401  (the reference and the presets are built with PyTorch)
-    except ImportError:
+    if not available("torch"):
         print("fa-latency: needs PyTorch (pip install torch==2.13.0 and fa3d[train,export])", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="fa-latency-") as tmp:
@@ -277,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure(contenders, threads, args.rounds, args.calls)
     _print(rows)
     if args.json_out:
-        with atomic_path(Path(args.json_out)) as t:
-            t.write_text(json.dumps({"reference": REFERENCE, "rows": rows}, indent=2))
+        try:
+            atomic_write_text(args.json_out, json.dumps({"reference": REFERENCE, "rows": rows}, indent=2))
+        except OSError as e:
+            print(f"fa-latency: error: cannot write --json: {os_error_text(e)}", file=sys.stderr)
+            return EXIT_OUTPUT
     return 0
 
 

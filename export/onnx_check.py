@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.policy import OPSET
+
+onnx = lazy_import("onnx", extra="export")
 
 TRT_SAFE_OPS: frozenset[str] = frozenset({
     # convolution and normalisation (2D and 3D)
@@ -55,8 +58,6 @@ def _constants(model) -> set[str]:
 
 def check_trt_safe(model, opset_max: int = OPSET) -> None:
     """Check the opset and every node of ``model`` (an ``onnx.ModelProto``) against :data:`TRT_SAFE_OPS`."""
-    from onnx import helper
-
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx") and imp.version > opset_max:
             raise UnsafeOperatorError(f"the model uses ONNX opset {imp.version}; TensorRT 8.5 to 11 all parse "
@@ -72,7 +73,7 @@ def check_trt_safe(model, opset_max: int = OPSET) -> None:
         if node.op_type not in TRT_SAFE_OPS:
             raise UnsafeOperatorError(f"{where}: operator {node.op_type} is outside the TensorRT-safe set "
                                       "(fa3d.export.onnx_check.TRT_SAFE_OPS); rewrite the layer with safe operators")
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Resize":
             mode = attrs.get("mode", b"nearest")
             mode = mode.decode() if isinstance(mode, bytes) else mode

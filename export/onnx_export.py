@@ -17,17 +17,24 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from importlib import metadata as im
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fa3d.runtime.atomic import atomic_path
-from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_NAMES, ArtifactMetadata, sidecar_path, write_metadata
+from fa3d.runtime.lazy import lazy_import
+from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_NAMES, ArtifactMetadata, sha256_file, sidecar_path, write_metadata
+from fa3d.runtime.policy import OPSET
 
-from .defaults import OPSET
+from .onnx_check import check_trt_safe
 
-if TYPE_CHECKING:  # heavy imports only for type checkers
+if TYPE_CHECKING:
     import onnx
     import torch
+else:  # loaded on first use: fa-export --from-onnx needs no torch
+    onnx = lazy_import("onnx", extra="export")
+    torch = lazy_import("torch", extra="train")
+gs = lazy_import("onnx_graphsurgeon", extra="export")
 
 
 class OnnxExportError(RuntimeError):
@@ -58,8 +65,6 @@ class _TupleOutputs:
 
     @staticmethod
     def wrap(model: "torch.nn.Module", names: tuple[str, ...] = OUTPUT_NAMES) -> "torch.nn.Module":
-        import torch
-
         class Wrapped(torch.nn.Module):
             def __init__(self, inner: torch.nn.Module) -> None:
                 super().__init__()
@@ -74,8 +79,6 @@ class _TupleOutputs:
 
 def _check_model_outputs(model: "torch.nn.Module", example: "torch.Tensor",
                          names: tuple[str, ...] = OUTPUT_NAMES) -> None:
-    import torch
-
     with torch.no_grad():
         out = model(example)
     if not isinstance(out, dict) or set(out) != set(names):
@@ -94,9 +97,6 @@ def torch_to_onnx(model: "torch.nn.Module", input_size: int, opset: int = OPSET,
     """Export with the TorchScript exporter at ``opset``: named input/outputs, dynamic batch, constant folding.
 
     ``model`` returns a dict with exactly the keys ``outputs`` (fa3d models: :data:`OUTPUT_NAMES`)."""
-    import onnx
-    import torch
-
     model = model.eval()
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(2, 3, input_size, input_size, generator=gen)
@@ -118,8 +118,6 @@ def torch_to_onnx(model: "torch.nn.Module", input_size: int, opset: int = OPSET,
 
 def sanitize(model: "onnx.ModelProto") -> tuple["onnx.ModelProto", SanitizeResult]:
     """Constant folding, dead-node removal and a topological sort with onnx-graphsurgeon."""
-    import onnx_graphsurgeon as gs
-
     before = len(model.graph.node)
     graph = gs.import_onnx(model)
     graph.fold_constants().cleanup().toposort()
@@ -137,10 +135,6 @@ def check_onnx(model: "onnx.ModelProto", opset: int = OPSET, where: str = "model
 
     Raises :class:`OnnxExportError` naming the problem (and the node, for an unsafe operator).
     """
-    import onnx
-
-    from .onnx_check import check_trt_safe
-
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
@@ -163,8 +157,6 @@ def _without_qdq(model: "onnx.ModelProto") -> "onnx.ModelProto":
     :mod:`fa3d.calibration.lint`, which knows what TensorRT accepts of them)."""
     if not any(n.op_type in QDQ_OPS for n in model.graph.node):
         return model
-    import onnx
-
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     keep = [n for n in copy.graph.node if n.op_type not in QDQ_OPS]
@@ -174,8 +166,6 @@ def _without_qdq(model: "onnx.ModelProto") -> "onnx.ModelProto":
 
 
 def _check_io(model: "onnx.ModelProto", where: str) -> None:
-    import onnx
-
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     names_in = [i.name for i in inputs]
     names_out = [o.name for o in model.graph.output]
@@ -196,8 +186,6 @@ def save_onnx(model: "onnx.ModelProto", path: Path, metadata: ArtifactMetadata) 
 
     Returns (sidecar path, sha256 of the model).
     """
-    from fa3d.runtime.metadata import sha256_file
-
     path = Path(path)
     data = model.SerializeToString()
     with atomic_path(path) as tmp:  # the model appears only after its sidecar was written
@@ -209,8 +197,6 @@ def save_onnx(model: "onnx.ModelProto", path: Path, metadata: ArtifactMetadata) 
 
 def producer_versions() -> dict[str, str]:
     """Versions of the packages that shape an exported graph."""
-    from importlib import metadata as im
-
     out: dict[str, Any] = {}
     for pkg in ("fa3d", "torch", "onnx", "onnx-graphsurgeon", "onnxruntime"):
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fa3d.runtime.backends.onnxrt import cpu_session
 from fa3d.runtime.metadata import ArtifactMetadata
 from fa3d.runtime.schema import NUM_LANDMARKS
 
@@ -29,8 +30,6 @@ def _dims_match(got: list, want: tuple) -> bool:
 
 def check_onnx_file(path: str | Path, meta: ArtifactMetadata) -> None:
     """Raise :class:`OnnxFileError` when ``path`` is unreadable or does not match ``meta``."""
-    from fa3d.runtime.backends.onnxrt import cpu_session
-
     path = Path(path)
     try:
         sess = cpu_session(path, 1)

@@ -3,7 +3,7 @@
 Inputs are real face crops made by the one preprocessing implementation (:mod:`fa3d.runtime.preprocess`):
 the bundled public-domain sample portrait and any images the user adds, each cut several times (scales,
 in-plane rotations, shifts) so that one face gives a small batch with realistic image statistics.
-Synthetic faces (:mod:`fa3d.runtime.datasets.synthetic`) are the fallback for tests only.
+Synthetic faces (:mod:`fa3d.data.datasets.synthetic`) are the fallback for tests only.
 
 The comparison is the maximum absolute difference per output, against a stated tolerance per output
 (:data:`FP32_TOLERANCE`, :data:`FP16_TOLERANCE`). Landmark and dense tolerances are in crop pixels.
@@ -143,8 +143,8 @@ def image_crops(images: Sequence[Path], config: PreprocessConfig) -> FaceCrops:
 
 
 def synthetic_crops(config: PreprocessConfig, n_faces: int = 2, seed: int = 0) -> FaceCrops:
-    """Crops of synthetic faces (:mod:`fa3d.runtime.datasets.synthetic`): for tests where no real image is available."""
-    from fa3d.runtime.datasets import synthetic
+    """Crops of synthetic faces (:mod:`fa3d.data.datasets.synthetic`): for tests where no real image is available."""
+    from fa3d.data.datasets import synthetic
 
     batches = [crops_from_image(face.image, face.box, config) for face in synthetic.synth_faces(n_faces, seed)]
     return FaceCrops(inputs=np.concatenate(batches).astype(np.float32),

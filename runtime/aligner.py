@@ -35,7 +35,6 @@ import math
 import os
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,9 +42,10 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .camera import DEFAULT_EYE_SPAN_M, CameraIntrinsics, solve_head_pose
+from .default_model import default_model_path
 from .detectors import FaceDetector, as_detector, make_detector
-from .policy import (DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, DEFAULT_POSE_SOURCE, MAX_FACES_PER_CALL,
-                     POSE_SOURCES)
+from .policy import (DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, DEFAULT_MIN_CONFIDENCE,
+                     DEFAULT_POSE_SOURCE, MAX_FACES_PER_CALL, POSE_SOURCES)
 from .pose import matrix_to_6d, matrix_to_euler, reported_rotation, rotation_from_6d
 from .preprocess import prepare, rotation_to_image, to_image
 from .live_stream import LatestFrameWorker, ResultCallback
@@ -55,10 +55,7 @@ from .schema import mean_shape
 from .smoothing import OneEuroFilter, OneEuroOptions
 from .track import FaceTracker, TrackerOptions
 
-MODES = tuple(m.value for m in RunningMode)
 STAGES = ("detect", "preprocess", "infer", "postprocess")
-#: the most faces one call takes (``process(boxes=...)``, ``max_faces``): memory and time stay bounded
-MAX_BOXES_PER_CALL = MAX_FACES_PER_CALL
 #: faces cropped and inferred together; larger calls run in chunks of this size (bounded memory)
 ALIGN_CHUNK = 32
 DEVICES = ("cpu", "cuda", "tensorrt", "auto")
@@ -73,12 +70,11 @@ def _is_int(v) -> bool:
 
 
 def _check_option_values(o: "FaceAlignerOptions") -> None:
-    """Types and ranges of every option, one clear ValueError naming the first bad one."""
+    """Types and ranges of every option (the one place options are validated), one clear ValueError naming
+    the first bad one."""
     def bad(name: str, want: str) -> ValueError:
         return ValueError(f"FaceAlignerOptions.{name} must be {want}, got {getattr(o, name)!r}")
 
-    if o.model_path is not None and not isinstance(o.model_path, (str, os.PathLike)):
-        raise bad("model_path", "a path or None")
     if o.device not in DEVICES:
         raise bad("device", f"one of {DEVICES}")
     if o.num_threads is not None and not (_is_int(o.num_threads) and o.num_threads >= 1):
@@ -87,8 +83,8 @@ def _check_option_values(o: "FaceAlignerOptions") -> None:
         raise bad("detector", "a detector name ('blazeface', 'haar') or a detector ONNX path")
     if not (_is_int(o.det_every_n) and o.det_every_n >= 1):
         raise bad("det_every_n", "an integer >= 1")
-    if not (_is_int(o.max_faces) and 1 <= o.max_faces <= MAX_BOXES_PER_CALL):
-        raise bad("max_faces", f"an integer in [1, {MAX_BOXES_PER_CALL}]")
+    if not (_is_int(o.max_faces) and 1 <= o.max_faces <= MAX_FACES_PER_CALL):
+        raise bad("max_faces", f"an integer in [1, {MAX_FACES_PER_CALL}]")
     if not (_is_real(o.min_confidence) and 0.0 <= o.min_confidence <= 1.0):
         raise bad("min_confidence", "a number in [0, 1]")
     if not isinstance(o.smoothing, OneEuroOptions):
@@ -101,6 +97,10 @@ def _check_option_values(o: "FaceAlignerOptions") -> None:
         raise bad("result_callback", "a callable or None")
     if not (_is_real(o.eye_span_m) and math.isfinite(o.eye_span_m) and o.eye_span_m > 0):
         raise bad("eye_span_m", "a positive number of metres")
+    if o.pose_source not in POSE_SOURCES:
+        raise bad("pose_source", f"one of {POSE_SOURCES}")
+    if (o.mode is RunningMode.LIVE_STREAM) != (o.result_callback is not None):
+        raise ValueError("a result_callback is needed in RunningMode.LIVE_STREAM and only there")
 
 
 def _scrub_nonfinite(out: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -123,7 +123,7 @@ def _scrub_nonfinite(out: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
 
 def check_boxes(boxes) -> np.ndarray:
     """``boxes`` as a (B, 4) float64 array of finite x1, y1, x2, y2 with x2 > x1 and y2 > y1, at most
-    :data:`MAX_BOXES_PER_CALL` of them; a ValueError that says what is wrong otherwise."""
+    :data:`~fa3d.runtime.policy.MAX_FACES_PER_CALL` of them; a ValueError that says what is wrong otherwise."""
     try:
         b = np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError):
@@ -132,8 +132,8 @@ def check_boxes(boxes) -> np.ndarray:
         b = b[None]
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"boxes must have shape (B, 4) (x1, y1, x2, y2), got {b.shape}")
-    if len(b) > MAX_BOXES_PER_CALL:
-        raise ValueError(f"{len(b)} boxes in one call; at most {MAX_BOXES_PER_CALL} (split the call)")
+    if len(b) > MAX_FACES_PER_CALL:
+        raise ValueError(f"{len(b)} boxes in one call; at most {MAX_FACES_PER_CALL} (split the call)")
     if not np.isfinite(b).all():
         raise ValueError("boxes hold NaN or infinite values")
     if len(b) and ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])).any():
@@ -152,13 +152,12 @@ def check_timestamp(timestamp_ms) -> float:
 class FaceAlignerOptions:
     """How a FaceAligner runs (the model itself is named by :meth:`FaceAligner.from_artifact`)."""
 
-    model_path: str | None = None  # deprecated: name the model in FaceAligner.from_artifact(path)
     device: str = "cpu"  # ONNX Runtime: cpu | cuda | tensorrt | auto; engines always run on the GPU
     num_threads: int | None = None  # ONNX Runtime intra-op threads (None = its default)
     mode: RunningMode = RunningMode.IMAGE  # a RunningMode or its value ("image", "video", "live_stream")
     detector: str = DEFAULT_DETECTOR  # "blazeface" (shipped CNN), "haar", or a YuNet / SCRFD ONNX path
     det_every_n: int = DEFAULT_DET_EVERY  # video: a sweep of the frame for new faces at least every N frames
-    min_confidence: float = 0.5  # faces below it are not reported; in video mode they trigger detection
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # faces below it are not reported; video: they trigger detection
     max_faces: int = DEFAULT_MAX_FACES
     smoothing: OneEuroOptions = field(default_factory=OneEuroOptions)  # off by default
     intrinsics: CameraIntrinsics | None = None  # enables head_pose_cam (PnP)
@@ -170,17 +169,6 @@ class FaceAlignerOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", RunningMode.coerce(self.mode))
         _check_option_values(self)
-        if (self.mode is RunningMode.LIVE_STREAM) != (self.result_callback is not None):
-            raise ValueError("a result_callback is needed in RunningMode.LIVE_STREAM and only there")
-        if self.model_path is not None:
-            warnings.warn("FaceAlignerOptions.model_path is deprecated: name the model in "
-                          "FaceAligner.from_artifact(path)", DeprecationWarning, stacklevel=3)
-        if self.pose_source not in POSE_SOURCES:
-            raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {self.pose_source!r}")
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
-        if self.max_faces < 1 or self.det_every_n < 1:
-            raise ValueError("max_faces and det_every_n must be >= 1")
 
 
 class _TrackSmoother:
@@ -206,6 +194,8 @@ class FaceAligner:
         self._last_eff: float | None = None
         self.last_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # seconds, of the latest call
         self._closed = False
+        self._closing = False  # close() has begun: no new call is accepted
+        self._frame_shape: tuple[int, int] | None = None  # video: the size of the previous frame
         #: faces whose model outputs were NaN or infinite: dropped (never reported), counted here
         self.nonfinite_faces = 0
         self._worker: LatestFrameWorker | None = None
@@ -215,14 +205,7 @@ class FaceAligner:
                       options: FaceAlignerOptions | None = None) -> "FaceAligner":
         """Open an ONNX file or TensorRT engine (its type picks the backend); None = the shipped default model."""
         options = options or FaceAlignerOptions()
-        if options.model_path is not None:  # deprecated second name of the model
-            if path is not None and Path(path) != Path(options.model_path):
-                raise ValueError(f"two models named: from_artifact({str(path)!r}) and options.model_path="
-                                 f"{options.model_path!r}; name it once, in from_artifact(path)")
-            path = options.model_path
         if path is None:
-            from .default_model import default_model_path
-
             path = default_model_path()
         backend = open_backend(Path(path), device=options.device, num_threads=options.num_threads)
         return cls(backend, options)
@@ -270,11 +253,16 @@ class FaceAligner:
             t_eff = self._check_timestamp(timestamp_ms)
             return self._tracked(frame_bgr, t_eff)
 
-    def process_async(self, frame_bgr: np.ndarray, timestamp_ms: float) -> None:
-        """LIVE_STREAM: hand a frame to the worker and return; ``options.result_callback`` gets its faces.
+    def process_async(self, frame_bgr: np.ndarray, timestamp_ms: float) -> float:
+        """LIVE_STREAM: hand a frame to the worker and return the timestamp (ms) that ``options.result_callback``
+        will get with its faces (``timestamp_ms``, or 1 ms after the previous frame's when it repeats it).
 
-        Timestamps as for :meth:`process_video`. A frame that arrives while another still waits replaces it (the drop
-        policy; ``dropped_frames`` counts them). An exception of the worker is raised by the next call."""
+        The frame is COPIED before this returns: a camera loop may refill the same buffer at once (what
+        OpenCV's ``read(image)`` and most capture APIs do), and the callback gets the faces of the frame that
+        was submitted, with that frame. Timestamps as for :meth:`process_video`. A frame that arrives while
+        another still waits replaces it (the drop policy; ``dropped_frames`` counts them). An exception of the
+        worker (or of the callback) is raised by the next call. Inside ``result_callback``, calls that wait
+        for the worker (:meth:`wait_idle`, :meth:`close`) raise RuntimeError: they would wait for themselves."""
         with self._lock:
             self._check_open()
             self._check_mode("process_async", RunningMode.LIVE_STREAM)
@@ -283,7 +271,8 @@ class FaceAligner:
             if self._worker is None:
                 self._worker = LatestFrameWorker(self._process_locked, self.options.result_callback)
             worker = self._worker
-        worker.submit(frame_bgr, t_eff)
+        worker.submit(np.array(frame_bgr, copy=True), t_eff)  # the worker's own copy: the caller owns its buffer
+        return t_eff
 
     @property
     def dropped_frames(self) -> int:
@@ -291,12 +280,15 @@ class FaceAligner:
         return self._worker.dropped if self._worker is not None else 0
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """LIVE_STREAM: block until every accepted frame is processed (True) or ``timeout`` s pass (False)."""
-        return self._worker.wait_idle(timeout) if self._worker is not None else True
+        """LIVE_STREAM: block until every accepted frame is processed (True) or ``timeout`` s pass (False).
+        Inside ``result_callback`` it raises RuntimeError (it would wait for itself)."""
+        worker = self._worker
+        return worker.wait_idle(timeout) if worker is not None else True
 
     def _process_locked(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
         with self._lock:
-            self._check_open()
+            if self._closed:  # frames accepted before close() are still processed while it waits for them
+                raise RuntimeError("this FaceAligner is closed")
             return self._tracked(frame_bgr, timestamp_ms)
 
     def _tracked(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
@@ -305,6 +297,13 @@ class FaceAligner:
             o = self.options
             self._tracker = FaceTracker(self.detector, TrackerOptions(
                 det_every_n=o.det_every_n, min_confidence=o.min_confidence, max_faces=o.max_faces))
+        shape = (int(frame_bgr.shape[0]), int(frame_bgr.shape[1]))
+        if self._frame_shape is not None and shape != self._frame_shape:
+            # another frame size: the tracks' boxes are scaled to it and confirmed by a detection on this frame;
+            # smoothing restarts (it would blend pixel positions of two sizes)
+            self._tracker.frame_resized(self._frame_shape, shape)
+            self._smoothers.clear()
+        self._frame_shape = shape
         timings = dict.fromkeys(STAGES, 0.0)
         t0 = time.perf_counter()
         boxes, ids, _ = self._tracker.boxes_for_frame(frame_bgr)
@@ -324,10 +323,17 @@ class FaceAligner:
             self._tracker = None
             self._smoothers.clear()
             self._last_ts = self._last_eff = None
+            self._frame_shape = None
 
     def close(self) -> None:
-        """Finish LIVE_STREAM work (frames already accepted), then release the backend."""
-        worker, self._worker = self._worker, None
+        """Finish LIVE_STREAM work (frames already accepted), stop the worker thread (it has ended when this
+        returns, whatever other thread was submitting a frame meanwhile), then release the backend. Inside
+        ``result_callback`` it raises RuntimeError: it would wait for the callback that called it."""
+        with self._lock:  # from here on no call starts a worker or hands it a frame
+            if self._worker is not None:
+                self._worker.refuse_waiting_here("close()")
+            self._closing = True
+            worker, self._worker = self._worker, None
         try:
             if worker is not None:
                 worker.close()  # raises a kept worker error, after the backend is released below
@@ -345,7 +351,7 @@ class FaceAligner:
 
     # ------------------------------------------------------------------ internals
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed or self._closing:
             raise RuntimeError("this FaceAligner is closed")
 
     def _check_mode(self, call: str, mode: RunningMode) -> None:
@@ -374,6 +380,11 @@ class FaceAligner:
                              "(convert with cv2.cvtColor / astype(np.uint8))")
         if frame.shape[0] == 0 or frame.shape[1] == 0:
             raise ValueError(f"the frame is empty ({frame.shape[1]}x{frame.shape[0]} pixels)")
+
+    def intrinsics_for(self, frame: np.ndarray) -> CameraIntrinsics | None:
+        """The intrinsics head poses are solved with for ``frame``: the given ones, a guess from ``fov_deg``
+        for this frame's size, or None."""
+        return self._intrinsics(frame)
 
     def _intrinsics(self, frame: np.ndarray) -> CameraIntrinsics | None:
         o = self.options
@@ -434,5 +445,5 @@ class FaceAligner:
         return faces, lm
 
 
-__all__ = ["MAX_BOXES_PER_CALL", "FaceAligner", "FaceAlignerOptions", "POSE_SOURCES", "RunningMode", "STAGES",
+__all__ = ["MAX_FACES_PER_CALL", "FaceAligner", "FaceAlignerOptions", "POSE_SOURCES", "RunningMode", "STAGES",
            "check_boxes", "check_timestamp"]

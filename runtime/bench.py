@@ -25,8 +25,9 @@ Text output::
 
 ``--json OUT``: ``{"machine": {...}, "model": [rows as above], "pipeline": <summary> | null}``.
 
-Exit codes: 0 done, 2 usage (also --json naming an input, an unknown --detector), 3 video not found, 4 model
-or --detector file cannot be loaded, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+Exit codes: 0 done, 2 usage (also --json naming an input, a model's sidecar or a folder; an unknown --detector),
+3 video not found, 4 model or --detector file cannot be loaded, 5 --json cannot be written (disk full,
+permission), 129 hung up (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 
 PyTorch rows (``--checkpoint``) come from ``fa-bench-torch``, the same command with a PyTorch timer plugged in
 (:mod:`fa3d.training.bench_torch`): the runtime never imports torch or the training package, so plain
@@ -36,6 +37,7 @@ PyTorch rows (``--checkpoint``) come from ``fa-bench-torch``, the same command w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -43,13 +45,26 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from .cli_errors import EXIT_USAGE, check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
+from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
+from .atomic import atomic_write_text
+from .backends import BackendError, open_backend
+from .cli_errors import (EXIT_OUTPUT, EXIT_USAGE, artifact_files, check_outputs_not_inputs, exit_codes_help,
+                         int_at_least, os_error_text, stops_cleanly)
 from .clihelp import HelpFormatter
+from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
+from .detectors import DetectorError
 from .detectors.registry import DETECTOR_HELP
+from .frame_loop import run_pipeline
+from .lazy import MissingDependency, lazy_import
+from .metadata import MetadataError
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
+from .sources import SourceError, open_source
 from .timing import summarize_ms, time_calls
+
+ort = lazy_import("onnxruntime")
 
 #: ``(checkpoint, batches, warmup, iters, threads) -> rows``: times a checkpoint (PyTorch); raises RuntimeError
 CheckpointTimer = Callable[[str, list[int], int, int, "int | None"], list[dict]]
@@ -120,14 +135,8 @@ def bench_backend(backend, batches: list[int], warmup: int, iters: int, label: s
 def machine_info() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "processor": platform.processor() or platform.machine()}
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    import cv2
-
+    with contextlib.suppress(MissingDependency):
+        info["onnxruntime"] = ort.__version__
     info["opencv"] = cv2.__version__
     return info
 
@@ -148,16 +157,16 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    default_files = _shipped_inputs(args)
     if not check_outputs_not_inputs(prog, {"--json": args.json_out},
-                                    [args.model, args.int8, args.engine, args.checkpoint, args.video]):
+                                    [*artifact_files(args.model), *artifact_files(args.int8),
+                                     *artifact_files(args.engine), args.checkpoint, args.video, *default_files]):
         return EXIT_USAGE
     if args.checkpoint and checkpoint_timer is None:
         print("fa-bench: error: --checkpoint times PyTorch, which the runtime never imports: run the same command "
               "as fa-bench-torch (needs fa3d[train])", file=sys.stderr)
         return 2
     if not (args.model or args.int8 or args.engine or args.checkpoint):
-        from .default_model import DefaultModelMissing, default_model_path
-
         try:
             args.model = str(default_model_path())
         except DefaultModelMissing as e:
@@ -166,9 +175,6 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
     if args.warmup < 0 or args.iters < 1:
         print("fa-bench: error: --warmup must be >= 0 and --iters >= 1", file=sys.stderr)
         return 2
-
-    from .backends import BackendError, open_backend
-    from .metadata import MetadataError
 
     rows: list[dict] = []
     pipeline = None
@@ -191,20 +197,30 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
             return code
 
     if args.json_out:
-        from .atomic import atomic_write_text
-
-        atomic_write_text(args.json_out, json.dumps({"machine": machine_info(), "model": rows,
-                                                     "pipeline": pipeline}, indent=2) + "\n")
+        try:
+            atomic_write_text(args.json_out, json.dumps({"machine": machine_info(), "model": rows,
+                                                         "pipeline": pipeline}, indent=2) + "\n")
+        except OSError as e:
+            print(f"{prog}: error: cannot write --json: {os_error_text(e)}", file=sys.stderr)
+            return EXIT_OUTPUT
     return 0
 
 
-def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
-    from .aligner import FaceAligner, FaceAlignerOptions, RunningMode
-    from .default_model import DefaultModelMissing, sample_clip_path
-    from .detectors import DetectorError
-    from .frame_loop import run_pipeline
-    from .sources import SourceError, open_source
+def _shipped_inputs(args) -> list:
+    """The shipped files this run reads: the default model and its sidecar (no model named), the sample clip
+    (no --video)."""
+    files: list = []
+    try:
+        if not (args.model or args.int8 or args.engine or args.checkpoint):
+            files += artifact_files(default_model_path())
+        if not args.video:
+            files.append(sample_clip_path())
+    except DefaultModelMissing:
+        pass
+    return files
 
+
+def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
     try:
         video = args.video or str(sample_clip_path())
         mode = RunningMode.IMAGE if args.no_track else RunningMode.VIDEO

@@ -30,6 +30,8 @@ DEFAULT_DETECTOR = "blazeface"
 DEFAULT_DET_EVERY = 10
 #: Video and live modes: track at most this many faces.
 DEFAULT_MAX_FACES = 4
+#: Faces below this model confidence are not reported; in video mode they trigger detection.
+DEFAULT_MIN_CONFIDENCE = 0.5
 #: The most faces one call aligns (``FaceAligner.process(boxes=...)``, ``max_faces``, ``fa-run --max-faces``):
 #: memory and time per call stay bounded (10,000 boxes took 4.3 GB and minutes before this cap).
 MAX_FACES_PER_CALL = 256

@@ -30,7 +30,6 @@ from .policy import POSE_SOURCES
 from .schema import mean_shape
 
 _FLIP_X = np.diag([-1.0, 1.0, 1.0])
-_FLIP_Y = np.diag([1.0, -1.0, 1.0])
 
 
 def _check_last(a: np.ndarray, n: int, what: str) -> np.ndarray:

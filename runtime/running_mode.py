@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import warnings
 from enum import Enum
 
 
@@ -22,15 +21,9 @@ class RunningMode(str, Enum):
 
     @classmethod
     def coerce(cls, value: "RunningMode | str") -> "RunningMode":
-        """A RunningMode from itself or its value; the old ``"live"`` (which always meant synchronous video
-        calls) maps to VIDEO with a DeprecationWarning."""
+        """A RunningMode from itself or its value (``"image"``, ``"video"``, ``"live_stream"``)."""
         if isinstance(value, cls):
             return value
-        if value == "live":
-            warnings.warn("mode='live' is deprecated: it has always meant RunningMode.VIDEO (synchronous "
-                          "process_video calls); use RunningMode.VIDEO, or RunningMode.LIVE_STREAM with a "
-                          "result_callback for asynchronous calls", DeprecationWarning, stacklevel=4)
-            return cls.VIDEO
         try:
             return cls(value)
         except ValueError:

@@ -12,11 +12,14 @@ so that a face that is gone (a cut, an occlusion, a person leaving) is dropped a
   box; above it the box becomes the mean of the landmark box and the detector's (``anchor_weight``): the
   landmark box alone drifts frame after frame on some faces (the crop comes from the previous landmarks,
   whose errors feed back).
-* **model confidence** below ``min_confidence`` and **agreement** (the new landmarks' box overlapping the
-  box the crop was made from by less than ``agree_iou``): a miss; ``max_misses`` misses in a row drop the
-  track. With a detector that looks at the whole frame per call, a miss also runs the detector on the next
-  frame, and a track it does not confirm is dropped. A new track whose first alignment is not confident is
-  dropped at once (a false detection), without a re-detection.
+* **model confidence** below ``min_confidence``: the model no longer confirms the face (the person turned
+  away, left, or was covered; or the track slid onto hair or clothes): the track is dropped at once and the
+  detector searches the next frame (a face still there starts a new track). A new track whose first
+  alignment is not confident is dropped at once (a false detection), without a re-detection.
+* **agreement** (the new landmarks' box overlapping the box the crop was made from by less than
+  ``agree_iou``): a miss; ``max_misses`` misses in a row drop the track. With a detector that looks at the
+  whole frame per call, a miss also runs the detector on the next frame, and a track it does not confirm
+  is dropped.
 * a track at most two frames old that the region check does not confirm was a false detection: it is
   dropped without a re-detection, and detections on its place start no track for ``det_every_n`` frames
   (false detections are specific to one scale; the region check sees the place at another).
@@ -42,6 +45,7 @@ import numpy as np
 
 from .boxes import box_iou, iou_matrix
 from .detectors.base import FaceDetector
+from .policy import DEFAULT_DET_EVERY, DEFAULT_MAX_FACES, DEFAULT_MIN_CONFIDENCE
 from .preprocess import landmark_box
 
 
@@ -60,9 +64,9 @@ def _greedy_pairs(ious: np.ndarray, threshold: float, matched_t: set[int], match
 
 @dataclass(frozen=True)
 class TrackerOptions:
-    det_every_n: int = 10
-    min_confidence: float = 0.5
-    max_faces: int = 4
+    det_every_n: int = DEFAULT_DET_EVERY
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    max_faces: int = DEFAULT_MAX_FACES
     match_iou: float = 0.3
     reanchor_iou: float = 0.1
     merge_iou: float = 0.6
@@ -99,6 +103,7 @@ class FaceTracker:
         self._since_detect = 0
         self._frame = 0
         self._rejected: list[tuple[np.ndarray, int]] = []  # (box, until frame): unconfirmed detections
+        self._rescan = False  # the full detector runs on the next frame (a new frame size, a face gone)
         self.detector_calls = 0
         self.region_checks = 0
         self.dropped = 0  # tracks ended by a check (region, confidence, agreement), for diagnostics
@@ -110,13 +115,25 @@ class FaceTracker:
     def reset(self) -> None:
         self._tracks.clear()
         self._rejected.clear()
+        self._rescan = False
         self._since_detect = 0
         self._frame = 0
 
     def needs_detection(self) -> bool:
         o = self.options
-        return (not self._tracks or self._since_detect >= o.det_every_n
+        return (not self._tracks or self._rescan or self._since_detect >= o.det_every_n
                 or any(t.misses > 0 for t in self._tracks))
+
+    def frame_resized(self, old_hw: tuple[int, int], new_hw: tuple[int, int]) -> None:
+        """The next frame has another size (height, width): every box is scaled to it (the same scene at
+        another resolution is the common case) and the full detector runs on that frame, which confirms,
+        re-anchors or replaces the tracks as usual. IDs survive where the detector confirms them."""
+        sy, sx = new_hw[0] / old_hw[0], new_hw[1] / old_hw[1]
+        k = np.array([sx, sy, sx, sy])
+        for t in self._tracks:  # pixel centres: x' = (x + 0.5) * s - 0.5
+            t.box = (t.box + 0.5) * k - 0.5
+        self._rejected = [((b + 0.5) * k - 0.5, until) for b, until in self._rejected]
+        self._rescan = True
 
     def _verify(self, image_bgr: np.ndarray) -> bool:
         """The region check; True when a track was dropped (the full detector must run now)."""
@@ -160,13 +177,14 @@ class FaceTracker:
         lost = self.detector is not None and self._verify(image_bgr)
         self._frame += 1
         if self.detector is not None and (self.detector.sweeps or lost or self.needs_detection()):
-            search = lost or not self._tracks
+            search = lost or self._rescan or not self._tracks  # a face gone, a new frame size, or none yet
             dets = self.detector.scan(image_bgr, search=search, spread=self.options.det_every_n)
             self.detector_calls += 1
             boxes = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
             # a step of a sweep sees part of the frame: not seeing a track's face there says nothing about it
             self._match(boxes, np.asarray(dets.scores, np.float64).reshape(-1), whole_frame=not self.detector.sweeps)
             self._since_detect = 0
+            self._rescan = False
             detected = True
         self._since_detect += 1
         boxes = np.array([t.box for t in self._tracks], dtype=np.float64).reshape(-1, 4)
@@ -223,7 +241,10 @@ class FaceTracker:
                 t.confirmed = True
             elif not t.confirmed:  # a detection the model does not take for a face: gone, no re-detection
                 t.misses = o.max_misses + 1
-            else:  # low confidence, or landmarks that left the box they were looked for in
+            elif not c >= o.min_confidence:  # the model no longer confirms the face (it turned away, left, was
+                t.misses = o.max_misses + 1  # covered): dropped at once; the detector looks on the next frame
+                self._rescan = True
+            else:  # landmarks that left the box they were looked for in
                 t.misses += 1
             if t.misses <= o.max_misses:
                 keep.append(t)

@@ -1,6 +1,7 @@
 """Shared fixtures: where the research data lives, the gpu marker's skip logic, and the runtime plumbing
-(rt_helpers.py: a tiny ONNX model with the real I/O contract, not a face model; rt_fake_trt.py: the TensorRT
-stand-in). This folder is on sys.path through pytest's rootdir conftest, so tests import both by name."""
+(tests/helpers/plumbing.py: a tiny ONNX model with the real I/O contract, not a face model; rt_fake_trt.py: the
+TensorRT stand-in, on sys.path through pytest's rootdir conftest). Test helpers are imported as ``tests.helpers.X``
+(pyproject.toml puts the repository root on pytest's pythonpath)."""
 
 from __future__ import annotations
 
@@ -52,12 +53,12 @@ def aflw19k(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def plumbing_model(tmp_path_factory):
     """A tiny ONNX model with the real I/O contract and a sidecar (input 64x64, dynamic batch)."""
-    from rt_helpers import make_plumbing_model
+    from tests.helpers.plumbing import make_plumbing_model
     return make_plumbing_model(tmp_path_factory.mktemp("model") / "plumbing.onnx", size=64)
 
 
 @pytest.fixture(scope="session")
 def blob_video(tmp_path_factory):
     """A 640x480, 30-frame MJPG video of one bright face-sized blob moving right and down."""
-    from rt_helpers import write_blob_video
+    from tests.helpers.plumbing import write_blob_video
     return write_blob_video(tmp_path_factory.mktemp("video") / "blob.avi", n_frames=30)

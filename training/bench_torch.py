@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from fa3d.runtime.bench import main as bench_main
 from fa3d.runtime.bench import row
+from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.timing import time_calls
+
+torch = lazy_import("torch", extra="train")
 
 
 def bench_torch(checkpoint: str, batches: list[int], warmup: int, iters: int, threads: int | None) -> list[dict]:
     """PyTorch eager on CPU: one row per batch size (``fa3d.runtime.bench.row``); RuntimeError if unloadable."""
-    import torch  # lazy: fa3d[train]
-
-    from .checkpoint import CheckpointError, load_checkpoint
+    from .checkpoint import CheckpointError, load_checkpoint  # imports torch: only when a checkpoint is timed
 
     if threads:
         torch.set_num_threads(threads)

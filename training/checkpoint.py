@@ -15,6 +15,7 @@ import os
 import platform
 import random
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,6 @@ class LoadedCheckpoint:
 
 
 def _producer() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         fa3d_version = version("fa3d")
     except PackageNotFoundError:

@@ -1,7 +1,8 @@
 """``fa-eval``: score a model or a predictions file with the literature's protocols.
 
 Exit codes: 0 done; 2 bad arguments or inputs (data set, predictions file, model or checkpoint that cannot be
-read, an output naming an input); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+read, an output naming an input, a model's sidecar, another output or a folder); 5 an output cannot be written
+(disk full, permission); 129 hung up (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from fa3d.runtime.cli_errors import check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
+from tqdm import tqdm
+
+from fa3d.data.evaluation import metrics
+from fa3d.data.evaluation import protocols as ev
+from fa3d.runtime.atomic import atomic_write_text
+from fa3d.runtime.cli_errors import (EXIT_OUTPUT, artifact_files, check_outputs_not_inputs, exit_codes_help,
+                                    int_at_least, os_error_text, stops_cleanly)
+
+from .torch_backend import is_checkpoint, open_aligner
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fa3d.runtime.evaluation.protocols import DATASETS
-
     p = argparse.ArgumentParser(
         epilog=exit_codes_help(__doc__),
         prog="fa-eval",
@@ -35,14 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", metavar="PRED.npz",
                    help="external predictions: names (N,) image file names, landmarks (N,68,3) 0-based image "
                         "pixels, pose (N,3) yaw, pitch, roll in degrees (fa3d's convention)")
-    p.add_argument("--dataset", required=True, choices=DATASETS,
+    p.add_argument("--dataset", required=True, choices=ev.DATASETS,
                    help="protocol: aflw2000-3d (68-point NME + pose), aflw (AFLW crops in the aflw19k layout, "
                         "NME over the visible checked points + yaw), aflw19k-val (the same on the val split), "
                         "aflw19k-val-teacher (the val crops against the 3DDFA_V2 teacher's 68 points and "
-                        "angles), biwi (pose MAE)")
+                        "angles), aflw19k-val-teacher-tta (the same against the test-time-augmented teacher), "
+                        "helen-test (faces_extra's HELEN test crops: NME over the 51 inner points of the human "
+                        "300W annotation), biwi (pose MAE)")
     p.add_argument("--data", required=True, metavar="DIR",
                    help="the dataset folder (AFLW2000-3D: the image*.jpg/.mat folder; aflw: images/ + "
-                        "labels.npz; biwi: the folder holding hpdb/)")
+                        "labels.npz; helen-test: a faces_extra folder; biwi: the folder holding hpdb/)")
     p.add_argument("--json", metavar="OUT.json", help="write {nme2d, pose_mae, failures} as JSON")
     p.add_argument("--plot", metavar="PATH.png", help="write the CED curve (up to 10%% NME) as a PNG")
     p.add_argument("--box", choices=("gt", "detector"), default="gt",
@@ -72,8 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _paired_difference(main_result, other, main_label: str) -> str:
     """One line: the compared result's mean NME minus the main one's on the images both scored, with a
     paired-bootstrap 95 % interval (which images were drawn; not training noise)."""
-    from fa3d.runtime.evaluation.metrics import paired_bootstrap
-
     if not len(main_result.per_image_nme) or not len(other.per_image_nme):
         return f"difference to {main_label}: no NME to compare"
     a = dict(zip(main_result.scored_names, main_result.per_image_nme))
@@ -81,7 +88,7 @@ def _paired_difference(main_result, other, main_label: str) -> str:
     common = [n for n in a if n in b]
     if not common:
         return f"difference to {main_label}: no image scored by both"
-    d, lo, hi = paired_bootstrap(np.array([a[n] for n in common]), np.array([b[n] for n in common]))
+    d, lo, hi = metrics.paired_bootstrap(np.array([a[n] for n in common]), np.array([b[n] for n in common]))
     return (f"NME minus {main_label}'s on the {len(common)} images both scored: {d:+.3f} points "
             f"(95 % paired-bootstrap interval {lo:+.3f} to {hi:+.3f})")
 
@@ -95,12 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     compared_files = [spec.partition("=")[2] or spec for spec in args.compare]
     if not check_outputs_not_inputs("fa-eval", {"--json": args.json, "--plot": args.plot,
                                                 "--save-predictions": args.save_predictions},
-                                    [args.model, args.predictions, *compared_files]):
+                                    [*artifact_files(args.model), args.predictions, *compared_files, args.data]):
         return 2
-    from fa3d.runtime.atomic import atomic_write_text
-    from fa3d.runtime.evaluation import protocols as ev
-    from fa3d.runtime.evaluation import metrics
-
     try:
         gt = ev.load_ground_truth(args.dataset, args.data, limit=args.limit, biwi_protocol=args.biwi_protocol)
         others = []  # read and checked before a model runs, so a bad file fails fast
@@ -114,16 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.predictions:
             preds = ev.load_predictions(args.predictions)
         else:
-            from tqdm import tqdm
-
-            from .torch_backend import is_checkpoint, open_aligner
-
             aligner = open_aligner(args.model, args.pose_source) if is_checkpoint(args.model) else None
             preds = ev.predict_with_model(
                 args.model, gt, box=args.box, pose_source=args.pose_source, aligner=aligner,
                 progress=None if args.quiet else (lambda it: tqdm(it, desc="fa-eval", unit="img")))
-            if args.save_predictions:
-                ev.save_predictions(args.save_predictions, preds)
         file_pose = "predicted" if args.model else args.pose_source  # a model already ran with it
         result = ev.evaluate(gt, ev.with_pose_from(preds, file_pose))
         compared = [(label, ev.evaluate(gt, ev.with_pose_from(p, args.pose_source if args.pose_source != "head"
@@ -145,6 +142,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failures: {shown}{more}")
         if i > 0:
             print(_paired_difference(result, res, main_label))
+    try:
+        _write_outputs(args, preds, result, compared, main_label)
+    except OSError as e:
+        print(f"fa-eval: error: cannot write an output: {os_error_text(e)}", file=sys.stderr)
+        return EXIT_OUTPUT
+    return 0
+
+
+def _write_outputs(args, preds, result, compared, main_label: str) -> None:
+    """--save-predictions, --json and --plot (an OSError says which could not be written)."""
+    if args.save_predictions and args.model:
+        ev.save_predictions(args.save_predictions, preds)
     if args.json:
         atomic_write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n")
     if args.plot:
@@ -157,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
                     label = f"{label} ({len(curves) + 1})"
                 curves[label] = (res.per_image_nme, res.failures)
             metrics.plot_ced(curves, args.plot, title=f"CED on {args.dataset}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Runs in the teacher's own environment (``make teacher-env``, then ``.venv-teacher/bin/fa-label``).
 
 Exit codes: 0 done; 2 bad arguments or inputs; 3 the teacher (MediaPipe) is not installed here; 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM): no labels file is written.
+(Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP): no labels file is written.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Label faces in a folder of images or a video with MediaPipe FaceMesh (the teacher): "
                     "68 3D iBUG points (through a fixed 468->68 table), head pose, the 468 dense points and "
                     "a confidence, written to OUT/labels.npz in fa3d's labelled-folder format "
-                    "(see fa3d.runtime.datasets.labelled). Needs the teacher environment: `make teacher-env`.")
+                    "(see fa3d.data.datasets.labelled). Needs the teacher environment: `make teacher-env`.")
     p.add_argument("src", help="a folder of images (.jpg, .png, ...) or a video file")
     p.add_argument("out", help="output folder; OUT/labels.npz is written last, atomically")
     p.add_argument("--pad", type=int_at_least(0), default=40,

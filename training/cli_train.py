@@ -1,8 +1,8 @@
 """``fa-train --config FILE.toml``: train the pose-fused alignment network.
 
 Exit codes: 0 done; 2 bad config (every key's type and range is checked, the key is named) or checkpoint
-(nothing or no complete resume state to --resume from), or a missing input file; 5 the run folder cannot be written; 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM): both stop at once, ``last.pt`` keeps the last saved step (--resume).
+(nothing or no complete resume state to --resume from), or a missing input file; 5 the run folder cannot be written; 129 hung
+up (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): all three stop at once, ``last.pt`` keeps the last saved step (--resume).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import json
 import os
 import sys
 
-from fa3d.runtime.cli_errors import exit_codes_help, int_at_least, stops_cleanly
+from dataclasses import replace
+
+from fa3d.runtime.cli_errors import exit_codes_help, graceful_signals, int_at_least, stops_cleanly
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,12 +40,8 @@ def _parser() -> argparse.ArgumentParser:
 @stops_cleanly("fa-train")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from dataclasses import replace
-
-    from fa3d.runtime.cli_errors import graceful_signals
-
+    from .checkpoint import CheckpointError  # these import torch: not needed for --help
     from .config import ConfigError, load_config
-    from .checkpoint import CheckpointError
     from .train import train
 
     try:

@@ -12,17 +12,20 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from fa3d.data.datasets.labelled import LabelledFolder
+from fa3d.data.datasets.mix import MixWeights, load_aflw19k
+from fa3d.data.datasets.samples import FaceSample
+from fa3d.data.datasets.synthetic import synth_face
 from fa3d.runtime.preprocess import PreprocessConfig
 
 from .augment import AugmentConfig, make_example
 from .config import ConfigError, SourceConfig
-from fa3d.runtime.datasets.samples import FaceSample
 
 Loader = Callable[[SourceConfig], Sequence[FaceSample]]
 
 
 class SyntheticSource(Sequence):
-    """``count`` synthetic faces from :func:`fa3d.runtime.datasets.synthetic.synth_face`, made on access."""
+    """``count`` synthetic faces from :func:`fa3d.data.datasets.synthetic.synth_face`, made on access."""
 
     def __init__(self, count: int, seed: int, size: int) -> None:
         if count < 1:
@@ -33,8 +36,6 @@ class SyntheticSource(Sequence):
         return self.count
 
     def __getitem__(self, i: int) -> FaceSample:
-        from fa3d.runtime.datasets.synthetic import synth_face
-
         if not 0 <= i < self.count:
             raise IndexError(i)
         f = synth_face(self.seed * 1_000_003 + int(i), self.size)
@@ -47,20 +48,27 @@ def _synthetic(src: SourceConfig) -> Sequence[FaceSample]:
 
 
 def _labelled(src: SourceConfig) -> Sequence[FaceSample]:
-    from fa3d.runtime.datasets.labelled import LabelledFolder
-
     return LabelledFolder(src.path, weight=src.label_weight)
 
 
 def _aflw19k(src: SourceConfig) -> Sequence[FaceSample]:
-    from fa3d.runtime.datasets.mix import MixWeights, load_aflw19k
-
     try:
         weights = MixWeights(**src.mix)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"[[data.sources]] aflw19k mix: {e}") from None
     return load_aflw19k(src.path, src.split, dense_labels=src.dense_labels or None, weights=weights, box=src.box,
                         teacher_file=src.teacher_file)
+
+
+def _faces_extra(src: SourceConfig) -> Sequence[FaceSample]:
+    from fa3d.data.datasets.mix import FacesExtraMix, MixWeights
+
+    try:
+        weights = MixWeights(**src.mix)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"[[data.sources]] faces_extra mix: {e}") from None
+    return FacesExtraMix(src.path, src.split, dense_labels=src.dense_labels or None, weights=weights,
+                         teacher_file=src.teacher_file or "teacher_3ddfa_v2_mb05_tta.npz")
 
 
 def _python(src: SourceConfig) -> Sequence[FaceSample]:
@@ -71,7 +79,22 @@ def _python(src: SourceConfig) -> Sequence[FaceSample]:
 
 
 def default_registry() -> dict[str, Loader]:
-    return {"synthetic": _synthetic, "labelled": _labelled, "aflw19k": _aflw19k, "python": _python}
+    return {"synthetic": _synthetic, "labelled": _labelled, "aflw19k": _aflw19k, "faces_extra": _faces_extra,
+            "python": _python}
+
+
+def _sample_weights(part: Sequence[FaceSample], src: SourceConfig) -> np.ndarray:
+    """Per-sample sampling weights of one source: ``src.weight`` spread over its samples, each scaled by
+    ``src.yaw_weights`` of its teacher |yaw| bin (0-30, 30-60, 60-90 degrees) when the source knows them."""
+    w = np.ones(len(part))
+    yw = tuple(float(v) for v in src.yaw_weights)
+    if yw != (1.0, 1.0, 1.0):
+        bins = part.teacher_yaw_bins() if hasattr(part, "teacher_yaw_bins") else None
+        if bins is None:
+            raise ConfigError(f"data source {src.kind} {src.path!r}: yaw_weights needs a source with teacher "
+                              "poses (aflw19k or faces_extra)")
+        w = np.asarray(yw)[bins]
+    return w * (src.weight / w.sum())
 
 
 class MixedSamples(Sequence):
@@ -91,7 +114,7 @@ class MixedSamples(Sequence):
             if len(part) == 0:
                 raise ConfigError(f"data source {src.kind} {src.path!r} ({src.split}) is empty")
             self.parts.append(part)
-            weights.append(np.full(len(part), src.weight / len(part)))
+            weights.append(_sample_weights(part, src))
         self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
         w = np.concatenate(weights) if weights else np.zeros(0)
         self.weights = w / w.sum() if len(w) else w
@@ -117,6 +140,10 @@ class _Strided(Sequence):
         if not 0 <= i < len(self):
             raise IndexError(i)
         return self.base[int(i) * self.stride]
+
+    def teacher_yaw_bins(self) -> np.ndarray | None:
+        bins = self.base.teacher_yaw_bins() if hasattr(self.base, "teacher_yaw_bins") else None
+        return None if bins is None else bins[::self.stride]
 
 
 class AlignmentDataset:

@@ -15,8 +15,13 @@ and its two nearest neighbours, with barycentric weights from a seeded generator
 
 from __future__ import annotations
 
+import argparse
+import sys
+
 import numpy as np
 
+from fa3d.runtime import pose
+from fa3d.runtime.atomic import atomic_path
 from fa3d.runtime.schema import NUM_LANDMARKS, mean_shape
 
 
@@ -78,8 +83,6 @@ def template_from_labels(landmarks: np.ndarray, dense: np.ndarray, max_abs_yaw: 
     (:func:`fa3d.runtime.pose.fit_similarity`) and inverted on its dense points; the template is the
     per-point median over up to ``limit`` faces with |yaw| <= ``max_abs_yaw`` (when ``ypr`` is given).
     """
-    from fa3d.runtime import pose
-
     lm = np.asarray(landmarks, np.float64)
     de = np.asarray(dense, np.float64)
     if lm.ndim != 3 or lm.shape[1:] != (NUM_LANDMARKS, 3) or de.ndim != 3 or de.shape[2] != 3 or len(de) != len(lm):
@@ -101,11 +104,6 @@ def template_from_labels(landmarks: np.ndarray, dense: np.ndarray, max_abs_yaw: 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m fa3d.training.dense_template LABELS.npz OUT.npy``: a template from fa-label output."""
-    import argparse
-    import sys
-
-    from fa3d.runtime.atomic import atomic_path
-
     ap = argparse.ArgumentParser(prog="python -m fa3d.training.dense_template",
                                  description="Build the dense head's template (N, 3) from an fa-label labels.npz.")
     ap.add_argument("labels", help="fa-label output labels.npz (lm68, dense, ypr, confidence)")

@@ -16,6 +16,7 @@ from torch import nn
 from fa3d.runtime.preprocess import DEFAULT_CROP_SCALE
 from fa3d.runtime.schema import NUM_LANDMARKS, mean_shape
 
+from .blocks import rotation_from_6d_torch
 from .dense_template import default_template, tps_weights
 
 
@@ -44,8 +45,6 @@ def pose_for_fusion(r6: torch.Tensor, rotation: torch.Tensor | None, force_mask:
     """The predicted rotation (B, 3, 3) from the pose head's 6D output, and the flattened rotation (B, 9) the
     fused blocks receive: the prediction (detached in training), or ``rotation`` (teacher forcing) for all
     samples or, with ``force_mask`` (B,) bool, for the masked ones."""
-    from .blocks import rotation_from_6d_torch
-
     r_pred = rotation_from_6d_torch(r6.float())  # Gram-Schmidt in float32 even under autocast
     if rotation is None:
         r_used = r_pred.detach() if training else r_pred

@@ -10,7 +10,11 @@ import os
 
 import numpy as np
 
+from fa3d.runtime.aligner import FaceAligner, FaceAlignerOptions
 from fa3d.runtime.backends import OUTPUT_NAMES, BackendBase, BackendError
+from fa3d.runtime.lazy import lazy_import
+
+torch = lazy_import("torch", extra="train")
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
@@ -21,9 +25,7 @@ class TorchBackend(BackendBase):
     name = "pytorch"
 
     def __init__(self, path: str | os.PathLike, *, max_batch: int = 32, num_threads: int | None = None) -> None:
-        import torch  # lazy: fa3d[train]
-
-        from .checkpoint import CheckpointError, load_checkpoint
+        from .checkpoint import CheckpointError, load_checkpoint  # imports torch: fa-eval on ONNX files needs none
 
         if num_threads:
             torch.set_num_threads(int(num_threads))
@@ -31,13 +33,13 @@ class TorchBackend(BackendBase):
             loaded = load_checkpoint(path)
         except CheckpointError as e:
             raise BackendError(str(e)) from None
-        self._torch, self._model = torch, loaded.model.eval()
+        self._model = loaded.model.eval()
         self.metadata = loaded.metadata
         self.max_batch = int(max_batch)
 
     def _infer_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        with self._torch.inference_mode():
-            out = self._model(self._torch.from_numpy(x))
+        with torch.inference_mode():
+            out = self._model(torch.from_numpy(x))
         return {k: out[k].detach().float().numpy() for k in OUTPUT_NAMES}
 
     def close(self) -> None:
@@ -50,8 +52,6 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 
 def open_aligner(path: str | os.PathLike, pose_source: str = "predicted"):
     """A :class:`fa3d.runtime.FaceAligner` over a checkpoint (image mode; ``pose_source`` as in fa-eval)."""
-    from fa3d.runtime import FaceAligner, FaceAlignerOptions
-
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
     options = FaceAlignerOptions() if pose_source == "predicted" else FaceAlignerOptions(pose_source=pose_source)

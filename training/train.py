@@ -25,9 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from fa3d.data.datasets.mix import yaw_bins
+from fa3d.data.evaluation.metrics import nme
 from fa3d.runtime.atomic import atomic_path, atomic_write_text
-from fa3d.runtime.evaluation.metrics import nme
+from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.pose import matrix_to_euler, rotation_from_landmarks
 from fa3d.runtime.preprocess import PreprocessConfig
 
@@ -37,8 +40,14 @@ from .checkpoint import (CheckpointError, check_resume_state, read_checkpoint, r
 from .config import ConfigError, TrainConfig
 from .dataset import AlignmentDataset, Loader, MixedSamples, ResumableSampler, default_registry, epoch_indices
 from .dense_template import mirror_permutation
-from .losses import compute_losses, teacher_forcing_probability, yaw_of
+from .ema import WeightEma
+from .losses import AFLW_IDX, IBUG_IDX, compute_losses, teacher_forcing_probability, yaw_of
 from .model import build_model
+
+dist = lazy_import("torch.distributed")  # only under torchrun (WORLD_SIZE > 1)
+matplotlib = lazy_import("matplotlib", extra="train")  # the training-curve PNG
+mpl_figure = lazy_import("matplotlib.figure", extra="train")
+tensorboard = lazy_import("torch.utils.tensorboard", extra="train")  # only with [run] tensorboard
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,6 @@ def _init_distributed() -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return _Dist()
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return _Dist(world, dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")))
@@ -127,7 +134,7 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainCon
     (the pose the runtime reports: the rotation fitted to the predicted landmarks), and the loss."""
     model.eval()
     mc = model.config
-    nmes, pose_err, yaw_err, fit_yaw_err, losses = [], [], [], [], []
+    nmes, bins, human, pose_err, yaw_err, fit_yaw_err, losses = [], [], [], [], [], [], []
     for batch in loader:
         batch = _to(batch, device)
         out = model(batch["image"])
@@ -137,6 +144,8 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainCon
         sel = batch["has_landmarks"].cpu().numpy() > 0
         if sel.any():
             nmes.extend(nme(lm[sel], gt[sel]).tolist())
+            bins.extend(yaw_bins(matrix_to_euler(batch["rotation"].cpu().numpy()[sel])).tolist())
+        human.extend(_human_point_nmes(lm, batch))
         psel = batch["has_pose"].cpu().numpy() > 0
         if psel.any():
             e = matrix_to_euler(out["rotation"].float().cpu().numpy()[psel]) - matrix_to_euler(
@@ -151,6 +160,10 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainCon
     m: dict[str, float] = {"val_loss": float(np.mean(losses)) if losses else math.nan}
     if nmes:
         m["nme68"] = float(np.mean(nmes))
+        per_bin = [float(np.mean(np.asarray(nmes)[np.asarray(bins) == b])) for b in range(3) if b in bins]
+        m["nme68_balanced"] = float(np.mean(per_bin))  # the mean over the |yaw| bins present (as the benchmark)
+    if human:
+        m["nme_human"] = float(np.mean(human))
     if pose_err:
         pe = np.concatenate(pose_err).mean(0)
         m.update(yaw_mae=float(pe[0]), pitch_mae=float(pe[1]), roll_mae=float(pe[2]), pose_mae=float(pe.mean()))
@@ -158,6 +171,19 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainCon
         m["yaw_only_mae"] = float(np.mean(yaw_err))
         m["fit_yaw_only_mae"] = float(np.mean(fit_yaw_err))
     return m
+
+
+def _human_point_nmes(lm: np.ndarray, batch: dict) -> list[float]:
+    """NME (%) of the predicted iBUG partners of the visible human AFLW-21 points, normalised like ``nme68`` by
+    sqrt(w*h) of the teacher's 68-point box: the human-point measure next to the teacher-point one."""
+    vis = batch["pts21_visible"].cpu().numpy()[:, list(AFLW_IDX)] > 0
+    keep = vis.any(axis=1) & (batch["has_landmarks"].cpu().numpy() > 0)
+    if not keep.any():
+        return []
+    gt = np.where(vis[..., None], batch["pts21"].cpu().numpy()[:, list(AFLW_IDX)], np.nan)[keep]
+    teacher = batch["landmarks"].cpu().numpy()[keep, :, :2]
+    span = teacher.max(axis=1) - teacher.min(axis=1)
+    return nme(lm[keep][:, list(IBUG_IDX)], gt, norm=np.sqrt(span[:, 0] * span[:, 1])).tolist()
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -174,12 +200,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _plot(path: Path, history: dict) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4))
+    fig = mpl_figure.Figure(figsize=(10, 4))
     ax1, ax2 = fig.subplots(1, 2)
     steps = history["steps"]
     if steps:
@@ -220,6 +242,12 @@ class _Run:
     scaler: torch.amp.GradScaler
     use_amp: bool
     meta_extra: dict
+    ema: WeightEma | None = None  # [optim] ema_decay > 0: the average that is validated and saved as best.pt
+
+    @property
+    def scored(self) -> torch.nn.Module:
+        """The weights that are validated and selected: the EMA when there is one."""
+        return self.ema.model if self.ema is not None else self.model
 
     @property
     def out_dir(self) -> Path:
@@ -290,8 +318,9 @@ def _set_up(cfg: TrainConfig, registry: Mapping[str, Loader] | None) -> _Run:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     meta_extra = {"training_data": [f"{s.kind}:{s.path or f'count={s.count},seed={s.seed}'}:{s.split}"
                                     for s in cfg.data.sources]}
+    ema = WeightEma(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
     return _Run(cfg, dist_info, device, model, model, pre, train_samples, ds, val_loader, count, steps_per_epoch,
-                total_steps, optimizer, scheduler, scaler, use_amp, meta_extra)
+                total_steps, optimizer, scheduler, scaler, use_amp, meta_extra, ema)
 
 
 def _distribute(run: _Run) -> _Run:
@@ -323,6 +352,10 @@ def _resume(run: _Run) -> _State:
         run.scheduler.load_state_dict(r["scheduler"])
         run.scaler.load_state_dict(r["scaler"])
         set_rng_state(r["rng"])
+        if run.ema is not None:
+            if "ema" not in r:
+                raise KeyError("ema (this config averages the weights; the run it resumes did not)")
+            run.ema.load_state_dict(r["ema"])
         return _State(epoch=int(r["epoch"]), step=int(r["step"]), pos=int(r["position"]), history=r["history"],
                       best=float(r["best"]))
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -339,6 +372,8 @@ def _init_weights(run: _Run) -> None:
     except RuntimeError as e:
         raise ConfigError(f"{path}: [run] init_from was trained with another [model] section than this config "
                           f"({str(e).splitlines()[0]}); use the [model] section of that run") from None
+    if run.ema is not None:
+        run.ema.reset(run.model)
 
 
 def _save_last(run: _Run, state: _State) -> None:
@@ -347,6 +382,8 @@ def _save_last(run: _Run, state: _State) -> None:
     resume = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
               "scaler": run.scaler.state_dict(), "rng": rng_state(), "epoch": state.epoch, "step": state.step,
               "position": state.pos, "history": state.history, "best": state.best}
+    if run.ema is not None:
+        resume["ema"] = run.ema.state_dict()
     save_checkpoint(run.out_dir / "last.pt", run.model,
                     metrics=state.history["epochs"][-1] if state.history["epochs"] else {},
                     train_config=run.cfg.to_dict(), preprocess=run.pre, resume=resume, metadata_extra=run.meta_extra)
@@ -358,8 +395,7 @@ class _Board:
     def __init__(self, run: _Run) -> None:
         self.writer = None
         if run.cfg.run.tensorboard and run.dist.main:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(run.out_dir / "tensorboard"))
+            self.writer = tensorboard.SummaryWriter(str(run.out_dir / "tensorboard"))
 
     def scalars(self, prefix: str, row: dict, at: int, skip: tuple[str, ...], flush: bool = False) -> None:
         if self.writer is None:
@@ -394,6 +430,8 @@ def _train_step(run: _Run, state: _State, batch: dict) -> tuple[float, float, di
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
     return float(losses["total"].detach()), p_tf, losses
 
 
@@ -410,8 +448,6 @@ def _epoch_loader(run: _Run, state: _State):
 
 def _train_epoch(run: _Run, state: _State, board: _Board, progress: bool) -> tuple[bool, float]:
     """The rest of the current epoch; returns (stopped by stop_after_steps, mean training loss)."""
-    from tqdm.auto import tqdm
-
     cfg = run.cfg
     loader = _epoch_loader(run, state)
     run.net.train()
@@ -448,7 +484,7 @@ def _end_epoch(run: _Run, state: _State, board: _Board, train_loss: float) -> No
     metrics = {"epoch": state.epoch + 1, "step": state.step, "train_loss": train_loss,
                "lr": run.scheduler.get_last_lr()[0]}
     if run.val_loader is not None:
-        metrics.update(evaluate(run.model, run.val_loader, run.device, run.cfg))
+        metrics.update(evaluate(run.scored, run.val_loader, run.device, run.cfg))
     state.epoch += 1
     state.pos = 0
     if not run.dist.main:
@@ -458,7 +494,7 @@ def _end_epoch(run: _Run, state: _State, board: _Board, train_loss: float) -> No
     key = select if select in metrics else ("val_loss" if "val_loss" in metrics else "train_loss")
     if metrics[key] < state.best:
         state.best = float(metrics[key])
-        save_checkpoint(run.out_dir / "best.pt", run.model, metrics=metrics, train_config=run.cfg.to_dict(),
+        save_checkpoint(run.out_dir / "best.pt", run.scored, metrics=metrics, train_config=run.cfg.to_dict(),
                         preprocess=run.pre, metadata_extra=run.meta_extra)
     _save_last(run, state)
     _write_csv(run.out_dir / "epochs.csv", state.history["epochs"])
@@ -469,8 +505,6 @@ def _end_epoch(run: _Run, state: _State, board: _Board, train_loss: float) -> No
 
 def _shut_down(run: _Run) -> None:
     if run.dist.world_size > 1:
-        import torch.distributed as dist
-
         dist.barrier()
         dist.destroy_process_group()
 

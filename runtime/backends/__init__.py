@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 from .base import OUTPUT_NAMES, Backend, BackendBase, BackendError
+from .onnxrt import OrtBackend
+from .trt import TrtBackend
 
 __all__ = ["OUTPUT_NAMES", "Backend", "BackendBase", "BackendError", "open_backend", "backend_kind"]
 
@@ -42,9 +44,5 @@ def open_backend(path: str | os.PathLike, *, device: str = "cpu", num_threads: i
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
     if kind == "onnxruntime":
-        from .onnxrt import OrtBackend
-
         return OrtBackend(path, device=device, num_threads=num_threads, device_id=device_id)
-    from .trt import TrtBackend
-
     return TrtBackend(path, device_id=device_id)

@@ -70,9 +70,8 @@ def test_write_is_atomic(tmp_path, synthetic_set, monkeypatch):
     save_calibration_set(synthetic_set.subset(range(4)), target)
     before = target.read_bytes()
 
-    def boom(file, **arrays):
-        with open(file, "wb") as f:
-            f.write(b"half")
+    def boom(file, **arrays):  # the set is written through a file object (fa3d.runtime.atomic.atomic_open)
+        file.write(b"half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(np, "savez_compressed", boom)
@@ -93,7 +92,7 @@ def test_spread_by_yaw_balances_bins():
 
 
 def test_build_from_images_uses_given_boxes_and_detector(tmp_path, preprocess_config):
-    from fa3d.runtime.datasets.synthetic import synth_faces
+    from fa3d.data.datasets.synthetic import synth_faces
     faces = synth_faces(3, seed=5, size=80)
     for i, f in enumerate(faces):
         cv2.imwrite(str(tmp_path / f"f{i}.png"), f.image)

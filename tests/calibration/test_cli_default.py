@@ -26,7 +26,7 @@ def stub_detector(monkeypatch):
 
 
 def test_cli_builds_a_set(tmp_path, tiny_onnx, preprocess_config, stub_detector, capsys):
-    from fa3d.runtime.datasets.synthetic import synth_faces
+    from fa3d.data.datasets.synthetic import synth_faces
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, f in enumerate(synth_faces(5, seed=2, size=64)):
@@ -46,7 +46,8 @@ def test_cli_errors(tmp_path, tiny_onnx, stub_detector, capsys):
     assert cli.main([str(tmp_path / "missing"), "--model", str(tiny_onnx), "--out", str(tmp_path / "x.npz")]) == 2
     assert "expected a folder" in capsys.readouterr().err
     assert cli.main([str(tmp_path), "--model", str(tmp_path / "no.onnx"), "--out", str(tmp_path / "x.npz")]) == 2
-    assert "sidecar" in capsys.readouterr().err or "metadata" in capsys.readouterr().err
+    err = capsys.readouterr().err  # read once: a second read would see nothing
+    assert err.startswith("fa-calib: ") and "no.onnx.json: metadata file not found" in err and "JSON sidecar" in err
     assert not (tmp_path / "x.npz").exists()
 
 
@@ -59,8 +60,8 @@ def test_cli_help_explains_options(capsys):
 
 
 def test_cli_keeps_the_labels_of_an_fa_label_folder(tmp_path, tiny_onnx, preprocess_config, capsys):
-    from fa3d.runtime.datasets.synthetic import synth_faces
-    from fa3d.runtime.datasets.labelled import write_labelled
+    from fa3d.data.datasets.synthetic import synth_faces
+    from fa3d.data.datasets.labelled import write_labelled
 
     folder = tmp_path / "labelled"
     (folder / "images").mkdir(parents=True)

@@ -74,6 +74,23 @@ def test_gate_scores_the_pose_the_runtime_reports():
         Gate(pose_source="teacher")
 
 
+@pytest.mark.parametrize("nme_ref,pose_ref,nme_max,pose_max", [
+    ("labels", "labels", 0.1, 0.3), ("fp32", "fp32", 1.0, 1.5), ("labels", "fp32", 0.1, 1.5), ("fp32", "labels", 1.0, 0.3)])
+def test_default_gate_thresholds_and_which_one_applies(nme_ref, pose_ref, nme_max, pose_max):
+    """The documented gate: against labels at most +0.1 NME points and +0.3 deg pose MAE; against FP32 at most
+    1.0 points and 1.5 deg of deviation; each metric read against its own reference; both must hold."""
+    from fa3d.calibration.gate import Comparison, holds
+
+    def c(nme, pose):
+        return Comparison(nme_vs_fp32=0.0, pose_geodesic_vs_fp32=0.0, ypr_mae_vs_fp32=(0.0, 0.0, 0.0),
+                          nme_loss=nme, pose_loss=pose, nme_reference=nme_ref, pose_reference=pose_ref)
+
+    gate = Gate()
+    assert holds(c(nme_max, pose_max), gate) and holds(c(-1.0, -1.0), gate)  # at the limit; INT8 better
+    assert not holds(c(nme_max * 1.01, 0.0), gate)
+    assert not holds(c(0.0, pose_max * 1.01), gate)
+
+
 def test_deviation_bounds_the_loss_from_above(rng):
     """Whatever the labels, |loss against labels| <= deviation from FP32 (per face, up to the normalising box)."""
     n = 50
@@ -205,7 +222,7 @@ def test_calibration_data_is_required(tiny_onnx, tmp_path):
 
 
 def test_labelled_validation_from_faces(tiny_onnx, preprocess_config, tmp_path, synthetic_set):
-    from fa3d.runtime.datasets.synthetic import synth_faces
+    from fa3d.data.datasets.synthetic import synth_faces
     faces = synth_faces(8, seed=11, size=96)
     val = validation_from_faces([(f.image, f.box) for f in faces], preprocess_config,
                                 landmarks=[f.landmarks for f in faces], ypr=[f.ypr for f in faces])

@@ -1,4 +1,4 @@
-"""Fixtures of the export tests (the TinyAligner test model lives in export_fixtures.py)."""
+"""Fixtures of the export tests (the TinyAligner test model lives in tests/helpers/tiny_aligner.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytest.importorskip("onnx_graphsurgeon")
 
 from fa3d.runtime.metadata import ArtifactMetadata  # noqa: E402
 
-from export_fixtures import TINY_SIZE, TinyAligner, tiny_metadata  # noqa: E402,F401
+from tests.helpers.tiny_aligner import TINY_SIZE, TinyAligner, tiny_metadata  # noqa: E402,F401
 
 
 @pytest.fixture

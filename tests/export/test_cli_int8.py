@@ -114,13 +114,15 @@ def test_from_onnx_int8_needs_calibration_and_tells_no_lie(other_onnx, capsys):
 
 
 @pytest.mark.skipif(not SHIPPED_FP32.is_file(), reason="no shipped model")
-def test_from_onnx_int8_writes_the_int8_model(other_onnx, tmp_path, monkeypatch, capsys):
+def test_from_onnx_int8_calibrates_beside_the_onnx(other_onnx, tmp_path, monkeypatch, capsys):
+    """The CLI asks the calibration for model.int8.onnx and its report beside the given ONNX, with the given
+    frames, and points the build commands at that file (the STAND-IN's own writing is not what is tested)."""
     import fa3d.calibration.int8 as int8
 
     calls = []
 
     def stand_in(fp32_onnx, out_onnx, **kw):  # STAND-IN for the calibration: records and writes a labelled copy
-        calls.append(kw)
+        calls.append({"out": Path(out_onnx), **kw})
         _copy_model(fp32_onnx, Path(out_onnx).parent, Path(out_onnx).name)
         meta = read_sidecar(out_onnx).with_(precision="int8", source_sha256=sha256_file(fp32_onnx))
         from fa3d.runtime.metadata import write_metadata
@@ -134,8 +136,8 @@ def test_from_onnx_int8_writes_the_int8_model(other_onnx, tmp_path, monkeypatch,
     rc = main(["--from-onnx", str(other_onnx), "--int8", "--calib", str(calib), "--no-progress"])
     text = capsys.readouterr()
     assert rc == 3, text.err
-    assert calls and calls[0]["calib"] == calib
-    assert (other_onnx.parent / "model.int8.onnx").is_file()
+    assert len(calls) == 1 and calls[0]["calib"] == calib and calls[0]["out"] == other_onnx.parent / "model.int8.onnx"
+    assert calls[0]["report_path"] == other_onnx.parent / "int8_report.json" and calls[0]["force"] is False
     assert f"trtexec --onnx={other_onnx.parent}/model.int8.onnx" in text.out
 
 
@@ -180,8 +182,8 @@ def test_int8_default_without_onnx_checks_the_recorded_hash(tmp_path, monkeypatc
     with open(int8, "ab") as f:
         f.write(b"\0")
     monkeypatch.setattr(int8_step, "shipped_files", lambda: (fp32, int8))
-    assert main(["--int8", "--out", str(tmp_path / "p"), "--no-progress"]) == 2
-    assert "changed since it was made and linted" in capsys.readouterr().err
+    assert main(["--int8", "--out", str(tmp_path / "p"), "--no-progress"]) == 4  # a failed check, onnx or not
+    assert "changed since it was made, linted and gated" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not SHIPPED_FP32.is_file(), reason="no shipped model")

@@ -14,7 +14,7 @@ from fa3d.export import latency  # noqa: E402
 
 def test_reference_is_mobilenet_v1_half_width():
     net = latency.reference_network()
-    # 3DDFA_V2's mb05: 0.85 M parameters, 46.5 M MACs at 120x120 with 62 outputs (DESIGN.md section 6)
+    # 3DDFA_V2's mb05: 0.85 M parameters, 46.5 M MACs at 120x120 with 62 outputs (the MobileNet paper's architecture at width 0.5)
     assert sum(p.numel() for p in net.parameters()) == pytest.approx(0.85e6, rel=0.02)
     assert latency.count_macs(net, 120) == pytest.approx(46.5e6, rel=0.01)
     assert net(torch.zeros(2, 3, 120, 120))["params"].shape == (2, 62)

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_fixtures import TINY_SIZE, TinyAligner
+from tests.helpers.tiny_aligner import TINY_SIZE, TinyAligner
 
 from fa3d.export.onnx_export import OUTPUT_NAMES, OnnxExportError, check_onnx, export_onnx, sanitize, torch_to_onnx
 from fa3d.export.parity import run_onnx, run_torch

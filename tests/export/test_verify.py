@@ -42,16 +42,36 @@ def test_real_self_check_passes(tmp_path):
     assert {"build fp32", "build fp16", "build int8", "backend used and closed from a second thread"} <= set(names)
 
 
+def _damaged_copy(src, dst):
+    """``src`` (an FP32 ONNX with its sidecar) with its first convolution's weights negated: a wrong model."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from fa3d.runtime.metadata import sidecar_path
+
+    m = onnx.load(str(src))
+    conv_w = {n.input[1] for n in m.graph.node if n.op_type == "Conv"}
+    init = next(i for i in m.graph.initializer if i.name in conv_w)
+    init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
+    onnx.save(m, str(dst))
+    shutil.copyfile(sidecar_path(src), sidecar_path(dst))
+    return dst
+
+
 def test_check_logic_on_onnx_runtime_models(tmp_path):
     """The accuracy, timing and second-thread checks, fed ONNX files (ONNX Runtime backends) instead of
-    engines: this exercises fa-verify's own logic only; it is not a TensorRT run."""
+    engines: this exercises fa-verify's own logic only; it is not a TensorRT run. The accuracy checks pass for
+    the right models and fail for wrong ones (the INT8 file in the FP32 slot, a damaged model in the INT8 slot)."""
     from fa3d.export.int8_step import shipped_files, use_shipped
     from fa3d.export.verify import VerifyReport, accuracy, second_thread, timing
 
     if not shipped_files()[1].is_file():
         pytest.skip("no shipped INT8 model")
     onnx_path, _ = use_shipped(tmp_path)
-    engines = {"fp32": onnx_path, "int8": tmp_path / "model.int8.onnx"}
+    int8_path = tmp_path / "model.int8.onnx"
+    engines = {"fp32": onnx_path, "int8": int8_path}
     report = VerifyReport()
     accuracy(engines, tmp_path, report)
     timing(engines, report, calls=3, warmup=1)
@@ -61,6 +81,12 @@ def test_check_logic_on_onnx_runtime_models(tmp_path):
                                                "backend used and closed from a second thread"]
     assert all(c.passed for c in report.checks), report.to_dict()
     assert 0 < report.checks[1].details["nme_deviation"] < 1.0
+
+    wrong = VerifyReport()
+    damaged = _damaged_copy(onnx_path, tmp_path / "damaged.onnx")
+    accuracy({"fp32": int8_path, "int8": damaged}, tmp_path, wrong)
+    assert [c.passed for c in wrong.checks] == [False, False], wrong.to_dict()
+    assert wrong.checks[1].details["nme_deviation"] > 1.0
 
 
 def test_gpu_path_plumbing_with_stand_ins(tmp_path, monkeypatch):

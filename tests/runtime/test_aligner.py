@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from fa3d.runtime.smoothing import OneEuroFilter, OneEuroOptions
 from fa3d.runtime.boxes import iou_matrix
 from fa3d.runtime.detectors import DetectorBase, Detections
 from fa3d.runtime.track import FaceTracker, TrackerOptions
-from rt_helpers import BlobDetector, blob_centres, blob_frame
+from tests.helpers.plumbing import BlobDetector, blob_centres, blob_frame
 
 
 class CountingBackend:
@@ -188,25 +189,49 @@ def test_smoothing_in_video_mode(plumbing_model):
     assert np.std(np.diff(b)) < 0.6 * np.std(np.diff(a))
 
 
+class OverlapWatch(CountingBackend):
+    """Counts how many calls are inside ``infer`` at once; each call lingers so that unserialised callers overlap."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.inside, self.most_inside, self._count = 0, 0, threading.Lock()
+
+    def infer(self, x):
+        with self._count:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            time.sleep(0.02)  # lets another thread in, if nothing keeps it out
+            return super().infer(x)
+        finally:
+            with self._count:
+                self.inside -= 1
+
+
 def test_thread_safety_serialises_calls(plumbing_model):
-    al = _aligner(plumbing_model)
+    backend = OverlapWatch(open_backend(plumbing_model))
+    al = FaceAligner(backend, FaceAlignerOptions())
     frame = blob_frame()
     boxes = np.array([[240, 160, 400, 320]], float)
     expected = al.process(frame, boxes)[0].landmarks
     errors = []
+    start = threading.Barrier(4)
 
     def work():
         try:
-            for _ in range(10):
+            start.wait(timeout=10)
+            for _ in range(5):
                 np.testing.assert_allclose(al.process(frame, boxes)[0].landmarks, expected, atol=1e-4)
         except Exception as e:  # noqa: BLE001 - collected for the assertion below
             errors.append(e)
 
-    threads = [threading.Thread(target=work) for _ in range(3)]
+    threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert backend.calls == 1 + 4 * 5
+    assert backend.most_inside == 1, "two calls were inside the model at once: the aligner's lock did not hold"
     assert not errors
     al.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -228,20 +253,44 @@ def test_options_validation():
         FaceAligner(CountingBackend.__new__(CountingBackend)).process_video(blob_frame(), 0.0)
 
 
-def test_pose_source_head_landmarks_blend(plumbing_model):
+class HeadTurned(CountingBackend):
+    """The plumbing model with its pose head saying yaw 30, pitch -10 deg while its landmarks stay frontal: the
+    head and the fit to the landmarks disagree by ~30 deg, so each pose source is told apart."""
+
+    def __init__(self, inner):
+        from fa3d.runtime import pose
+
+        super().__init__(inner)
+        self.head = pose.euler_to_matrix(np.array([30.0, -10.0, 0.0])).astype(np.float32)
+
+    def infer(self, x):
+        out = dict(self.inner.infer(x))
+        out["rotation"] = np.repeat(self.head[None], len(x), axis=0)
+        return out
+
+
+def test_pose_source_head_landmarks_blend_and_the_default(plumbing_model):
     from fa3d.runtime import pose
+    from fa3d.runtime.policy import DEFAULT_POSE_SOURCE
 
     frame = blob_frame(centre=(200, 240))
     box = np.array([[140, 160, 260, 320]], float)
     faces = {}
-    for src in ("head", "landmarks", "blend"):
-        with _aligner(plumbing_model, pose_source=src) as a:
+    for src in ("head", "landmarks", "blend", None):  # None: the default options
+        opts = FaceAlignerOptions() if src is None else FaceAlignerOptions(pose_source=src)
+        with FaceAligner(HeadTurned(open_backend(plumbing_model)), opts) as a:
             faces[src] = a.process(frame, boxes=box)[0]
+    head = HeadTurned(open_backend(plumbing_model)).head.astype(np.float64)
     np.testing.assert_array_equal(faces["head"].landmarks, faces["landmarks"].landmarks)
+    np.testing.assert_allclose(faces["head"].rotation, head, atol=1e-5)  # an axis-aligned crop: no in-plane turn
     fitted = pose.rotation_from_landmarks(faces["head"].landmarks.astype(np.float64))
+    assert pose.geodesic_deg(head, fitted) > 25, "the fixture must tell the head from the fit"
     np.testing.assert_allclose(faces["landmarks"].rotation, fitted, atol=1e-5)
     np.testing.assert_allclose(faces["landmarks"].yaw_pitch_roll, pose.matrix_to_euler(fitted), atol=1e-3)
-    mid = pose.blend_rotations(faces["head"].rotation.astype(np.float64), fitted)
+    mid = pose.blend_rotations(head, fitted)
     np.testing.assert_allclose(faces["blend"].rotation, mid, atol=1e-5)
+    assert min(pose.geodesic_deg(mid, head), pose.geodesic_deg(mid, fitted)) > 10
+    assert DEFAULT_POSE_SOURCE == "landmarks"  # the figures in the docs are for the fit
+    np.testing.assert_allclose(faces[None].rotation, faces[DEFAULT_POSE_SOURCE].rotation, atol=1e-6)
     with pytest.raises(ValueError, match="pose_source"):
         FaceAlignerOptions(pose_source="nose")

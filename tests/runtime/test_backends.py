@@ -12,7 +12,7 @@ from fa3d.runtime.backends import BackendError, backend_kind, open_backend
 from fa3d.runtime.backends.onnxrt import OrtBackend, choose_providers
 from fa3d.runtime.metadata import MetadataError, write_metadata
 from rt_fake_trt import PLAN_BYTES, World
-from rt_helpers import NUM_DENSE, make_plumbing_model, plumbing_metadata
+from tests.helpers.plumbing import NUM_DENSE, make_plumbing_model, plumbing_metadata
 
 
 def test_artifact_type_picks_backend(tmp_path):

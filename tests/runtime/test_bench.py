@@ -8,7 +8,7 @@ import pytest
 
 import fa3d.runtime.aligner as aligner_mod
 from fa3d.runtime.bench import main
-from rt_helpers import BlobDetector
+from tests.helpers.plumbing import BlobDetector
 
 
 def test_bench_model_and_pipeline_json(tmp_path, plumbing_model, blob_video, monkeypatch, capsys):

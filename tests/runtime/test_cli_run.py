@@ -13,7 +13,7 @@ from fa3d.runtime import cli_run
 from fa3d.runtime.cli_run import main
 from fa3d.runtime.metadata import write_metadata
 from fa3d.runtime.sources import VideoFileSource
-from rt_helpers import BlobDetector, blob_centres, blob_frame, corrupt_avi_frame, plumbing_metadata, write_blob_video
+from tests.helpers.plumbing import BlobDetector, blob_centres, blob_frame, corrupt_avi_frame, plumbing_metadata, write_blob_video
 
 
 @pytest.fixture
@@ -59,18 +59,23 @@ def test_full_pipeline_on_generated_video(tmp_path, plumbing_model, blob_video, 
     assert _leftovers(tmp_path) == []
 
 
-def test_real_faces_with_haar_on_sample_clip(tmp_path, plumbing_model, capsys):
+def test_real_faces_with_haar_on_sample_clip(tmp_path, plumbing_model, monkeypatch, capsys):
+    """--detector haar reaches the detector factory and OpenCV's cascade finds the real face of the sample clip."""
+    import fa3d.runtime.aligner as aligner_mod
     from fa3d.runtime.default_model import DefaultModelMissing, sample_clip_path
 
     try:
-        clip = sample_clip_path()
+        sample_clip_path()
     except DefaultModelMissing:
         pytest.skip("the bundled sample clip is not installed")
+    asked, real = [], aligner_mod.make_detector
+    monkeypatch.setattr(aligner_mod, "make_detector", lambda spec: asked.append(spec) or real(spec))
     js = tmp_path / "a.jsonl"
-    assert main(["--model", str(plumbing_model), "--json", str(js), "--headless", "--max-frames", "30"]) == 0
+    assert main(["--model", str(plumbing_model), "--detector", "haar", "--json", str(js), "--headless",
+                 "--max-frames", "30"]) == 0
+    assert asked == ["haar"]
     recs = [json.loads(line) for line in js.read_text().splitlines()]
     assert len(recs) == 30 and sum(bool(r["faces"]) for r in recs) >= 25
-    del clip
 
 
 def test_ctrl_c_finalises_shorter_valid_outputs(tmp_path, plumbing_model, blob_video, blob_detector,
@@ -214,7 +219,8 @@ def test_images_one_record_each_with_file_and_size_and_image_outputs(tmp_path, p
     recs = _records(js)
     assert [(r["file"], r["width"], r["height"]) for r in recs] == [("a.png", 640, 480), ("b.jpg", 320, 400)]
     assert all(r["schema_version"] == 2 and len(r["faces"]) == 1 for r in recs)
-    assert [cv2.imread(str(out / n)).shape for n in ("a.png", "b.png")] == [(480, 640, 3), (400, 320, 3)]
+    # annotations keep the image's whole name (face.jpg and face.png never collide): a.png.png, b.jpg.png
+    assert [cv2.imread(str(out / n)).shape for n in ("a.png.png", "b.jpg.png")] == [(480, 640, 3), (400, 320, 3)]
     # one image -> one annotated .png
     png, js1 = tmp_path / "one.png", tmp_path / "one.jsonl"
     assert main(["--model", str(plumbing_model), "--source", str(d / "b.jpg"), "--output", str(png),

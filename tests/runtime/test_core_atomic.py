@@ -23,3 +23,15 @@ def test_failure_keeps_the_old_file_and_removes_the_partial(tmp_path):
             raise KeyboardInterrupt
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_new_files_are_readable_by_others_and_existing_modes_are_kept(tmp_path):
+    """mkstemp makes 0600 files: a written file gets the usual 0644, or the mode of the file it replaces."""
+    new = tmp_path / "new.txt"
+    atomic_write_text(new, "x")
+    assert new.stat().st_mode & 0o777 == 0o644
+    kept = tmp_path / "kept.txt"
+    kept.write_text("old")
+    kept.chmod(0o600)
+    atomic_write_text(kept, "new")
+    assert kept.read_text() == "new" and kept.stat().st_mode & 0o777 == 0o600

@@ -26,8 +26,11 @@ def test_wheel_holds_only_the_fa3d_package_and_every_module(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"fa3d"}, tops
-    for folder in ("runtime", "training", "export", "calibration"):
+    for folder in ("runtime", "data", "training", "export", "calibration"):
         for src in (REPO / folder).rglob("*.py"):
             rel = src.relative_to(REPO).as_posix()
             assert f"fa3d/{rel}" in names, f"{rel} is missing from the wheel: add its package to pyproject.toml"
     assert "fa3d/runtime/assets/mean_shape_68.npy" in names
+    tools = {p.stem for p in (REPO / "tools").glob("*.py")} - {"__init__"}
+    assert tools and not [n for n in names if n.endswith(".py") and Path(n).stem in tools], \
+        "a maintainer tool (tools/) is in the wheel"

@@ -10,7 +10,7 @@ import pytest
 from fa3d.runtime import FaceAligner, FaceAlignerOptions, RunningMode
 from fa3d.runtime.backends import open_backend
 from fa3d.runtime.live_stream import LatestFrameWorker
-from rt_helpers import BlobDetector, blob_frame
+from tests.helpers.plumbing import BlobDetector, blob_frame
 
 
 def _aligner(model, **opts):
@@ -21,10 +21,10 @@ def test_modes_from_enum_and_strings():
     assert FaceAlignerOptions().mode is RunningMode.IMAGE
     assert FaceAlignerOptions(mode="video").mode is RunningMode.VIDEO
     assert FaceAlignerOptions(mode=RunningMode.VIDEO).mode == "video"  # a str enum: old comparisons hold
-    with pytest.warns(DeprecationWarning, match="RunningMode.VIDEO"):
-        assert FaceAlignerOptions(mode="live").mode is RunningMode.VIDEO
-    with pytest.raises(ValueError, match="mode must be one of"):
-        FaceAlignerOptions(mode="stream")
+    assert FaceAlignerOptions(mode="live_stream", result_callback=print).mode is RunningMode.LIVE_STREAM
+    for gone in ("live", "stream"):  # "live" was a deprecated alias of "video": removed
+        with pytest.raises(ValueError, match="mode must be one of"):
+            FaceAlignerOptions(mode=gone)
 
 
 def test_live_stream_needs_a_callback_and_only_there():
@@ -89,11 +89,12 @@ def test_worker_errors_reach_the_caller():
     w.close()
 
 
-def test_one_place_names_the_model(plumbing_model, tmp_path):
-    with pytest.warns(DeprecationWarning, match="from_artifact"):
-        opts = FaceAlignerOptions(model_path=str(tmp_path / "other.onnx"))
-    with pytest.raises(ValueError, match="two models named"):
-        FaceAligner.from_artifact(plumbing_model, opts)
+def test_one_place_names_the_model(plumbing_model):
+    """from_artifact(path) names the model; the options have no second name for it (model_path is gone)."""
+    with pytest.raises(TypeError, match="model_path"):
+        FaceAlignerOptions(model_path=str(plumbing_model))
+    with FaceAligner.from_artifact(plumbing_model, FaceAlignerOptions()) as al:
+        assert al.backend.path == plumbing_model
 
 
 def test_live_stream_callback_error_reaches_the_caller_and_close_still_releases(plumbing_model):

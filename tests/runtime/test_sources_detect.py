@@ -21,7 +21,7 @@ from fa3d.runtime.schema import mean_shape
 from fa3d.runtime.sources import (ImageSource, LiveSource, SourceError, VideoFileSource, jetson_csi_pipeline,
                                   open_source)
 from fa3d.runtime.boxes import iou_matrix
-from rt_helpers import blob_frame
+from tests.helpers.plumbing import blob_frame
 
 
 def test_video_file_frames_and_timestamps(blob_video):

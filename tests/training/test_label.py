@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fa3d.runtime import pose
-from fa3d.runtime.datasets.labelled import read_labelled
+from fa3d.data.datasets.labelled import read_labelled
 from fa3d.training.teacher.mapping import TABLE_468_TO_68, derive_table, map_dense_to_68
 from fa3d.training.teacher.mediapipe_teacher import TeacherLabel, pose_from_landmarks, teacher_available
 
@@ -111,7 +111,7 @@ def test_missing_mediapipe_says_make_teacher_env(tmp_path, capsys):
 @pytest.mark.skipif(not HAS_MP, reason="mediapipe is not installed (run `make teacher-env` and test there)")
 def test_mediapipe_labels_a_real_face(format_samples, tmp_path):
     from fa3d.training.cli_label import main
-    from fa3d.runtime.datasets.aflw2000 import AFLW2000
+    from fa3d.data.datasets.aflw2000 import AFLW2000
 
     src = format_samples / "aflw2000_3d"
     assert main([str(src), str(tmp_path / "out"), "--quiet", "--no-copy", "--max-faces", "3"]) == 0

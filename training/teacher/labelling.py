@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
+from fa3d.data.datasets._io import read_image
+from fa3d.data.datasets.labelled import write_labelled
 from fa3d.runtime.atomic import atomic_path
-from fa3d.runtime.datasets._io import read_image
-from fa3d.runtime.datasets.labelled import write_labelled
 from fa3d.runtime.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, video_frames
 from fa3d.runtime.sources import list_images as _list_images
 
@@ -60,9 +62,6 @@ def label_source(src: str | os.PathLike, out: str | os.PathLike, options: LabelO
     (a context manager with ``label(image) -> list[TeacherLabel]`` and ``version``) replaces MediaPipe,
     e.g. another teacher.
     """
-    import cv2  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
-
     src, out = Path(src), Path(out)
     if options.every < 1:
         raise ValueError("every must be >= 1")

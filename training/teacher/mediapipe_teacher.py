@@ -2,7 +2,7 @@
 
 MediaPipe (``mediapipe==0.10.21``, the ``[teacher]`` extra) pins ``numpy<2`` and ships its own ``cv2``,
 so it lives in an environment of its own: ``make teacher-env`` creates ``.venv-teacher``. It is imported
-lazily, inside :class:`MediaPipeTeacher`, never at package import.
+lazily (:mod:`fa3d.runtime.lazy`) when a :class:`MediaPipeTeacher` is made, never at package import.
 
 Conventions of the labels this module returns (the package's):
 
@@ -22,17 +22,21 @@ Conventions of the labels this module returns (the package's):
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
+from importlib.metadata import version
 
+import cv2
 import numpy as np
 
 from fa3d.runtime import pose as pose_mod
+from fa3d.runtime.lazy import available, lazy_import
 from fa3d.runtime import schema
 from fa3d.runtime.preprocess import landmark_box
 from fa3d.runtime.boxes import box_iou
 
 from .mapping import map_dense_to_68
+
+mp = lazy_import("mediapipe", extra="teacher")
 
 TEACHER_NAME = "mediapipe-facemesh"
 NUM_DENSE = 468
@@ -43,21 +47,18 @@ class TeacherUnavailableError(RuntimeError):
 
 
 def teacher_available() -> bool:
-    return importlib.util.find_spec("mediapipe") is not None
+    return available("mediapipe")
 
 
-def _import_mediapipe():
+def _require_mediapipe() -> None:
     if not teacher_available():
         raise TeacherUnavailableError(
             "MediaPipe is not installed in this Python environment. The teacher needs mediapipe==0.10.21, "
             "which clashes with the runtime's numpy/OpenCV: run `make teacher-env` in the fa3d checkout and "
             "use `.venv-teacher/bin/fa-label ...`")
-    import mediapipe as mp  # noqa: PLC0415  (lazy by design)
-    return mp
 
 
 def teacher_version() -> str:
-    from importlib.metadata import version  # noqa: PLC0415
     return f"{TEACHER_NAME} mediapipe=={version('mediapipe')}"
 
 
@@ -101,7 +102,7 @@ class MediaPipeTeacher:
     """
 
     def __init__(self, options: TeacherOptions = TeacherOptions()) -> None:
-        mp = _import_mediapipe()
+        _require_mediapipe()
         self.options = options
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=options.max_faces,
@@ -138,7 +139,6 @@ class MediaPipeTeacher:
         return out
 
     def _run(self, image_bgr: np.ndarray, with_scores: bool) -> list[tuple[np.ndarray, float]]:
-        import cv2  # noqa: PLC0415  (the teacher env's cv2)
         if not isinstance(image_bgr, np.ndarray) or image_bgr.dtype != np.uint8 or image_bgr.ndim != 3:
             raise ValueError("expected a BGR uint8 image (H, W, 3)")
         p = self.options.pad
