@@ -43,7 +43,7 @@ import numpy as np
 from .backends import Backend, open_backend
 from .camera import DEFAULT_EYE_SPAN_M, CameraIntrinsics, solve_head_pose
 from .default_model import default_model_path
-from .detectors import FaceDetector, as_detector, make_detector
+from .detectors import DETECTOR_HELP, FaceDetector, as_detector, make_detector
 from .policy import (DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, DEFAULT_MIN_CONFIDENCE,
                      DEFAULT_POSE_SOURCE, MAX_FACES_PER_CALL, POSE_SOURCES)
 from .pose import matrix_to_6d, matrix_to_euler, reported_rotation, rotation_from_6d
@@ -80,7 +80,7 @@ def _check_option_values(o: "FaceAlignerOptions") -> None:
     if o.num_threads is not None and not (_is_int(o.num_threads) and o.num_threads >= 1):
         raise bad("num_threads", "an integer >= 1 or None")
     if not isinstance(o.detector, (str, os.PathLike)) or not str(o.detector):
-        raise bad("detector", "a detector name ('blazeface', 'haar') or a detector ONNX path")
+        raise bad("detector", f"a detector: {DETECTOR_HELP}")
     if not (_is_int(o.det_every_n) and o.det_every_n >= 1):
         raise bad("det_every_n", "an integer >= 1")
     if not (_is_int(o.max_faces) and 1 <= o.max_faces <= MAX_FACES_PER_CALL):
@@ -155,7 +155,7 @@ class FaceAlignerOptions:
     device: str = "cpu"  # ONNX Runtime: cpu | cuda | tensorrt | auto; engines always run on the GPU
     num_threads: int | None = None  # ONNX Runtime intra-op threads (None = its default)
     mode: RunningMode = RunningMode.IMAGE  # a RunningMode or its value ("image", "video", "live_stream")
-    detector: str = DEFAULT_DETECTOR  # "blazeface" (shipped CNN), "haar", or a YuNet / SCRFD ONNX path
+    detector: str = DEFAULT_DETECTOR  # a name or a detector file (fa3d.runtime.detectors.registry)
     det_every_n: int = DEFAULT_DET_EVERY  # video: a sweep of the frame for new faces at least every N frames
     min_confidence: float = DEFAULT_MIN_CONFIDENCE  # faces below it are not reported; video: they trigger detection
     max_faces: int = DEFAULT_MAX_FACES

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..policy import DEFAULT_DETECTOR
 from .base import DetectorBase, DetectorError
 from .blazeface_detector import BlazeFaceDetector
 from .haar import HaarDetector
@@ -40,7 +41,7 @@ def file_kind(spec: str | os.PathLike) -> str | None:
     return next((k for k in FILE_KINDS if k in name), None)
 
 
-def make_detector(spec: str | os.PathLike = "blazeface") -> DetectorBase:
+def make_detector(spec: str | os.PathLike = DEFAULT_DETECTOR) -> DetectorBase:
     """The detector ``spec`` names (see the module doc). An unknown name raises ValueError; a detector file
     that is missing, corrupt or not the network its name says raises :class:`DetectorError`."""
     spec = str(spec)

@@ -38,6 +38,7 @@ import numpy as np
 from .. import cli_errors
 from ..camera import CameraIntrinsics, solve_head_pose
 from ..clihelp import HelpFormatter
+from ..detectors.registry import DETECTOR_HELP
 from ..lazy import MissingDependency, lazy_import
 from ..policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
 from . import hri_msgs
@@ -57,7 +58,7 @@ PARAMETERS: tuple[tuple[str, object, str], ...] = (
     ("model", "", "ONNX model or TensorRT .plan ('' = the model shipped inside fa3d)"),
     ("device", "cpu", "ONNX Runtime provider: cpu, cuda, tensorrt, auto (ignored for a .plan)"),
     ("threads", 0, "ONNX Runtime intra-op threads (0 = its default)"),
-    ("detector", DEFAULT_DETECTOR, "'blazeface', 'haar' or a YuNet / SCRFD ONNX file"),
+    ("detector", DEFAULT_DETECTOR, f"face detector: {DETECTOR_HELP}"),
     ("det_every", DEFAULT_DET_EVERY, "run the detector at least every N frames"),
     ("min_confidence", 0.5, "drop faces below this confidence"),
     ("max_faces", DEFAULT_MAX_FACES, "track at most this many faces"),
