@@ -133,8 +133,8 @@ def image_crops(images: Sequence[Path], config: PreprocessConfig) -> FaceCrops:
     for p in images:
         try:
             img = read_image(p)
-        except ImageError as e:
-            raise FileNotFoundError(f"{e}; give a JPEG or PNG with a face") from None
+        except (ImageError, FileNotFoundError) as e:
+            raise FileNotFoundError(f"{p}: not a readable image ({e}); give a JPEG or PNG with a face") from None
         batches.append(crops_from_image(img, detect_face_box(img), config))
         names.append(Path(p).name)
     if not batches:

@@ -208,17 +208,14 @@ class BlazeFaceDetector(DetectorBase):
                 d = decode(reg[j], cls[j], threshold)
                 yield win, (_to_frame(d, m) if len(d) else d)
 
-    def _run(self, image_bgr: np.ndarray, windows: list[Window], threshold: float | None = None,
-             n_around: int = 0) -> RawDetections:
-        """Detections of the windows, merged (weighted NMS). The first ``n_around`` windows look around a
-        known box (a candidate): their detections are kept whole; those of the pyramid's tiles cut by an
-        inner tile edge are dropped."""
+    def _run(self, image_bgr: np.ndarray, windows: list[Window], threshold: float | None = None) -> RawDetections:
+        """Detections of pyramid windows, merged (weighted NMS); those cut by an inner tile edge are dropped."""
         h, w = image_bgr.shape[:2]
         pending: list[RawDetections] = []
         count = 0
         threshold = self.score_threshold if threshold is None else threshold
-        for i, (win, d) in enumerate(self._outputs(image_bgr, windows, threshold)):
-            if len(d) and win.level > 0 and i >= n_around:
+        for win, d in self._outputs(image_bgr, windows, threshold):
+            if len(d) and win.level > 0:
                 d = _subset(d, _inside_tile(d, win, w, h))
             if len(d):
                 pending.append(d)
@@ -276,19 +273,36 @@ class BlazeFaceDetector(DetectorBase):
         if len(wins) <= self.search_windows:
             return self._run(image_bgr, wins)
         coarse = self._coarse(w, h)
-        low = min(self.candidate_threshold, self.score_threshold)
         rest = wins[len(coarse):]
         spare = max(0, self.search_windows - len(coarse) - self.max_candidates)
-        # one network call for the coarse levels and a first share of the fine tiles, all at the low threshold
-        # (a face counts when the best look at it reaches the score threshold)
-        first = self._run(image_bgr, coarse + self._fine_tiles(rest, spare), low)
+        # one network call for the coarse levels (weak detections kept as candidates) and a first share of the
+        # fine tiles; one for a window around each of the best candidates (a face small in the coarse windows
+        # is found there roughly or weakly: it is seen again at its own scale) and the rest of the budget
+        cands, found = self._looks(image_bgr, coarse, [], self._fine_tiles(rest, spare))
         budget = self.search_windows - len(coarse) - spare
-        # the best of them, seen again at their own scale (a face small in the coarse windows is found there
-        # roughly or weakly), and the rest of the budget on the next fine tiles
-        around = [self._around(box, self.candidate_context) for box in first.boxes[:min(budget, self.max_candidates)]]
-        second = self._run(image_bgr, around + self._fine_tiles(rest, budget - len(around)), low, len(around))
-        merged = weighted_nms(concat([first, second]), self.nms_iou)
+        around = [self._around(box, self.candidate_context) for box in cands.boxes[:min(budget, self.max_candidates)]]
+        _, more = self._looks(image_bgr, [], around, self._fine_tiles(rest, budget - len(around)))
+        # every look at a face joins its cluster (the box: their score-weighted mean); a face counts when one
+        # look at it reaches the score threshold
+        merged = weighted_nms(concat([cands, found, more]), self.nms_iou)
         return _subset(merged, merged.scores >= self.score_threshold)
+
+    def _looks(self, image_bgr: np.ndarray, weak: list[Window], around: list[Window],
+               tiles: list[Window]) -> tuple[RawDetections, RawDetections]:
+        """One network call on ``weak`` pyramid windows (their detections from the candidate threshold on,
+        merged: the candidates), ``around`` windows (detections from the candidate threshold on, kept whole) and
+        pyramid ``tiles`` (from the score threshold on); returns (candidates, the others)."""
+        h, w = image_bgr.shape[:2]
+        low = min(self.candidate_threshold, self.score_threshold)
+        weak_d, other = [], []
+        for i, (win, d) in enumerate(self._outputs(image_bgr, weak + around + tiles, low)):
+            kind = 0 if i < len(weak) else 1 if i < len(weak) + len(around) else 2
+            if len(d) and kind != 1 and win.level > 0:
+                d = _subset(d, _inside_tile(d, win, w, h))
+            if kind == 2:
+                d = _subset(d, d.scores >= self.score_threshold)
+            (weak_d if kind == 0 else other).append(d)
+        return weighted_nms(concat(weak_d), self.nms_iou), concat(other)
 
     def _fine_tiles(self, rest: list[Window], n: int) -> list[Window]:
         """The next ``n`` fine tiles of a search, in turn."""
