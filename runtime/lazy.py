@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from types import ModuleType
 
 
@@ -31,29 +32,38 @@ def available(name: str) -> bool:
         return False
 
 
+#: the private names a user of a module asks for
+_FORWARDED = frozenset({"__version__", "__file__"})
+
+
 class LazyModule:
-    """Stands for module ``name`` and imports it on first attribute access."""
+    """Stands for module ``name`` and imports it on first attribute access.
+
+    It holds no module of its own: every access looks the module up in ``sys.modules`` (a dict lookup once
+    imported), so what ``sys.modules`` holds is what is used, e.g. a test's stand-in or a ``None`` entry that
+    marks the dependency as missing."""
 
     def __init__(self, name: str, extra: str | None = None) -> None:
-        self._name, self._extra, self._module = name, extra, None
+        self._name, self._extra = name, extra
 
     def _load(self) -> ModuleType:
-        if self._module is None:
-            try:
-                self._module = importlib.import_module(self._name)
-            except Exception as e:  # noqa: BLE001 - any import failure means "not usable here"
-                hint = f" (install it with: pip install 'fa3d[{self._extra}]')" if self._extra else ""
-                raise MissingDependency(f"{self._name} cannot be imported here{hint}: "
-                                        f"{type(e).__name__}: {e}") from e
-        return self._module
+        module = sys.modules.get(self._name)
+        if module is not None:
+            return module
+        try:
+            return importlib.import_module(self._name)
+        except Exception as e:  # noqa: BLE001 - any import failure means "not usable here"
+            hint = f" (install it with: pip install 'fa3d[{self._extra}]')" if self._extra else ""
+            raise MissingDependency(f"{self._name} cannot be imported here{hint}: "
+                                    f"{type(e).__name__}: {e}") from e
 
     def __getattr__(self, attr: str):
-        if attr.startswith("_"):
+        if attr.startswith("_") and attr not in _FORWARDED:  # copy/pickle probes and our own fields
             raise AttributeError(attr)
         return getattr(self._load(), attr)
 
     def __repr__(self) -> str:
-        state = "loaded" if self._module is not None else "not loaded"
+        state = "loaded" if sys.modules.get(self._name) is not None else "not loaded"
         return f"<lazy module {self._name!r} ({state})>"
 
 

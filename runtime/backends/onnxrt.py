@@ -1,6 +1,6 @@
 """ONNX Runtime backend: an ``.onnx`` file and its ``.onnx.json`` sidecar, on CPU or a GPU execution provider.
 
-``onnxruntime`` is imported when an :class:`OrtBackend` is created, never at package import.
+``onnxruntime`` is imported when a session is first made (:mod:`fa3d.runtime.lazy`), never at package import.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..lazy import lazy_import
 from ..metadata import read_sidecar
 from .base import OUTPUT_NAMES, BackendBase, BackendError, check_format, check_output_shapes
 
@@ -21,6 +22,8 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
 }
 #: the largest batch sent in one call when the model's batch dimension is dynamic
 DEFAULT_MAX_BATCH = 64
+
+ort = lazy_import("onnxruntime")  # a base dependency, loaded on first use: keeps `import fa3d.runtime` light
 
 
 def choose_providers(device: str, available: list[str]) -> list[str]:
@@ -39,8 +42,6 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
 def cpu_session(path: str | os.PathLike, threads: int | None = 1):
     """A bare ONNX Runtime CPU session (quiet log) for tools that need every output of any ONNX model
     (parity checks, the INT8 gate, benchmarks). ``threads=None`` leaves the thread count to ONNX Runtime."""
-    import onnxruntime as ort  # lazy: keeps `import fa3d.runtime` light
-
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = max(1, int(threads))
@@ -57,10 +58,6 @@ class OrtBackend(BackendBase):
         self.path = Path(path)
         self.metadata = read_sidecar(self.path)
         check_format(self.metadata, "onnx", str(self.path))
-        try:
-            import onnxruntime as ort
-        except ImportError as e:  # pragma: no cover - onnxruntime is a base dependency
-            raise BackendError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from None
         opts = ort.SessionOptions()
         if num_threads:
             opts.intra_op_num_threads = int(num_threads)

@@ -26,3 +26,18 @@ def test_available_does_not_import():
     assert available("colorsys") and "colorsys" not in sys.modules
     assert not available("fa3d_no_such_module_xyz")
     assert not available("fa3d_no_such_parent.child")
+
+
+def test_follows_sys_modules(monkeypatch):
+    """No module is held: a stand-in put into sys.modules is used, and a None entry reads as missing."""
+    import json
+
+    assert lazy_import("json").__version__ == json.__version__  # the one private name users ask for
+    mod = lazy_import("colorsys", extra="dev")
+    stand_in = type(sys)("colorsys")
+    stand_in.rgb_to_hsv = lambda *a: "stand-in"
+    monkeypatch.setitem(sys.modules, "colorsys", stand_in)
+    assert mod.rgb_to_hsv(1.0, 0.0, 0.0) == "stand-in"
+    monkeypatch.setitem(sys.modules, "colorsys", None)
+    with pytest.raises(MissingDependency, match=r"colorsys cannot be imported.*fa3d\[dev\]"):
+        mod.rgb_to_hsv
