@@ -16,7 +16,8 @@ The GPU name and compute capability checked against the sidecar come from the CU
 process (:func:`shared_logger`): TensorRT warns when a second one appears.
 
 Works with TensorRT 8.5 to 11 (the named-tensor API they share). ``tensorrt`` and ``pycuda`` are imported
-when a :class:`TrtBackend` is created. An engine is only valid for the TensorRT version and the GPU it was
+when a :class:`TrtBackend` is created (:mod:`fa3d.runtime.lazy`). Every TensorRT call that reports failure by
+its return value (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) is checked. An engine is only valid for the TensorRT version and the GPU it was
 built with: the sidecar's ``engine`` entry must carry :data:`ENGINE_KEYS`, and a mismatch is refused with
 the command that rebuilds it.
 """
@@ -24,7 +25,7 @@ the command that rebuilds it.
 from __future__ import annotations
 
 import functools
-import importlib.util
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,13 @@ from typing import Any
 import numpy as np
 from packaging.version import InvalidVersion, Version
 
+from ..lazy import MissingDependency, available, lazy_import
 from ..metadata import MetadataError, read_sidecar
 from ..policy import MIN_TENSORRT
 from .base import OUTPUT_NAMES, BackendBase, BackendError, check_format, check_output_shapes
+
+trt = lazy_import("tensorrt", extra="gpu")
+cuda = lazy_import("pycuda.driver", extra="gpu")
 
 #: keys the sidecar's ``engine`` entry must have (written by fa-export when it builds the engine)
 ENGINE_KEYS = ("tensorrt_version", "gpu_name", "compute_capability")
@@ -47,9 +52,9 @@ def _rebuild_hint(path: Path) -> str:
 
 def gpu_probe() -> str | None:
     """Why TensorRT cannot run here, or None. Never imports tensorrt or constructs any TensorRT object."""
-    if importlib.util.find_spec("tensorrt") is None:
+    if not available("tensorrt"):
         return "TensorRT is not installed (pip/apt package tensorrt; JetPack ships it on Jetson)"
-    if importlib.util.find_spec("pycuda") is None:
+    if not available("pycuda"):
         return "pycuda is not installed (pip install pycuda, with the CUDA toolkit present)"
     if not (Path("/dev/nvidia0").exists() or Path("/dev/nvhost-ctrl").exists()):
         return "no NVIDIA device node (/dev/nvidia0 or /dev/nvhost-ctrl): no GPU driver here"
@@ -57,9 +62,14 @@ def gpu_probe() -> str | None:
 
 
 @functools.cache
-def shared_logger(trt: Any) -> Any:
-    """The one ``trt.Logger`` (WARNING) of this process for the ``tensorrt`` module ``trt``."""
-    return trt.Logger(trt.Logger.WARNING)
+def _logger_for(module: Any) -> Any:
+    return module.Logger(module.Logger.WARNING)
+
+
+def shared_logger() -> Any:
+    """The one ``trt.Logger`` (WARNING) of this process, for the ``tensorrt`` module it has loaded; fa-export's
+    builder hands the same one to Polygraphy's loaders."""
+    return _logger_for(importlib.import_module("tensorrt"))
 
 
 def cuda_device_info(cuda: Any, device_id: int = 0) -> tuple[str, tuple[int, int]]:
@@ -125,36 +135,35 @@ class TrtBackend(BackendBase):
         self._host: dict[str, np.ndarray] = {}
         self._dev: dict[str, object] = {}
         try:
-            import tensorrt as trt
-        except Exception as e:  # import can fail with errors other than ImportError (missing libs)
-            raise BackendError(f"TensorRT cannot be imported here ({type(e).__name__}: {e}); run .plan "
-                               "engines on the machine they were built on, or use the ONNX model "
+            version = Version(trt.__version__)
+        except MissingDependency as e:  # import can fail with errors other than ImportError (missing libs)
+            raise BackendError(f"TensorRT cannot be imported here ({type(e.__cause__).__name__}: {e.__cause__}); "
+                               "run .plan engines on the machine they were built on, or use the ONNX model "
                                "(--model model.onnx)") from None
-        try:
-            import pycuda.driver as cuda
-        except Exception as e:
-            raise BackendError(f"pycuda cannot be imported ({type(e).__name__}: {e}); pip install pycuda") from None
-        self._trt, self._cuda = trt, cuda
-        try:
-            if Version(trt.__version__) < MIN_TENSORRT:
-                raise BackendError(f"TensorRT {trt.__version__} is too old: fa3d needs TensorRT >= {MIN_TENSORRT}")
         except InvalidVersion:
             raise BackendError(f"unreadable TensorRT version {trt.__version__!r}") from None
+        if version < MIN_TENSORRT:
+            raise BackendError(f"TensorRT {trt.__version__} is too old: fa3d needs TensorRT >= {MIN_TENSORRT}")
+        try:
+            cuda.init
+        except MissingDependency as e:
+            raise BackendError(f"pycuda cannot be imported ({type(e.__cause__).__name__}: {e.__cause__}); "
+                               "pip install pycuda") from None
 
         gpu_name, cc = cuda_device_info(cuda, device_id)
         check_engine_sidecar(self.metadata.engine, trt_version=trt.__version__, gpu_name=gpu_name,
                              compute_capability=cc, path=self.path)
         self._ctx = cuda.Device(device_id).make_context()  # created current on this thread
         try:
-            self._load(trt, cuda)
+            self._load()
         except BaseException:
             self._ctx.pop()
             self.close()
             raise
         self._ctx.pop()
 
-    def _load(self, trt, cuda) -> None:
-        runtime = trt.Runtime(shared_logger(trt))
+    def _load(self) -> None:
+        runtime = trt.Runtime(shared_logger())
         self._runtime = runtime
         dla_core = (self.metadata.engine or {}).get("dla_core")
         if dla_core is not None:  # before deserialising: an engine built for DLA core N runs on core N
@@ -174,10 +183,7 @@ class TrtBackend(BackendBase):
         if missing:
             raise BackendError(f"{self.path}: the engine lacks the outputs {missing}; {_rebuild_hint(self.path)}")
         self._input = inputs[0]
-        if hasattr(engine, "get_tensor_profile_shape"):  # TensorRT >= 8.5 named API
-            pmin, popt, pmax = engine.get_tensor_profile_shape(self._input, 0)
-        else:  # pragma: no cover - pre-8.5 engines are refused above
-            pmin, popt, pmax = engine.get_profile_shape(0, self._input)
+        pmin, popt, pmax = engine.get_tensor_profile_shape(self._input, 0)
         s = self.metadata.preprocess.input_size
         if tuple(pmax)[1:] != (3, s, s):
             raise BackendError(f"{self.path}: engine input profile {tuple(pmax)} does not match the sidecar's "
@@ -188,7 +194,9 @@ class TrtBackend(BackendBase):
             raise BackendError(f"{self.path}: could not create an execution context (out of GPU memory?)")
         self._stream = cuda.Stream()
         # size every buffer for the profile's largest batch, once
-        self._context.set_input_shape(self._input, tuple(pmax))
+        if not self._context.set_input_shape(self._input, tuple(pmax)):
+            raise BackendError(f"{self.path}: TensorRT refused the input shape {tuple(pmax)} of the engine's own "
+                               f"profile; {_rebuild_hint(self.path)}")
         check_output_shapes({n: list(self._context.get_tensor_shape(n)) for n in OUTPUT_NAMES}, self.metadata,
                             str(self.path))  # what the runtime needs, before any buffer is allocated
         self._host = {}
@@ -202,7 +210,9 @@ class TrtBackend(BackendBase):
             dev = cuda.mem_alloc(host.nbytes)
             self._device_mem.append(dev)
             self._host[name], self._dev[name] = host, dev
-            self._context.set_tensor_address(name, int(dev))
+            if not self._context.set_tensor_address(name, int(dev)):
+                raise BackendError(f"{self.path}: TensorRT refused the address of tensor {name!r}; "
+                                   f"{_rebuild_hint(self.path)}")
         self._outputs = outputs
 
     def _infer_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -210,7 +220,7 @@ class TrtBackend(BackendBase):
         if b < self.min_batch:  # a static profile (DLA): pad, run, drop the padding's outputs
             pad = np.zeros((self.min_batch - b, *x.shape[1:]), dtype=x.dtype)
             return {k: v[:b] for k, v in self._infer_batch(np.concatenate([x, pad])).items()}
-        cuda, ctx = self._cuda, self._ctx
+        ctx = self._ctx
         ctx.push()
         try:
             if not self._context.set_input_shape(self._input, x.shape):
