@@ -5,16 +5,18 @@ the bundled public-domain sample portrait and any images the user adds, each cut
 in-plane rotations, shifts) so that one face gives a small batch with realistic image statistics.
 Synthetic faces (:mod:`fa3d.runtime.datasets.synthetic`) are the fallback for tests only.
 
-The comparison is the maximum absolute difference per output, against a stated tolerance per output
-(:data:`FP32_TOLERANCE`, :data:`FP16_TOLERANCE`). Landmark and dense tolerances are in crop pixels.
+The comparison runs through Polygraphy (:mod:`fa3d.export.compare`): the two models as runners, at batch 1
+and at the whole set's batch (the dynamic batch axis), compared on the maximum absolute difference per output
+against a stated tolerance per output (:data:`FP32_TOLERANCE`, :data:`FP16_TOLERANCE`). Landmark and dense
+tolerances are in crop pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,12 +24,12 @@ from fa3d.runtime.backends.onnxrt import cpu_session
 from fa3d.runtime.metadata import INPUT_NAME, OUTPUT_NAMES
 from fa3d.runtime.preprocess import PreprocessConfig, jitter_box, prepare
 
+from .compare import Comparison, ComparisonFailed, batches_of, callable_runner, compare_runners, onnxrt_runner
+
 if TYPE_CHECKING:
     import torch
 
-
-class ParityError(RuntimeError):
-    """A candidate model's outputs differ from the reference beyond the tolerance."""
+ParityError = ComparisonFailed  # a candidate model's outputs differ from the reference beyond the tolerance
 
 
 @dataclass(frozen=True)
@@ -55,39 +57,6 @@ FP16_TOLERANCE = Tolerance(landmarks=0.5, rotation=0.02, dense=0.5, confidence=0
 class FaceCrops:
     inputs: np.ndarray  # (B, 3, S, S) float32
     source: str  # where the crops came from, for the report
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    reference: str
-    candidate: str
-    source: str
-    n_faces: int
-    max_abs: dict[str, float]
-    tolerance: dict[str, float]
-
-    @property
-    def failures(self) -> dict[str, float]:
-        return {k: v for k, v in self.max_abs.items() if not v <= self.tolerance[k]}  # NaN fails too
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def summary(self) -> str:
-        parts = ", ".join(f"{k} {self.max_abs[k]:.2e} (tol {self.tolerance[k]:.0e})" for k in self.max_abs)
-        return f"{self.candidate} vs {self.reference} on {self.n_faces} crops ({self.source}): max |diff| {parts}"
-
-    def raise_if_failed(self) -> None:
-        if not self.passed:
-            bad = ", ".join(f"{k} {v:.3g} > {self.tolerance[k]:.3g}" for k, v in self.failures.items())
-            raise ParityError(f"parity failed, {self.candidate} vs {self.reference}: {bad} "
-                              f"({self.n_faces} crops from {self.source})")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reference": self.reference, "candidate": self.candidate, "source": self.source,
-                "n_faces": self.n_faces, "max_abs": dict(self.max_abs), "tolerance": dict(self.tolerance),
-                "passed": self.passed}
 
 
 # ---------------------------------------------------------------- face crops
@@ -187,34 +156,19 @@ def run_onnx(path: Path, inputs: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float32) for k, v in zip(OUTPUT_NAMES, outs)}
 
 
-def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], tol: Tolerance, *,
-            reference_name: str, candidate_name: str, source: str) -> ParityReport:
-    """Max absolute difference per output; shapes must agree exactly."""
-    max_abs = {}
-    for k in OUTPUT_NAMES:
-        a, b = np.asarray(reference[k]), np.asarray(candidate[k])
-        if a.shape != b.shape:
-            raise ParityError(f"{candidate_name}: output {k!r} has shape {b.shape}, {reference_name} gives {a.shape}")
-        max_abs[k] = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
-    n = int(np.asarray(reference[OUTPUT_NAMES[0]]).shape[0])
-    return ParityReport(reference=reference_name, candidate=candidate_name, source=source, n_faces=n,
-                        max_abs=max_abs, tolerance=tol.as_dict())
+def _feeds(crops: FaceCrops):
+    """Batch 1 and the whole set in one batch: the dynamic batch axis both ways."""
+    return batches_of(crops.inputs, sorted({1, len(crops.inputs)}), source=crops.source)
 
 
 def torch_vs_onnx(model: "torch.nn.Module", onnx_path: Path, crops: FaceCrops,
-                  tol: Tolerance = FP32_TOLERANCE) -> ParityReport:
-    return compare(run_torch(model, crops.inputs), run_onnx(onnx_path, crops.inputs), tol,
-                   reference_name="PyTorch", candidate_name=f"ONNX Runtime ({Path(onnx_path).name})",
-                   source=crops.source)
+                  tol: Tolerance = FP32_TOLERANCE) -> Comparison:
+    size = crops.inputs.shape[-1]
+    return compare_runners(callable_runner(lambda x: run_torch(model, x), "PyTorch", input_size=size),
+                           onnxrt_runner(onnx_path, f"ONNX Runtime ({Path(onnx_path).name})"), _feeds(crops),
+                           tolerance=tol.as_dict())
 
 
-def onnx_vs_onnx(reference: Path, candidate: Path, crops: FaceCrops, tol: Tolerance) -> ParityReport:
-    return compare(run_onnx(reference, crops.inputs), run_onnx(candidate, crops.inputs), tol,
-                   reference_name=Path(reference).name, candidate_name=Path(candidate).name, source=crops.source)
-
-
-def onnx_vs_runner(reference: Path, run: Callable[[np.ndarray], Mapping[str, np.ndarray]], name: str,
-                   crops: FaceCrops, tol: Tolerance) -> ParityReport:
-    """ONNX Runtime against any runner (a TensorRT engine on a GPU machine)."""
-    return compare(run_onnx(reference, crops.inputs), run(crops.inputs), tol, reference_name=Path(reference).name,
-                   candidate_name=name, source=crops.source)
+def onnx_vs_onnx(reference: Path, candidate: Path, crops: FaceCrops, tol: Tolerance) -> Comparison:
+    return compare_runners(onnxrt_runner(reference, Path(reference).name),
+                           onnxrt_runner(candidate, Path(candidate).name), _feeds(crops), tolerance=tol.as_dict())

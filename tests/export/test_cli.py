@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from trt_standin import make_standin
+from trt_standin import Gpu
 
 from fa3d.export import steps
 from fa3d.export.cli import main
@@ -144,14 +144,13 @@ def test_from_fp16_onnx_without_tensorrt(fp16_export, tmp_path, monkeypatch, cap
                                                      ("11.0", "model.fp16.onnx", [])])
 def test_from_onnx_fp16_with_standin(fp16_export, tmp_path, monkeypatch, capsys, version, source, flags):
     d = _copy_export(fp16_export["out"], tmp_path / "e")
-    fake = make_standin(version)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    fake = Gpu(version).install(monkeypatch, pycuda=False)
     rc = main(["--from-onnx", str(d / "model.onnx"), "--fp16", "--batch", "1:2:8", "--triton", str(tmp_path / "t")])
     assert rc == 0, capsys.readouterr()
     meta = read_sidecar(d / "model.plan")
     assert meta.precision == "fp16" and meta.engine["source_onnx"] == source
     assert meta.source_sha256 == sha256_file(d / source)
-    assert fake.record.values("set_flag") == flags
+    assert [f for f in fake.values("set_flag") if f != "TF32"] == flags
     assert (d / "timing.cache").is_file()
     cfg = (tmp_path / "t" / "fa3d" / "config.pbtxt").read_text()
     assert 'platform: "tensorrt_plan"' in cfg and (tmp_path / "t" / "fa3d" / "1" / "model.plan").is_file()
@@ -161,15 +160,30 @@ def test_from_onnx_fp16_on_11_converts_when_the_fp16_onnx_is_missing(fp16_export
     d = _copy_export(fp16_export["out"], tmp_path / "e")
     (d / "model.fp16.onnx").unlink()
     (d / "model.fp16.onnx.json").unlink()
-    monkeypatch.setitem(sys.modules, "tensorrt", make_standin("11.0"))
+    Gpu("11.0").install(monkeypatch, pycuda=False)
     assert main(["--from-onnx", str(d / "model.onnx"), "--fp16"]) == 0
-    assert "needs an FP16 ONNX: wrote" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "needs an FP16 ONNX: wrote" in out and "parity passed: model.fp16.onnx vs model.onnx" in out
     assert read_sidecar(d / "model.fp16.onnx").precision == "fp16"
+
+
+def test_from_onnx_fp16_on_10_12_parity_failure_builds_nothing(fp16_export, tmp_path, monkeypatch, capsys):
+    """The FP16 ONNX converted for a strongly typed build gets the parity check fa-export --fp16 runs."""
+    from fa3d.export import parity
+
+    d = _copy_export(fp16_export["out"], tmp_path / "e")
+    for name in ("model.fp16.onnx", "model.fp16.onnx.json"):
+        (d / name).unlink()
+    monkeypatch.setattr(parity, "FP16_TOLERANCE", parity.Tolerance(1e-9, 1e-9, 1e-9, 1e-9))
+    Gpu("10.12.0").install(monkeypatch, pycuda=False)
+    assert main(["--from-onnx", str(d / "model.onnx"), "--fp16"]) == steps.EXIT_CHECK_FAILED
+    assert "FP16 ONNX outside tolerance" in capsys.readouterr().err
+    assert not (d / "model.plan").exists()
 
 
 def test_parse_failure_exit_status(fp16_export, tmp_path, monkeypatch, capsys):
     d = _copy_export(fp16_export["out"], tmp_path / "e")
-    monkeypatch.setitem(sys.modules, "tensorrt", make_standin("8.6.1", parse_ok=False))
+    Gpu("8.6.1", parse_ok=False).install(monkeypatch, pycuda=False)
     assert main(["--from-onnx", str(d / "model.onnx")]) == steps.EXIT_BUILD_FAILED
     assert "could not parse" in capsys.readouterr().err
     assert not (d / "model.plan").exists()
