@@ -230,7 +230,7 @@ def compare_runners(reference: Any, candidate: Any, feeds: Feeds, *, tolerance: 
         raise ValueError("compare_runners needs a tolerance, a gate or both")
     log = pg_logger.G_LOGGER
     funcs = ([tolerance_compare(tolerance)] if tolerance is not None else []) + ([gate] if gate is not None else [])
-    with log.verbosity(log.ERROR):  # Polygraphy's per-output statistics and summaries stay quiet
+    with log.verbosity(log.CRITICAL):  # Polygraphy's statistics and summaries stay quiet: the caller reports
         results = pg_comparator.Comparator.run([reference, candidate], data_loader=list(feeds.feeds))
         accuracy = pg_comparator.Comparator.compare_accuracy(_joined(results), compare_func=funcs)
     pair = (reference.name, candidate.name)

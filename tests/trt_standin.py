@@ -453,12 +453,18 @@ def _builder_side(g: Gpu, trt: types.ModuleType) -> None:  # noqa: C901
 def _runtime_side(g: Gpu, trt: types.ModuleType) -> None:  # noqa: C901
     sessions: dict[str, Any] = {}
 
-    def onnx_outputs(path: str) -> dict[str, tuple]:
-        import onnx
+    def session(path: str) -> Any:
+        if path not in sessions:
+            from fa3d.runtime.backends.onnxrt import cpu_session
 
-        model = onnx.load(path, load_external_data=False)
-        return {o.name: tuple(d.dim_value if d.dim_value > 0 else -1 for d in o.type.tensor_type.shape.dim)
-                for o in model.graph.output}
+            sessions[path] = cpu_session(path, 1)
+        return sessions[path]
+
+    def onnx_outputs(path: str, size: int, input_name: str) -> dict[str, tuple]:
+        """Output shapes (batch -1) as one run at batch 1 gives them (the ONNX declares symbolic dims)."""
+        sess = session(path)
+        outs = sess.run(None, {input_name: np.zeros((1, 3, size, size), np.float32)})
+        return {o.name: (-1, *v.shape[1:]) for o, v in zip(sess.get_outputs(), outs)}
 
     class Engine(_Released):
         kind = "engine"
@@ -472,7 +478,7 @@ def _runtime_side(g: Gpu, trt: types.ModuleType) -> None:  # noqa: C901
                 self.outputs = {"landmarks": (-1, NUM_LANDMARKS, 3), "rotation": (-1, 3, 3),
                                 "dense": (-1, header["num_dense"], 3), "confidence": (-1, 1)}
             else:
-                self.outputs = onnx_outputs(header["onnx"])
+                self.outputs = onnx_outputs(header["onnx"], header["size"], header["input"])
             self.names = [header["input"], *self.outputs]
             self.num_io_tensors = len(self.names)
             self.num_layers = len(header["layers"])
@@ -579,11 +585,7 @@ def _runtime_side(g: Gpu, trt: types.ModuleType) -> None:  # noqa: C901
                         (-m if k == "dense" else m).reshape(-1, *([1] * (len(shape) - 1)))
                     outs[k] = np.broadcast_to(val, (len(x), *shape[1:]))
                 return outs
-            if h["onnx"] not in sessions:
-                from fa3d.runtime.backends.onnxrt import cpu_session
-
-                sessions[h["onnx"]] = cpu_session(h["onnx"], 1)
-            outs = sessions[h["onnx"]].run(list(self.engine.outputs), {h["input"]: x})
+            outs = session(h["onnx"]).run(list(self.engine.outputs), {h["input"]: x})
             return dict(zip(self.engine.outputs, outs))
 
     class Runtime(_Released):
