@@ -17,10 +17,11 @@ $(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e .
 	touch $@
 
-# test install: torch 2.13.0 first (pip takes the CPU build from local disk; a range would fetch CUDA)
+# test install: torch 2.13.0 first (pip takes the CPU build from local disk; a range would fetch CUDA); [ros] too,
+# so that the ROS 2 / Foxglove layer is tested (make run's base install stays lean)
 $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[train,export,dev]"
+	$(PIP) install --quiet -e ".[train,export,dev,ros]"
 	touch $@
 
 env-run: $(VENV)/.stamp-run

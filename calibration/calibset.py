@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fa3d.runtime.atomic import atomic_path
+from fa3d.runtime.atomic import atomic_open, is_special_file
 from fa3d.runtime.preprocess import PreprocessConfig, prepare, to_crop
 from fa3d.runtime.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, video_frames
 from fa3d.runtime.sources import list_images as _list_images
@@ -104,7 +104,7 @@ def _version() -> str:
 def save_calibration_set(cs: CalibrationSet, path: str | os.PathLike) -> Path:
     """Write ``cs`` atomically to ``path`` (a ``.npz``)."""
     path = Path(path)
-    if path.suffix != ".npz":
+    if path.suffix != ".npz" and not is_special_file(path):  # a device (/dev/null) is written in place
         raise ValueError(f"{path}: a calibration set file must end in .npz")
     arrays: dict[str, np.ndarray] = {
         "inputs": np.ascontiguousarray(cs.inputs, dtype=np.float32),
@@ -120,8 +120,8 @@ def save_calibration_set(cs: CalibrationSet, path: str | os.PathLike) -> Path:
         v = getattr(cs, key)
         if v is not None:
             arrays[key] = np.asarray(v, dtype=np.float32)
-    with atomic_path(path) as tmp:
-        np.savez_compressed(tmp, **arrays)
+    with atomic_open(path) as f:  # a file object: np.savez appends no .npz to a device's name
+        np.savez_compressed(f, **arrays)
     return path
 
 

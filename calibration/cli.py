@@ -14,7 +14,9 @@ of the training side: ``--dataset aflw19k --split val`` reads SRC as an aflw19k 
 K-th face of the split (research-only data: use it to measure, never ship the set).
 
 Exit codes: 0 written; 2 bad arguments or inputs (missing file, no face found, bad model sidecar, --out naming
-an input); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): no file is written.
+an input, the model's sidecar or a folder, or not ending in .npz: all checked before any work); 5 --out cannot
+be written (disk full, permission); 129 hung up (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM):
+no file is written.
 """
 
 from __future__ import annotations
@@ -67,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         if not e.code:
             raise
         return int(e.code)
-    from fa3d.runtime.cli_errors import EXIT_USAGE, check_outputs_not_inputs, graceful_signals
+    from fa3d.runtime.cli_errors import EXIT_USAGE, artifact_files, check_outputs_not_inputs, graceful_signals
 
-    if not check_outputs_not_inputs("fa-calib", {"--out": args.out}, [args.src, args.model]):
+    if not check_outputs_not_inputs("fa-calib", {"--out": args.out}, [args.src, *artifact_files(args.model)]):
+        return EXIT_USAGE
+    from fa3d.runtime.atomic import is_special_file
+
+    if Path(args.out).suffix != ".npz" and not is_special_file(args.out):
+        print(f"fa-calib: error: --out {args.out!r}: a calibration set file must end in .npz", file=sys.stderr)
         return EXIT_USAGE
     with graceful_signals() as guard:  # SIGTERM: the same clean stop as Ctrl-C
         try:
@@ -120,10 +127,16 @@ def _main(args) -> int:
             yaw = matrix_to_euler(run_model(args.model, cs.inputs)["rotation"])[:, 0]
             cs = cs.subset(spread_by_yaw(yaw, args.max))
             hist = yaw_histogram(yaw)
-        path = save_calibration_set(cs, args.out)
     except (CalibrationSetError, MetadataError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"fa-calib: {e}", file=sys.stderr)
         return 2
+    try:
+        path = save_calibration_set(cs, args.out)
+    except OSError as e:
+        from fa3d.runtime.cli_errors import EXIT_OUTPUT, os_error_text
+
+        print(f"fa-calib: error: cannot write --out: {os_error_text(e)}", file=sys.stderr)
+        return EXIT_OUTPUT
     summary = {"out": str(path), "count": len(cs), "source": cs.source, "input_size": config.input_size,
                "preprocess_fingerprint": config.fingerprint(), "predicted_yaw_histogram": hist}
     if args.json:

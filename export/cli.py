@@ -84,11 +84,12 @@ def _output_problem(args) -> str | None:
     is created if missing and must take a file; no output may be an input file."""
     import tempfile
 
-    from fa3d.runtime.cli_errors import output_clash
+    from fa3d.runtime.cli_errors import Output, artifact_files, output_clash
 
     out = args.out or (args.from_onnx.parent if args.from_onnx is not None else Path("fa3d-export"))
-    clash = output_clash({"--out": out, "--triton": args.triton}, [args.checkpoint, args.from_onnx, args.calib,
-                                                                    args.val])
+    clash = output_clash({"--out": Output(out, "folder"),
+                          "--triton": None if args.triton is None else Output(args.triton, "folder")},
+                         [args.checkpoint, *artifact_files(args.from_onnx), args.calib, args.val])
     if clash:
         return clash
     for option, folder in (("--out", out), ("--triton", args.triton)):

@@ -50,8 +50,9 @@ def copy_model(src: Path, dst: Path) -> None:
 def verify_int8(int8_onnx: Path, fp32_onnx: Path) -> dict:
     """Check that ``int8_onnx`` was made from ``fp32_onnx`` (hash) and passes the Q/DQ lint; its ``int8`` block.
 
-    Without the onnx package (the base install), the lint is replaced by the INT8 file's own hash, recorded
-    when it was made and linted (``int8_sha256``): an unchanged file passed the lint then.
+    The INT8 file's own hash, recorded when it was made, linted and gated (``int8_sha256``), is checked
+    always: a weight changed after gating passes the lint but was never gated. Without the onnx package (the
+    base install), that hash stands in for the lint: an unchanged file passed the lint then.
     """
     try:
         meta = read_sidecar(int8_onnx)
@@ -67,15 +68,21 @@ def verify_int8(int8_onnx: Path, fp32_onnx: Path) -> dict:
     from fa3d.calibration.lint import QdqLintError, lint_qdq
 
     block = dict(meta.model.get("int8") or {})
-    block["checked"] = "Q/DQ lint passed"
+    recorded = block.get("int8_sha256")
+    if recorded is not None and recorded != sha256_file(int8_onnx):  # checked always, onnx installed or not
+        raise Int8StepError("check", f"{int8_onnx} changed since it was made, linted and gated (its SHA-256 is not "
+                            f"the int8_sha256 {recorded} in its sidecar): a changed weight passes the Q/DQ lint "
+                            "but not the accuracy gate; recalibrate: fa-export --int8 --calib YOUR_FACES "
+                            "(maintainers: python -m fa3d.export.ship_int8)")
+    block["checked"] = "Q/DQ lint passed" + (", unchanged since it was gated (SHA-256)" if recorded else "")
     try:
         lint_qdq(int8_onnx)
     except QdqLintError as e:
         raise Int8StepError("check", f"{int8_onnx}: Q/DQ lint failed: {e}") from None
     except ImportError:
-        if block.get("int8_sha256") != sha256_file(int8_onnx):
-            raise Int8StepError("usage", f"{int8_onnx} changed since it was made and linted; checking it needs the "
-                                "onnx package: pip install 'fa3d[export]'") from None
+        if recorded is None:
+            raise Int8StepError("usage", f"{int8_onnx} records no SHA-256 of its own; checking it needs the onnx "
+                                "package: pip install 'fa3d[export]'") from None
         block["checked"] = "unchanged since its Q/DQ lint (SHA-256; no onnx package here to re-run the lint)"
     return block
 

@@ -17,8 +17,9 @@ Examples::
     fa-latency --candidates --json lat.json     # every design candidate of the edge preset
     fa-latency --checkpoint runs/edge/best.pt --onnx other.onnx
 
-Exit codes: 0 done, 2 usage (unknown preset or candidate, missing file, --json naming an input), 4 a model cannot be
-exported or loaded, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+Exit codes: 0 done, 2 usage (unknown preset or candidate, missing file, --json naming an input, a sidecar or a
+folder), 4 a model cannot be exported or loaded, 5 --json cannot be written (disk full, permission), 129 hung up
+(SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fa3d.runtime.atomic import atomic_path
+from fa3d.runtime.atomic import atomic_write_text
 from fa3d.runtime.backends.onnxrt import cpu_session
-from fa3d.runtime.cli_errors import check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
+from fa3d.runtime.cli_errors import (EXIT_OUTPUT, artifact_files, check_outputs_not_inputs, exit_codes_help,
+                                    int_at_least, os_error_text, stops_cleanly)
 from fa3d.runtime.clihelp import HelpFormatter
 from fa3d.runtime.timing import interleaved
 
@@ -254,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or args.calls < 1:
         print("fa-latency: --rounds and --calls must be >= 1", file=sys.stderr)
         return 2
-    if not check_outputs_not_inputs("fa-latency", {"--json": args.json_out}, args.checkpoint + args.onnx):
+    onnx_files = [f for path in args.onnx for f in artifact_files(path)]
+    if not check_outputs_not_inputs("fa-latency", {"--json": args.json_out}, args.checkpoint + onnx_files):
         return 2
     missing = [f for f in args.checkpoint + args.onnx if not Path(f).is_file()]
     if missing:
@@ -277,8 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure(contenders, threads, args.rounds, args.calls)
     _print(rows)
     if args.json_out:
-        with atomic_path(Path(args.json_out)) as t:
-            t.write_text(json.dumps({"reference": REFERENCE, "rows": rows}, indent=2))
+        try:
+            atomic_write_text(args.json_out, json.dumps({"reference": REFERENCE, "rows": rows}, indent=2))
+        except OSError as e:
+            print(f"fa-latency: error: cannot write --json: {os_error_text(e)}", file=sys.stderr)
+            return EXIT_OUTPUT
     return 0
 
 

@@ -205,6 +205,8 @@ class FaceAligner:
         self._last_eff: float | None = None
         self.last_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # seconds, of the latest call
         self._closed = False
+        self._closing = False  # close() has begun: no new call is accepted
+        self._frame_shape: tuple[int, int] | None = None  # video: the size of the previous frame
         #: faces whose model outputs were NaN or infinite: dropped (never reported), counted here
         self.nonfinite_faces = 0
         self._worker: LatestFrameWorker | None = None
@@ -272,8 +274,12 @@ class FaceAligner:
     def process_async(self, frame_bgr: np.ndarray, timestamp_ms: float) -> None:
         """LIVE_STREAM: hand a frame to the worker and return; ``options.result_callback`` gets its faces.
 
-        Timestamps as for :meth:`process_video`. A frame that arrives while another still waits replaces it (the drop
-        policy; ``dropped_frames`` counts them). An exception of the worker is raised by the next call."""
+        The frame is COPIED before this returns: a camera loop may refill the same buffer at once (what
+        OpenCV's ``read(image)`` and most capture APIs do), and the callback gets the faces of the frame that
+        was submitted, with that frame. Timestamps as for :meth:`process_video`. A frame that arrives while
+        another still waits replaces it (the drop policy; ``dropped_frames`` counts them). An exception of the
+        worker (or of the callback) is raised by the next call. Inside ``result_callback``, calls that wait
+        for the worker (:meth:`wait_idle`, :meth:`close`) raise RuntimeError: they would wait for themselves."""
         with self._lock:
             self._check_open()
             self._check_mode("process_async", RunningMode.LIVE_STREAM)
@@ -282,7 +288,7 @@ class FaceAligner:
             if self._worker is None:
                 self._worker = LatestFrameWorker(self._process_locked, self.options.result_callback)
             worker = self._worker
-        worker.submit(frame_bgr, t_eff)
+        worker.submit(np.array(frame_bgr, copy=True), t_eff)  # the worker's own copy: the caller owns its buffer
 
     @property
     def dropped_frames(self) -> int:
@@ -290,12 +296,15 @@ class FaceAligner:
         return self._worker.dropped if self._worker is not None else 0
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """LIVE_STREAM: block until every accepted frame is processed (True) or ``timeout`` s pass (False)."""
-        return self._worker.wait_idle(timeout) if self._worker is not None else True
+        """LIVE_STREAM: block until every accepted frame is processed (True) or ``timeout`` s pass (False).
+        Inside ``result_callback`` it raises RuntimeError (it would wait for itself)."""
+        worker = self._worker
+        return worker.wait_idle(timeout) if worker is not None else True
 
     def _process_locked(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
         with self._lock:
-            self._check_open()
+            if self._closed:  # frames accepted before close() are still processed while it waits for them
+                raise RuntimeError("this FaceAligner is closed")
             return self._tracked(frame_bgr, timestamp_ms)
 
     def _tracked(self, frame_bgr: np.ndarray, timestamp_ms: float) -> list[FaceResult]:
@@ -304,6 +313,13 @@ class FaceAligner:
             o = self.options
             self._tracker = FaceTracker(self.detector, TrackerOptions(
                 det_every_n=o.det_every_n, min_confidence=o.min_confidence, max_faces=o.max_faces))
+        shape = (int(frame_bgr.shape[0]), int(frame_bgr.shape[1]))
+        if self._frame_shape is not None and shape != self._frame_shape:
+            # another frame size: the tracks' boxes are scaled to it and confirmed by a detection on this frame;
+            # smoothing restarts (it would blend pixel positions of two sizes)
+            self._tracker.frame_resized(self._frame_shape, shape)
+            self._smoothers.clear()
+        self._frame_shape = shape
         timings = dict.fromkeys(STAGES, 0.0)
         t0 = time.perf_counter()
         boxes, ids, _ = self._tracker.boxes_for_frame(frame_bgr)
@@ -323,10 +339,17 @@ class FaceAligner:
             self._tracker = None
             self._smoothers.clear()
             self._last_ts = self._last_eff = None
+            self._frame_shape = None
 
     def close(self) -> None:
-        """Finish LIVE_STREAM work (frames already accepted), then release the backend."""
-        worker, self._worker = self._worker, None
+        """Finish LIVE_STREAM work (frames already accepted), stop the worker thread (it has ended when this
+        returns, whatever other thread was submitting a frame meanwhile), then release the backend. Inside
+        ``result_callback`` it raises RuntimeError: it would wait for the callback that called it."""
+        with self._lock:  # from here on no call starts a worker or hands it a frame
+            if self._worker is not None:
+                self._worker.refuse_waiting_here("close()")
+            self._closing = True
+            worker, self._worker = self._worker, None
         try:
             if worker is not None:
                 worker.close()  # raises a kept worker error, after the backend is released below
@@ -344,7 +367,7 @@ class FaceAligner:
 
     # ------------------------------------------------------------------ internals
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed or self._closing:
             raise RuntimeError("this FaceAligner is closed")
 
     def _check_mode(self, call: str, mode: RunningMode) -> None:
@@ -373,6 +396,11 @@ class FaceAligner:
                              "(convert with cv2.cvtColor / astype(np.uint8))")
         if frame.shape[0] == 0 or frame.shape[1] == 0:
             raise ValueError(f"the frame is empty ({frame.shape[1]}x{frame.shape[0]} pixels)")
+
+    def intrinsics_for(self, frame: np.ndarray) -> CameraIntrinsics | None:
+        """The intrinsics head poses are solved with for ``frame``: the given ones, a guess from ``fov_deg``
+        for this frame's size, or None."""
+        return self._intrinsics(frame)
 
     def _intrinsics(self, frame: np.ndarray) -> CameraIntrinsics | None:
         o = self.options

@@ -25,8 +25,9 @@ Text output::
 
 ``--json OUT``: ``{"machine": {...}, "model": [rows as above], "pipeline": <summary> | null}``.
 
-Exit codes: 0 done, 2 usage (also --json naming an input), 3 video not found, 4 model cannot be loaded,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+Exit codes: 0 done, 2 usage (also --json naming an input, a model's sidecar or a folder), 3 video not found,
+4 model cannot be loaded, 5 --json cannot be written (disk full, permission), 129 hung up (SIGHUP), 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM).
 
 PyTorch rows (``--checkpoint``) come from ``fa-bench-torch``, the same command with a PyTorch timer plugged in
 (:mod:`fa3d.training.bench_torch`): the runtime never imports torch or the training package, so plain
@@ -45,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_errors import EXIT_USAGE, check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
+from .cli_errors import (EXIT_OUTPUT, EXIT_USAGE, artifact_files, check_outputs_not_inputs, exit_codes_help,
+                         int_at_least, os_error_text, stops_cleanly)
 from .clihelp import HelpFormatter
 from .policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES, MAX_FACES_PER_CALL
 from .timing import summarize_ms, time_calls
@@ -147,8 +149,10 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    default_files = _shipped_inputs(args)
     if not check_outputs_not_inputs(prog, {"--json": args.json_out},
-                                    [args.model, args.int8, args.engine, args.checkpoint, args.video]):
+                                    [*artifact_files(args.model), *artifact_files(args.int8),
+                                     *artifact_files(args.engine), args.checkpoint, args.video, *default_files]):
         return EXIT_USAGE
     if args.checkpoint and checkpoint_timer is None:
         print("fa-bench: error: --checkpoint times PyTorch, which the runtime never imports: run the same command "
@@ -192,9 +196,29 @@ def main(argv: list[str] | None = None, checkpoint_timer: CheckpointTimer | None
     if args.json_out:
         from .atomic import atomic_write_text
 
-        atomic_write_text(args.json_out, json.dumps({"machine": machine_info(), "model": rows,
-                                                     "pipeline": pipeline}, indent=2) + "\n")
+        try:
+            atomic_write_text(args.json_out, json.dumps({"machine": machine_info(), "model": rows,
+                                                         "pipeline": pipeline}, indent=2) + "\n")
+        except OSError as e:
+            print(f"{prog}: error: cannot write --json: {os_error_text(e)}", file=sys.stderr)
+            return EXIT_OUTPUT
     return 0
+
+
+def _shipped_inputs(args) -> list:
+    """The shipped files this run reads: the default model and its sidecar (no model named), the sample clip
+    (no --video)."""
+    from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
+
+    files: list = []
+    try:
+        if not (args.model or args.int8 or args.engine or args.checkpoint):
+            files += artifact_files(default_model_path())
+        if not args.video:
+            files.append(sample_clip_path())
+    except DefaultModelMissing:
+        pass
+    return files
 
 
 def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:

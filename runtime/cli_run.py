@@ -1,10 +1,11 @@
-"""fa-run: 3D face alignment on a camera, a video, images or a stream, with tracking.
+"""fa-run: 3D face alignment on a camera, a video, images, a stream or a ROS bag, with tracking.
 
 Examples::
 
     fa-run --engine model.plan --camera 0
     fa-run --model model.onnx --source clip.mp4 --output out.mp4 --json out.jsonl --headless
     fa-run                       # the shipped default model on CPU, on the bundled sample clip
+    fa-run --source in_bag --topic /camera/image_raw --out-bag out_bag --headless   # ROS 2: docs/ros2.md
 
 Without a model argument the shipped default model runs on CPU; without a source the bundled sample clip.
 
@@ -30,14 +31,22 @@ never leaves half a line)::
 
 Coordinates are rounded to 0.01 px, in the pixels of the image as read (never resized). ``--output`` may be
 a video (.mp4, .avi, .mkv; written under a temporary name and renamed at the end), an image (.png, .jpg:
-for a single image) or a folder (one annotated image per frame). On Ctrl-C the run stops, the outputs
-written so far are kept as valid, shorter files, the timings are printed and the exit code is 130. On any
-error the video and the JSON lines are removed (images already written to an output folder stay).
+for a single image) or a folder (one annotated PNG per frame; an image keeps its whole name plus ``.png``:
+``face.jpg`` -> ``face.jpg.png``, so ``face.jpg`` and ``face.png`` never collide). Every output is checked
+before any work: a folder where a file is wanted, an output that names an input (the model's sidecar
+included) or another output, an annotation that would overwrite a source image, an output folder that is
+the source folder: one line, exit 2. A device or FIFO (``--json /dev/null``, a pipe) is written in place and
+never removed. On Ctrl-C, SIGTERM or SIGHUP the run stops, the outputs written so far are kept as valid,
+shorter files, the timings are printed and the exit code is 130, 143 or 129. On any error the video and the
+JSON lines are removed (images already written to an output folder stay).
 
-Exit codes: 0 done; 2 usage error; 3 source not found / cannot be opened / nothing decodable;
-4 model or sidecar missing, invalid or incompatible (wrong TensorRT version, GPU or metadata schema);
-5 an output cannot be written (or would overwrite the input: refused before anything runs, exit 2);
-130 interrupted (Ctrl-C); 143 terminated (SIGTERM, e.g. ``docker stop``, systemd): finalised like Ctrl-C.
+Exit codes: 0 done; 2 usage error (also an output refused before the run, see above; bad --intrinsics; a bag
+with several image topics and no --topic, --out-bag exists, the fa3d[ros] extra missing); 3 source not found /
+cannot be opened / nothing decodable (also: a corrupt or truncated bag, no such --topic, an image encoding fa3d
+does not read, no CameraInfo on the --camera-info topic); 4 model or sidecar missing, invalid or incompatible
+(wrong TensorRT version, GPU or metadata schema, a number out of range); 5 an output cannot be written (disk
+full, permission; the Foxglove port taken); 129 hung up (SIGHUP: the terminal or SSH session closed), 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. ``docker stop``, systemd): all three finalised like Ctrl-C.
 In an image folder, an image that cannot be decoded or is too small to hold a face is skipped and counted.
 """
 
@@ -62,8 +71,10 @@ _POSITIVE = float_in(0.0, 1e6, low_open=True)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fa-run", description=__doc__.split("\n\n")[0],
-                                epilog="Exit codes: 0 ok, 2 usage, 3 source, 4 model/sidecar, 5 output, "
-                                       "130 interrupted (Ctrl-C), 143 terminated (SIGTERM; outputs finalised as on Ctrl-C). The JSON-lines schema is in `python -m pydoc "
+                                epilog="Exit codes: 0 ok, 2 usage (also an output refused before the run), 3 source "
+                                       "(also a bad bag), 4 model/sidecar, 5 output cannot be written, 129 hung up "
+                                       "(SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); on 129, 130 and "
+                                       "143 the outputs are finalised. The JSON-lines schema is in `python -m pydoc "
                                        "fa3d.runtime.cli_run`.",
                                 formatter_class=HelpFormatter)
     m = p.add_mutually_exclusive_group()
@@ -71,12 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: the model shipped inside fa3d)")
     m.add_argument("--engine", help="TensorRT engine .plan (with its .plan.json sidecar), run by TensorRT + pycuda")
     s = p.add_mutually_exclusive_group()
-    s.add_argument("--source", help="video file, image, folder of images, rtsp:// URL, or a GStreamer pipeline "
-                                    "ending in appsink (default: the bundled sample clip)")
+    s.add_argument("--source", help="video file, image, folder of images, rtsp:// URL, a GStreamer pipeline "
+                                    "ending in appsink, or a ROS bag (rosbag2 folder, .mcap, .db3, ROS 1 .bag; "
+                                    "fa3d[ros]) (default: the bundled sample clip)")
     s.add_argument("--camera", help="camera: an index (0, V4L2 on Linux), a device path (/dev/video0) or a "
                                     "GStreamer pipeline ending in appsink")
     p.add_argument("--output", help="annotated output: a video (.mp4, .avi, .mkv), an image (.png, .jpg; one "
-                                    "image source) or a folder (one annotated image per frame)")
+                                    "image source) or a folder (one annotated PNG per frame; face.jpg -> "
+                                    "face.jpg.png)")
     p.add_argument("--json", dest="json_out", help="JSON lines to write, one record per frame (schema: see module doc)")
     p.add_argument("--headless", action="store_true", help="never open a window (also implied without a display)")
     p.add_argument("--max-frames", type=int_at_least(1), help="stop after this many frames")
@@ -100,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth-beta", type=float_in(0.0, 1e6), default=0.01, help="One Euro speed coefficient: higher = less lag")
     p.add_argument("--smooth-d-cutoff", type=_POSITIVE, default=1.0, help="One Euro derivative cut-off (Hz)")
     p.add_argument("--dense", action="store_true", help="include the dense points in the JSON lines")
+    from .ros import fa_run as ros_run
+
+    ros_run.add_arguments(p)  # --source BAG options, --out-bag, --foxglove, --record
     return p
 
 
@@ -113,25 +129,67 @@ def _err(msg: str) -> None:
     cli_errors.error("fa-run", msg)
 
 
+def _source_images(args) -> list[Path]:
+    """The image files of an image or image-folder ``--source`` (none for other sources)."""
+    from .sources import IMAGE_SUFFIXES, list_images
+
+    src = Path(args.source) if args.source is not None else None
+    if src is not None and src.is_dir():
+        return list_images(src)
+    if src is not None and src.suffix.lower() in IMAGE_SUFFIXES:
+        return [src]
+    return []
+
+
+def _planned_outputs(args, images: list[Path]) -> dict:
+    """``--output`` and ``--json`` as :class:`~fa3d.runtime.output_check.Output` s: their kind, and for an
+    output folder of an image source the files it will write (checked against the images before the run)."""
+    from .output_check import Output
+    from .outputs import annotated_name, output_kind
+
+    plan: dict = {"--json": args.json_out}
+    if args.output:
+        if output_kind(args.output) != "folder":
+            plan["--output"] = Output(args.output)
+        else:
+            folder = Path(args.output)
+            plan["--output"] = Output(folder, "folder", tuple(folder / annotated_name(p, 0) for p in images))
+    return plan
+
+
 def _check_args(args) -> str | None:
-    """A one-line usage problem with the arguments, or None."""
-    from .outputs import output_kind
+    """A one-line usage problem with the arguments, or None: every output is checked here, before any work
+    (kind, clashes with each other and with every input: source and its images, model and sidecar, ...)."""
+    from .output_check import Output, artifact_files, output_clash
 
     try:
-        if args.output:
-            output_kind(args.output)
-    except ValueError as e:
+        images = _source_images(args)
+        outputs = _planned_outputs(args, images)
+    except (ValueError, OSError) as e:
         return str(e)
     if args.intrinsics and args.fov:
         return "give --intrinsics or --fov, not both"
-    inputs = [args.source, args.model, args.engine, args.intrinsics,
+    from .ros import fa_run as ros_run
+
+    problem = ros_run.check_args(args)
+    if problem:
+        return problem
+    inputs = [args.source, *images, *artifact_files(args.model), *artifact_files(args.engine), args.intrinsics,
               None if args.detector in ("haar", "blazeface") else args.detector]
     if args.source is None and args.camera is None:  # the bundled sample clip is an input too
         from .default_model import DefaultModelMissing, sample_clip_path
 
         with contextlib.suppress(DefaultModelMissing):
             inputs.append(sample_clip_path())
-    return cli_errors.output_clash({"--output": args.output, "--json": args.json_out}, inputs)
+    if args.model is None and args.engine is None:  # the shipped default model: its files are inputs too
+        from .default_model import DefaultModelMissing, default_model_path
+
+        with contextlib.suppress(DefaultModelMissing):
+            inputs += artifact_files(default_model_path())
+    if args.out_bag:
+        outputs["--out-bag"] = Output(args.out_bag, "folder")
+    outputs["--record"] = args.record
+    return output_clash(outputs, inputs)
 
 
 @stops_cleanly("fa-run")
@@ -161,7 +219,7 @@ def _main(args, guard) -> int:
     from .metadata import MetadataError
     from .outputs import output_kind
     from .smoothing import OneEuroOptions
-    from .sources import ImageSource, SourceError, open_source
+    from .sources import ImageSource, SourceError, is_ros_bag, open_source
 
     try:
         intrinsics = CameraIntrinsics.load(args.intrinsics) if args.intrinsics else None
@@ -184,10 +242,21 @@ def _main(args, guard) -> int:
             spec = args.source
         else:
             spec = str(sample_clip_path())
-        source = open_source(spec)
+        if args.camera is None and is_ros_bag(spec):
+            from .ros import fa_run as ros_run
+
+            try:
+                source = ros_run.open_bag(args)
+            except ros_run.TopicChoiceError as e:  # several image topics and no --topic
+                _err(str(e))
+                return EXIT_USAGE
+        else:
+            source = open_source(spec)
     except (SourceError, DefaultModelMissing) as e:
         _err(str(e))
         return EXIT_SOURCE
+    if getattr(source, "intrinsics", None) is not None and options.intrinsics is None and options.fov_deg is None:
+        options = dataclasses.replace(options, intrinsics=source.intrinsics)  # a bag's CameraInfo
     if out_kind == "image" and not (isinstance(source, ImageSource) and source.count == 1):
         source.close()
         _err(f"--output {args.output}: an image output takes a single image source; give a folder name "
@@ -219,11 +288,11 @@ def _main(args, guard) -> int:
                 _err(str(e))
                 return EXIT_MODEL
             except OSError as e:
-                _err(f"cannot write an output: {e}")
+                _err(f"cannot write an output: {cli_errors.os_error_text(e)}")
                 return EXIT_OUTPUT
     print(report.format_table())
     if report.interrupted:
-        outs = [p for p in (args.output, args.json_out) if p]
+        outs = [p for p in (args.output, args.json_out, args.out_bag, args.record) if p]
         print(f"fa-run: {guard.name} after {report.frames} frames; finalised {', '.join(outs) or 'no outputs'}",
               file=sys.stderr)
         return guard.interrupted()
@@ -249,6 +318,7 @@ def _run(aligner, source, args, track: bool):
     from .draw import draw_results
     from .frame_loop import run_pipeline
     from .outputs import JsonLinesWriter, open_annotated
+    from .ros import fa_run as ros_run
 
     show = not args.headless and display_available()
     with contextlib.ExitStack() as stack:
@@ -258,10 +328,15 @@ def _run(aligner, source, args, track: bool):
             stack.callback(jl.close)
         if show:
             stack.callback(cv2.destroyAllWindows)
+        ros = None
+        if ros_run.wanted(args):
+            ros = stack.enter_context(ros_run.RosOutputs(args, aligner))
 
         def sink(frame, faces):
             if jl is not None:
                 jl.write(record(frame, faces, args.dense))
+            if ros is not None:
+                ros.write(frame, faces)
             if annotated is None and not show:
                 return None
             canvas = draw_results(frame.image, faces)

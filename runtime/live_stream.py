@@ -1,4 +1,9 @@
-"""The LIVE_STREAM worker of a FaceAligner: one thread, the latest frame wins, results to a callback."""
+"""The LIVE_STREAM worker of a FaceAligner: one thread, the latest frame wins, results to a callback.
+
+The contract, in every order of calls: :meth:`LatestFrameWorker.close` returns only when the thread has
+ended; waiting for the worker from the worker's own thread (``wait_idle()`` or ``close()`` inside the
+result callback) raises :class:`RuntimeError` at once instead of waiting for itself forever.
+"""
 
 from __future__ import annotations
 
@@ -40,13 +45,27 @@ class LatestFrameWorker:
             self._pending = (frame, timestamp_ms)
             self._cond.notify_all()
 
+    def on_worker_thread(self) -> bool:
+        """True when called from the worker's own thread (inside the result callback)."""
+        return threading.current_thread() is self._thread
+
+    def refuse_waiting_here(self, call: str) -> None:
+        """Raise if ``call`` (which waits for the worker) is made from the worker's thread: it would wait for
+        itself forever."""
+        if self.on_worker_thread():
+            raise RuntimeError(f"{call} was called inside result_callback, on the live-stream worker thread: it "
+                               "would wait for that callback to end, i.e. for itself; call it from another "
+                               "thread (e.g. the camera loop)")
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no frame waits or runs (True), or ``timeout`` seconds pass (False)."""
+        self.refuse_waiting_here("wait_idle()")
         with self._cond:
             return self._cond.wait_for(lambda: self._pending is None and not self._busy, timeout)
 
     def close(self) -> None:
         """Finish the frame that runs and the one that waits, then stop the thread; raise a kept error."""
+        self.refuse_waiting_here("close()")
         with self._cond:
             self._stopping = True
             self._cond.notify_all()

@@ -4,6 +4,12 @@ A checkpoint carries it inside; an ONNX file or TensorRT engine has it in a side
 ``<artifact>.json`` (``model.onnx.json``, ``model.plan.json``). The runtime reads nothing about a model
 from anywhere else: input size, normalisation, channel order, output layout, landmark schema and pose
 convention all come from here.
+
+:func:`read_metadata` is the one sidecar reader. A sidecar is data from outside: it is read within bounds
+(:mod:`fa3d.runtime.jsonfile`: at most 1 MiB, nested at most 32 deep, finite numbers only) and every number
+is checked for its type and range (integers where integers belong, ``num_dense`` <= :data:`MAX_DENSE`, the
+preprocessing's ranges in :class:`~fa3d.runtime.preprocess.PreprocessConfig`); anything else is one
+:class:`MetadataError`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
-from .preprocess import PreprocessConfig
+from .jsonfile import JsonFileError, read_json_file
+from .preprocess import PreprocessConfig, strict_int
 from .schema import NUM_LANDMARKS, SCHEMA_NAME
 
 SCHEMA_ID = "fa3d.artifact"
@@ -25,6 +32,8 @@ POSE_CONVENTION = "pose_para_ypr_deg"  # see fa3d.runtime.pose
 FORMATS = ("checkpoint", "onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "input"
+#: the most dense points an artifact may declare (the output is B x N x 3 floats: memory stays bounded)
+MAX_DENSE = 100_000
 #: output name -> layout; "B" is the batch, "N" the dense point count. Coordinates are crop pixels.
 OUTPUT_LAYOUTS: dict[str, str] = {
     "landmarks": "B,68,3 crop pixels (x, y down, z near)",
@@ -68,8 +77,9 @@ class ArtifactMetadata:
                             f"{SCHEMA_NAME}/{NUM_LANDMARKS}")
         if self.pose_convention != POSE_CONVENTION:
             problems.append(f"pose convention {self.pose_convention!r} is not {POSE_CONVENTION!r}")
-        if not isinstance(self.num_dense, int) or self.num_dense < 0:
-            problems.append(f"num_dense must be a non-negative integer, got {self.num_dense!r}")
+        n = self.num_dense
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_DENSE:
+            problems.append(f"num_dense must be an integer in [0, {MAX_DENSE}], got {self.num_dense!r}")
         missing = [o for o in OUTPUT_LAYOUTS if o not in self.outputs]
         if missing:
             problems.append(f"outputs lack {missing}")
@@ -112,14 +122,15 @@ class ArtifactMetadata:
                 format=d["format"], precision=d["precision"], input_name=inp["name"],
                 preprocess=PreprocessConfig.from_dict(inp["preprocess"]),
                 outputs=tuple(o["name"] for o in d["outputs"]), landmark_schema=d["landmark_schema"],
-                num_landmarks=int(d["num_landmarks"]), num_dense=int(d["num_dense"]),
+                num_landmarks=strict_int(d["num_landmarks"], "num_landmarks"),
+                num_dense=strict_int(d["num_dense"], "num_dense", 0, MAX_DENSE),
                 pose_convention=d["pose_convention"], model=dict(d.get("model") or {}),
                 producer=dict(d.get("producer") or {}), source_sha256=d.get("source_sha256"),
                 engine=d.get("engine"), schema_version=version,
             )
         except KeyError as e:
             raise MetadataError(f"{where}: metadata lacks the key {e.args[0]!r}") from None
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, ArithmeticError) as e:
             raise MetadataError(f"{where}: {e}") from None
 
     def with_(self, **changes: Any) -> "ArtifactMetadata":
@@ -149,9 +160,9 @@ def read_metadata(path: str | os.PathLike) -> ArtifactMetadata:
         raise MetadataError(f"{path}: metadata file not found; every fa3d artifact needs its JSON sidecar "
                             "(re-run fa-export to make one)")
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MetadataError(f"{path}: unreadable metadata JSON ({e}); re-run fa-export to rewrite it") from None
+        d = read_json_file(path)  # bounded: size, nesting depth, finite numbers only
+    except (OSError, JsonFileError) as e:
+        raise MetadataError(f"unreadable metadata JSON: {e}; re-run fa-export to rewrite it") from None
     return ArtifactMetadata.from_dict(d, where=str(path))
 
 

@@ -4,12 +4,16 @@ JSON lines (:class:`JsonLinesWriter`) go straight to the named file, one ``os.wr
 record, so ``tail -f`` follows a camera run and a crash (or kill) never leaves a half-written line: a record
 is either entirely in the file or not at all (a short write, e.g. a full disk, is cut back to the last whole
 line before the error is raised). On an error the caller discards the file; on Ctrl-C it keeps the lines.
+A device or FIFO (``/dev/null``, a pipe to another program) is written in place and never truncated or
+removed.
 
 Annotated output (:func:`open_annotated`), by the ``--output`` name: ``.mp4``/``.avi``/``.mkv`` a video
 (written under a temporary name, renamed at the end); ``.png``/``.jpg``/``.jpeg``/``.bmp`` one image (a
 single-image source only); a name without a suffix, or an existing folder, a folder with one annotated
-image per frame (images keep their file name, video frames become ``frame_000000.png``, ...), each written
-atomically. Frames of another size than the first are scaled to fit the video and padded, never stretched.
+PNG per frame, each written atomically: an image keeps its whole file name, extension included, with
+``.png`` added (:func:`annotated_name`: ``face.jpg`` -> ``face.jpg.png``, ``face.png`` -> ``face.png.png``,
+so two images with the same stem never collide), a video frame becomes ``frame_000000.png``, ...
+Frames of another size than the first are scaled to fit the video and padded, never stretched.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -35,10 +40,10 @@ def output_kind(path: str) -> str:
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in VIDEO_FOURCC:
-        return "video"
+        return "video"  # an existing folder of that name is refused by the output check, before any work
     if suffix in IMAGE_OUT_SUFFIXES:
         return "image"
-    if p.is_dir() or suffix == "":
+    if p.is_dir() or (suffix == "" and not p.exists()):
         return "folder"
     raise ValueError(f"--output must be a video ({', '.join(VIDEO_FOURCC)}), an image "
                      f"({', '.join(IMAGE_OUT_SUFFIXES)}) or a folder, got {path!r}")
@@ -58,10 +63,19 @@ def fit_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def annotated_name(frame_path: str | os.PathLike | None, index: int) -> str:
+    """The file name of a frame's annotation in an output folder: the image's whole name plus ``.png``
+    (``face.jpg`` -> ``face.jpg.png``), or ``frame_000042.png`` for a video frame."""
+    return f"{Path(frame_path).name}.png" if frame_path else f"frame_{index:06d}.png"
+
+
 class JsonLinesWriter:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        #: a regular file (truncated back on a short write, removed by discard); else a device or FIFO,
+        #: written in place and never truncated or removed
+        self.regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
         self._size = 0
 
     def write(self, record: dict) -> None:
@@ -70,9 +84,11 @@ class JsonLinesWriter:
         try:
             while done < len(data):
                 done += os.write(self._fd, data[done:])
-        except OSError:
-            os.ftruncate(self._fd, self._size)  # never a half line
-            raise
+        except OSError as e:
+            if self.regular:
+                with contextlib.suppress(OSError):  # never a half line; the write's own error is the one to report
+                    os.ftruncate(self._fd, self._size)
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
         self._size += len(data)
 
     def close(self) -> None:
@@ -81,9 +97,11 @@ class JsonLinesWriter:
             self._fd = None
 
     def discard(self) -> None:
+        """Close, and remove the file if it is a regular file (a device or FIFO is never removed)."""
         self.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self.regular:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
 
 class _VideoOut:
@@ -133,9 +151,7 @@ class _FolderOut:
         self.path.mkdir(parents=True, exist_ok=True)
 
     def write(self, frame, canvas: np.ndarray) -> None:
-        src = getattr(frame, "path", None)
-        name = Path(src).stem + ".png" if src else f"frame_{frame.index:06d}.png"
-        target = self.path / name
+        target = self.path / annotated_name(getattr(frame, "path", None), frame.index)
         atomic_write_bytes(target, _encode(target, canvas))
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -32,6 +33,39 @@ from .pose import in_plane_rotation
 
 PREPROCESS_VERSION = 1
 DEFAULT_CROP_SCALE = float(np.sqrt(2.0))
+
+
+#: the largest model input side (a crop of S x S x 3 floats per face: memory stays bounded)
+MAX_INPUT_SIZE = 4096
+MAX_CROP_SCALE = 10.0
+MAX_STD = 1000.0
+
+
+def strict_int(v, name: str, low: int | None = None, high: int | None = None) -> int:
+    """``v`` as an int if it is an integer (an integral float such as 64.0 too; never a bool, NaN or
+    infinity) within [low, high]; ValueError naming ``name`` otherwise."""
+    ok = isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    if not ok and isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        ok = True
+    if not ok or (low is not None and v < low) or (high is not None and v > high):
+        rng = "" if low is None and high is None else f" in [{low}, {high}]" if high is not None else f" >= {low}"
+        raise ValueError(f"{name} must be an integer{rng}, got {v!r}")
+    return int(v)
+
+
+def _real(v, name: str) -> float:
+    """``v`` as a finite float (never a bool or a string); ValueError naming ``name`` otherwise."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(v):
+        raise ValueError(f"{name} must hold finite numbers, got {v!r}")
+    return float(v)
+
+
+def _finite_in(v, low: float, high: float) -> bool:
+    try:
+        return math.isfinite(v) and low <= v <= high
+    except TypeError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -48,16 +82,20 @@ class PreprocessConfig:
     version: int = PREPROCESS_VERSION
 
     def __post_init__(self) -> None:
-        if int(self.input_size) != self.input_size or self.input_size < 8:
-            raise ValueError(f"input_size must be an integer >= 8, got {self.input_size!r}")
-        if not self.crop_scale > 0:
-            raise ValueError(f"crop_scale must be positive, got {self.crop_scale!r}")
+        strict_int(self.input_size, "input_size", 8, MAX_INPUT_SIZE)
+        if not _finite_in(self.crop_scale, 0.0, MAX_CROP_SCALE) or self.crop_scale == 0:
+            raise ValueError(f"crop_scale must be a number in (0, {MAX_CROP_SCALE:g}], got {self.crop_scale!r}")
         if self.channel_order not in ("RGB", "BGR"):
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
         if self.interpolation not in _INTERP:
             raise ValueError(f"interpolation must be one of {sorted(_INTERP)}, got {self.interpolation!r}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError("mean and std need three values each, std positive")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("mean and std need three values each")
+        if not all(_finite_in(v, 0.0, 255.0) for v in self.mean):
+            raise ValueError(f"mean must hold three finite numbers in [0, 255] (pixel values), got {list(self.mean)}")
+        if not all(_finite_in(v, 0.0, MAX_STD) and v > 0 for v in self.std):
+            raise ValueError(f"std must hold three finite numbers in (0, {MAX_STD:g}], got {list(self.std)}")
+        strict_int(self.border_value, "border_value", 0, 255)
         if self.version != PREPROCESS_VERSION:
             raise ValueError(f"preprocessing version {self.version} is not supported by this fa3d "
                              f"(it implements version {PREPROCESS_VERSION}); upgrade fa3d or re-export the model")
@@ -69,11 +107,14 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessConfig":
+        """From a sidecar's ``preprocess`` block: every number type- and range-checked (ValueError)."""
         try:
-            return cls(input_size=int(d["input_size"]), crop_scale=float(d["crop_scale"]),
-                       mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
+            return cls(input_size=strict_int(d["input_size"], "input_size"),
+                       crop_scale=_real(d["crop_scale"], "crop_scale"),
+                       mean=tuple(_real(v, "mean") for v in d["mean"]), std=tuple(_real(v, "std") for v in d["std"]),
                        channel_order=str(d["channel_order"]), interpolation=str(d["interpolation"]),
-                       border_value=int(d["border_value"]), version=int(d["version"]))
+                       border_value=strict_int(d["border_value"], "border_value"),
+                       version=strict_int(d["version"], "version"))
         except KeyError as e:
             raise ValueError(f"preprocessing description lacks the key {e.args[0]!r}") from None
 

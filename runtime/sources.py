@@ -28,6 +28,8 @@ import numpy as np
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 #: video files fa-calib and fa-label recognise by name (fa-run opens anything that is not an image as a video)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+#: ROS bag files (rosbag2 MCAP / sqlite3 storage, ROS 1); a folder with a metadata.yaml is a rosbag2 bag too
+BAG_SUFFIXES = (".mcap", ".db3", ".bag")
 MAX_CONSECUTIVE_FAILURES = 25
 #: images whose shorter side is below this are skipped (no face fits; OpenCV's resizes fail on them)
 MIN_IMAGE_SIDE = 16
@@ -38,6 +40,13 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     folder = Path(folder)
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def is_ros_bag(spec: str | os.PathLike) -> bool:
+    """Whether ``spec`` names a ROS bag: a :data:`BAG_SUFFIXES` file or a rosbag2 folder (``metadata.yaml``).
+    fa-run reads bags through :class:`fa3d.runtime.ros.bag_source.BagSource` (the ``fa3d[ros]`` extra)."""
+    path = Path(spec)
+    return path.suffix.lower() in BAG_SUFFIXES or (path / "metadata.yaml").is_file()
 
 
 class SourceError(RuntimeError):
@@ -303,8 +312,10 @@ def _camera_opener(index: int) -> Opener:
 def open_source(spec: str | int, **live_options) -> FrameSource:
     """``0`` / ``"0"``: camera index (V4L2 on Linux); ``/dev/video0``, ``/dev/v4l/by-id/...``: a V4L2 device
     path; ``rtsp://``, ``http(s)://``: a stream;
-    a string containing ``!`` or starting with ``gst:``: a GStreamer pipeline (``appsink`` at the end);
-    a folder or an image file: images; anything else: a video file."""
+    an existing folder or image file: images; any other existing file: a video file (whatever its name
+    holds: ``clip ! take 2.mp4`` is a file); a string containing `` ! `` or starting with ``gst:``: a
+    GStreamer pipeline (``appsink`` at the end); anything else: a video file (not found). A ROS bag
+    (:func:`is_ros_bag`) is refused with SourceError: :class:`fa3d.runtime.ros.bag_source.BagSource` reads it."""
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         index = int(spec)
         return LiveSource(_camera_opener(index), f"camera {index}", **live_options)
@@ -313,14 +324,19 @@ def open_source(spec: str | int, **live_options) -> FrameSource:
         return LiveSource(lambda: cv2.VideoCapture(spec, cv2.CAP_V4L2), f"camera {spec}", **live_options)
     if spec.startswith(("rtsp://", "rtsps://", "http://", "https://")):
         return LiveSource(lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG), spec, **live_options)
+    path = Path(spec)
+    if is_ros_bag(path):
+        raise SourceError(f"{spec}: a ROS bag; `fa-run --source BAG` reads it (fa3d.runtime.ros.bag_source, "
+                          "the fa3d[ros] extra)")
+    if os.path.lexists(spec):  # an existing path is a file or a folder, whatever characters its name holds
+        return ImageSource(path) if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES else VideoFileSource(path)
     if spec.startswith("gst:") or " ! " in spec:
         pipeline = spec[4:] if spec.startswith("gst:") else spec
         if not gstreamer_support():
             raise SourceError(f"GStreamer pipeline {pipeline!r}: {no_gstreamer_message()}")
         return LiveSource(lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER), f"GStreamer pipeline {pipeline!r}",
                           **live_options)
-    path = Path(spec)
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
     return VideoFileSource(path)
 

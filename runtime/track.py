@@ -114,6 +114,7 @@ class FaceTracker:
         self._since_detect = 0
         self._frame = 0
         self._rejected: list[tuple[np.ndarray, int]] = []  # (box, until frame): unconfirmed detections
+        self._resized = False  # the frame size changed: the full detector runs on the next frame
         self.detector_calls = 0
         self.region_checks = 0
         self.dropped = 0  # tracks ended by a check (region, confidence, agreement), for diagnostics
@@ -125,13 +126,25 @@ class FaceTracker:
     def reset(self) -> None:
         self._tracks.clear()
         self._rejected.clear()
+        self._resized = False
         self._since_detect = 0
         self._frame = 0
 
     def needs_detection(self) -> bool:
         o = self.options
-        return (not self._tracks or self._since_detect >= o.det_every_n
+        return (not self._tracks or self._resized or self._since_detect >= o.det_every_n
                 or any(t.misses > 0 for t in self._tracks))
+
+    def frame_resized(self, old_hw: tuple[int, int], new_hw: tuple[int, int]) -> None:
+        """The next frame has another size (height, width): every box is scaled to it (the same scene at
+        another resolution is the common case) and the full detector runs on that frame, which confirms,
+        re-anchors or replaces the tracks as usual. IDs survive where the detector confirms them."""
+        sy, sx = new_hw[0] / old_hw[0], new_hw[1] / old_hw[1]
+        k = np.array([sx, sy, sx, sy])
+        for t in self._tracks:  # pixel centres: x' = (x + 0.5) * s - 0.5
+            t.box = (t.box + 0.5) * k - 0.5
+        self._rejected = [((b + 0.5) * k - 0.5, until) for b, until in self._rejected]
+        self._resized = True
 
     def _verify(self, image_bgr: np.ndarray) -> bool:
         """The region check; True when a track was dropped (the full detector must run now)."""
@@ -182,6 +195,7 @@ class FaceTracker:
             boxes = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
             self._match(boxes, np.asarray(dets.scores, np.float64).reshape(-1))
             self._since_detect = 0
+            self._resized = False
             detected = True
         self._since_detect += 1
         boxes = np.array([t.box for t in self._tracks], dtype=np.float64).reshape(-1, 4)

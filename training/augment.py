@@ -39,7 +39,10 @@ class AugmentConfig:
     blur_prob: float = 0.2
     occlusion_prob: float = 0.2
     noise_std: float = 3.0
-    negative_prob: float = 0.1  # an example becomes a background / far-shifted crop (confidence target 0)
+    negative_prob: float = 0.1  # an example becomes a crop without a face (confidence target 0), drawn from:
+    negative_context: float = 0.0  # ... a window beside the face (hair, clothes, background; box IoU < 0.3)
+    negative_masked: float = 0.0  # ... the face's own crop with the face painted over (a blank, noise, a blur)
+    # (the rest of the negatives: far-shifted crops, mostly the black border beyond the image)
     lowres_prob: float = 0.0  # the crop is downsampled to U(lowres_min, 1) x its size and upsampled back
     lowres_min: float = 0.35
     jpeg_prob: float = 0.0  # the crop is JPEG-compressed at a quality U(jpeg_quality_min, 95)
@@ -54,6 +57,9 @@ class AugmentConfig:
                 raise ValueError(f"[augment] {f} is a probability in [0, 1], got {getattr(self, f)}")
         if not 0.05 <= self.lowres_min <= 1.0:
             raise ValueError(f"[augment] lowres_min must lie in [0.05, 1], got {self.lowres_min}")
+        if self.negative_context < 0 or self.negative_masked < 0 or self.negative_context + self.negative_masked > 1:
+            raise ValueError("[augment] negative_context and negative_masked are shares of the negatives: each >= 0, "
+                             f"together <= 1, got {self.negative_context} and {self.negative_masked}")
         if not 1 <= self.jpeg_quality_min <= 95:
             raise ValueError(f"[augment] jpeg_quality_min must lie in [1, 95], got {self.jpeg_quality_min}")
 
@@ -120,6 +126,78 @@ def _photometric(crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return float(w * h / union) if union > 0 else 0.0
+
+
+def _face_free(window: np.ndarray, face_box: np.ndarray, crop_scale: float) -> bool:
+    """Whether a crop window (x1, y1, x2, y2) holds no face: at most 30 % of the face box inside it, the face
+    at most 40 % of the window, and the face box the window implies (side / crop_scale, as the runtime crops)
+    overlapping the true face box by IoU < 0.3."""
+    iw = max(0.0, min(window[2], face_box[2]) - max(window[0], face_box[0]))
+    ih = max(0.0, min(window[3], face_box[3]) - max(window[1], face_box[1]))
+    inter = iw * ih
+    face_area = (face_box[2] - face_box[0]) * (face_box[3] - face_box[1])
+    win_area = (window[2] - window[0]) * (window[3] - window[1])
+    c, half = (window[:2] + window[2:]) / 2, (window[2] - window[0]) / 2 / crop_scale
+    implied = np.concatenate([c - half, c + half])
+    return inter <= 0.3 * face_area and inter <= 0.4 * win_area and _box_iou(implied, face_box) < 0.3
+
+
+def _negative_window(face_box: np.ndarray, shape: tuple, crop_scale: float, rng: np.random.Generator,
+                     beside: bool, tries: int = 20) -> tuple[np.ndarray, float] | None:
+    """A face-free crop (centre, side) (:func:`_face_free`). ``beside``: a window at least 60 % inside the image,
+    smaller than the face's crop, so that it shows hair, skin, clothes or background (partial faces at the edge
+    included); else a crop shifted far from the face, mostly the black border beyond the image. None when no
+    such window is found."""
+    h, w = shape[:2]
+    fw = max(face_box[2] - face_box[0], face_box[3] - face_box[1])
+    fc = (face_box[:2] + face_box[2:]) / 2
+    for _ in range(tries):
+        if beside:
+            side = fw * crop_scale * rng.uniform(0.3, 1.0)
+            c = np.array([rng.uniform(0, w), rng.uniform(0, h)])
+        else:
+            side = fw * crop_scale * rng.uniform(0.7, 1.3)
+            a = rng.uniform(0, 2 * np.pi)
+            c = fc + fw * crop_scale * rng.uniform(0.8, 1.3) * np.array([np.cos(a), np.sin(a)])
+        win = np.concatenate([c - side / 2, c + side / 2])
+        inside = max(0.0, min(win[2], w) - max(win[0], 0)) * max(0.0, min(win[3], h) - max(win[1], 0))
+        if (not beside or inside >= 0.6 * side * side) and _face_free(win, face_box, crop_scale):
+            return c, side
+    return None
+
+
+def _paint_over_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``image`` with the face (the hull of its 68 points, or their box, grown by 0-25 %) painted over
+    with one colour, noise or a heavy blur: a person turned away, a masked photo, a blanked face."""
+    out = image.copy()
+    pts = landmarks[:, :2]
+    c = pts.mean(axis=0)
+    grown = c + (pts - c) * rng.uniform(1.0, 1.25)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    if rng.random() < 0.5:
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(grown).astype(np.int32)), 1)
+    else:
+        x1, y1 = np.floor(grown.min(axis=0)).astype(int)
+        x2, y2 = np.ceil(grown.max(axis=0)).astype(int)
+        mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = 1
+    fill = rng.random()
+    if fill < 0.55:
+        paint = np.broadcast_to(rng.integers(0, 256, size=3).astype(np.uint8), image.shape)
+    elif fill < 0.85:
+        paint = rng.integers(0, 256, size=image.shape, dtype=np.uint8)
+    else:
+        k = int(max(image.shape[:2]) // 6) * 2 + 1
+        paint = cv2.GaussianBlur(cv2.GaussianBlur(image, (k, k), 0), (k, k), 0)
+    sel = mask.astype(bool)
+    out[sel] = paint[sel]
+    return out
+
+
 def make_example(sample: FaceSample, pre: preprocess.PreprocessConfig, cfg: AugmentConfig,
                  rng: np.random.Generator, num_dense: int, dense_mirror: np.ndarray | None = None) -> dict:
     """One training example as numpy arrays: ``image`` (3, S, S) float32 normalised, crop-frame targets and
@@ -137,18 +215,27 @@ def make_example(sample: FaceSample, pre: preprocess.PreprocessConfig, cfg: Augm
     side = cb[2] - cb[0]
     centre = (cb[:2] + cb[2:]) / 2
     negative = cfg.negative_prob > 0 and rng.random() < cfg.negative_prob
+    image = lab["image"]
+    shift = rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, size=2)
+    scale = rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
     if negative:
-        a = rng.uniform(0, 2 * np.pi)
-        centre = centre + side * rng.uniform(0.8, 1.3) * np.array([np.cos(a), np.sin(a)])
-        side = side * rng.uniform(0.7, 1.3)
-        scale, shift = 1.0, 0.0
-    else:
-        shift = rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, size=2)
-        scale = rng.uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
+        kind = rng.random()
+        placed = None
+        if kind < cfg.negative_context:
+            placed = _negative_window(face_box[0], image.shape, pre.crop_scale, rng, beside=True)
+        if placed is None and kind < cfg.negative_context + cfg.negative_masked and lab["landmarks"] is not None:
+            image = _paint_over_face(image, np.asarray(lab["landmarks"], np.float64), rng)
+        else:
+            placed = placed or _negative_window(face_box[0], image.shape, pre.crop_scale, rng, beside=False)
+            if placed is None:  # nowhere face-free (a face filling a huge image): paint it over instead
+                image = _paint_over_face(image, np.asarray(lab["landmarks"], np.float64), rng) \
+                    if lab["landmarks"] is not None else np.zeros_like(image)
+            else:
+                (centre, side), scale, shift = placed, 1.0, 0.0
     angle = float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)) if cfg.rotation_deg > 0 else 0.0
     crop_box = preprocess.jitter_box(centre, side, scale, shift)[None]
     m = preprocess.crop_transforms(crop_box, s, angle)
-    crop = preprocess.warp_crops(lab["image"], m, pre)[0]
+    crop = preprocess.warp_crops(image, m, pre)[0]
     crop = _photometric(crop, cfg, rng)
     ex = {"image": preprocess.normalize(crop[None], pre)[0], "angle": np.float32(angle),
           "is_face": np.float32(0.0 if negative else 1.0)}

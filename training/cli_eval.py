@@ -1,7 +1,8 @@
 """``fa-eval``: score a model or a predictions file with the literature's protocols.
 
 Exit codes: 0 done; 2 bad arguments or inputs (data set, predictions file, model or checkpoint that cannot be
-read, an output naming an input); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+read, an output naming an input, a model's sidecar, another output or a folder); 5 an output cannot be written
+(disk full, permission); 129 hung up (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fa3d.runtime.cli_errors import check_outputs_not_inputs, exit_codes_help, int_at_least, stops_cleanly
+from fa3d.runtime.cli_errors import (EXIT_OUTPUT, artifact_files, check_outputs_not_inputs, exit_codes_help,
+                                    int_at_least, os_error_text, stops_cleanly)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="protocol: aflw2000-3d (68-point NME + pose), aflw (AFLW crops in the aflw19k layout, "
                         "NME over the visible checked points + yaw), aflw19k-val (the same on the val split), "
                         "aflw19k-val-teacher (the val crops against the 3DDFA_V2 teacher's 68 points and "
-                        "angles), biwi (pose MAE)")
+                        "angles), aflw19k-val-teacher-tta (the same against the test-time-augmented teacher), "
+                        "helen-test (faces_extra's HELEN test crops: NME over the 51 inner points of the human "
+                        "300W annotation), biwi (pose MAE)")
     p.add_argument("--data", required=True, metavar="DIR",
                    help="the dataset folder (AFLW2000-3D: the image*.jpg/.mat folder; aflw: images/ + "
-                        "labels.npz; biwi: the folder holding hpdb/)")
+                        "labels.npz; helen-test: a faces_extra folder; biwi: the folder holding hpdb/)")
     p.add_argument("--json", metavar="OUT.json", help="write {nme2d, pose_mae, failures} as JSON")
     p.add_argument("--plot", metavar="PATH.png", help="write the CED curve (up to 10%% NME) as a PNG")
     p.add_argument("--box", choices=("gt", "detector"), default="gt",
@@ -95,11 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     compared_files = [spec.partition("=")[2] or spec for spec in args.compare]
     if not check_outputs_not_inputs("fa-eval", {"--json": args.json, "--plot": args.plot,
                                                 "--save-predictions": args.save_predictions},
-                                    [args.model, args.predictions, *compared_files]):
+                                    [*artifact_files(args.model), args.predictions, *compared_files, args.data]):
         return 2
-    from fa3d.runtime.atomic import atomic_write_text
     from fa3d.runtime.evaluation import protocols as ev
-    from fa3d.runtime.evaluation import metrics
 
     try:
         gt = ev.load_ground_truth(args.dataset, args.data, limit=args.limit, biwi_protocol=args.biwi_protocol)
@@ -122,8 +124,6 @@ def main(argv: list[str] | None = None) -> int:
             preds = ev.predict_with_model(
                 args.model, gt, box=args.box, pose_source=args.pose_source, aligner=aligner,
                 progress=None if args.quiet else (lambda it: tqdm(it, desc="fa-eval", unit="img")))
-            if args.save_predictions:
-                ev.save_predictions(args.save_predictions, preds)
         file_pose = "predicted" if args.model else args.pose_source  # a model already ran with it
         result = ev.evaluate(gt, ev.with_pose_from(preds, file_pose))
         compared = [(label, ev.evaluate(gt, ev.with_pose_from(p, args.pose_source if args.pose_source != "head"
@@ -145,6 +145,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failures: {shown}{more}")
         if i > 0:
             print(_paired_difference(result, res, main_label))
+    try:
+        _write_outputs(args, preds, result, compared, main_label)
+    except OSError as e:
+        print(f"fa-eval: error: cannot write an output: {os_error_text(e)}", file=sys.stderr)
+        return EXIT_OUTPUT
+    return 0
+
+
+def _write_outputs(args, preds, result, compared, main_label: str) -> None:
+    """--save-predictions, --json and --plot (an OSError says which could not be written)."""
+    from fa3d.runtime.atomic import atomic_write_text
+    from fa3d.runtime.evaluation import metrics
+    from fa3d.runtime.evaluation.protocols import save_predictions
+
+    if args.save_predictions and args.model:
+        save_predictions(args.save_predictions, preds)
     if args.json:
         atomic_write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n")
     if args.plot:
@@ -157,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
                     label = f"{label} ({len(curves) + 1})"
                 curves[label] = (res.per_image_nme, res.failures)
             metrics.plot_ced(curves, args.plot, title=f"CED on {args.dataset}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Runs in the teacher's own environment (``make teacher-env``, then ``.venv-teacher/bin/fa-label``).
 
 Exit codes: 0 done; 2 bad arguments or inputs; 3 the teacher (MediaPipe) is not installed here; 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM): no labels file is written.
+(Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP): no labels file is written.
 """
 
 from __future__ import annotations

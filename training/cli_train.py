@@ -1,8 +1,8 @@
 """``fa-train --config FILE.toml``: train the pose-fused alignment network.
 
 Exit codes: 0 done; 2 bad config (every key's type and range is checked, the key is named) or checkpoint
-(nothing or no complete resume state to --resume from), or a missing input file; 5 the run folder cannot be written; 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM): both stop at once, ``last.pt`` keeps the last saved step (--resume).
+(nothing or no complete resume state to --resume from), or a missing input file; 5 the run folder cannot be written; 129 hung
+up (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): all three stop at once, ``last.pt`` keeps the last saved step (--resume).
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@
 [model]      preset = "edge", fuse_pose = true, num_dense = 468, dense_template = "template.npy" (optional)
 [model.overrides]  any field of the preset's config (ModelConfig or MobileConfig), e.g. depth_bins = 32
 [data]       batch_size, num_workers, samples_per_epoch (0 = the training set's size), val_batch_size
-[[data.sources]]  kind = "synthetic" | "aflw19k" | "labelled" | "python", path, split, weight, count, seed,
-                  size, loader = "module:function" (kind python), dense_labels, box, teacher_file,
+[[data.sources]]  kind = "synthetic" | "aflw19k" | "faces_extra" | "labelled" | "python", path, split, weight, count, seed,
+                  size, loader = "module:function" (kind python), dense_labels, box, teacher_file, yaw_weights,
                   [data.sources.mix]
 [[data.val]]      the same, for validation (no augmentation)
 [augment]    fa3d.training.augment.AugmentConfig fields
 [loss]       fa3d.training.losses.LossWeights fields
-[optim]      lr, weight_decay, epochs, warmup_steps, grad_clip, amp
+[optim]      lr, weight_decay, epochs, warmup_steps, grad_clip, amp, ema_decay
 [teacher_forcing]  p0, anneal_fraction
 [run]        out_dir, seed, checkpoint_every, log_every, tensorboard, device, stop_after_steps, select_metric,
              init_from
@@ -53,6 +53,15 @@ class SourceConfig:
     box: str = "teacher"  # aflw19k: "teacher" (tight 68-point box) or "protocol"
     teacher_file: str = ""  # aflw19k: the teacher labels file in the data folder ("" = teacher_3ddfa_v2_mb05.npz)
     stride: int = 1  # keep every stride-th sample (e.g. a quicker validation subset)
+    # sampling weight per teacher |yaw| bin (0-30, 30-60, 60-90 deg): oversamples large poses (aflw19k, faces_extra)
+    yaw_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        yw = self.yaw_weights
+        if len(yw) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                   and v > 0 for v in yw):
+            raise ValueError(f"yaw_weights must be three positive numbers (0-30, 30-60, 60-90 deg), got {yw!r}")
+        object.__setattr__(self, "yaw_weights", tuple(float(v) for v in yw))
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,11 @@ class OptimSection:
     warmup_steps: int = 500
     grad_clip: float = 5.0
     amp: bool = True  # only takes effect on CUDA
+    ema_decay: float = 0.0  # > 0: validate and save (best.pt) an exponential moving average of the weights
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
 
 
 @dataclass(frozen=True)
@@ -132,7 +146,7 @@ POSITIVE = frozenset({"epochs", "batch_size", "val_batch_size", "lr", "log_every
 #: string fields with a fixed set of values
 CHOICES = {"device": ("auto", "cpu", "cuda"), "box": ("teacher", "protocol")}
 #: numeric fields that are fractions in [0, 1] (also every field whose name ends in ``_prob``)
-FRACTIONS = frozenset({"p0", "anneal_fraction"})
+FRACTIONS = frozenset({"p0", "anneal_fraction", "ema_decay"})
 
 
 def _type_name(tp) -> str:

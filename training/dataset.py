@@ -63,6 +63,17 @@ def _aflw19k(src: SourceConfig) -> Sequence[FaceSample]:
                         teacher_file=src.teacher_file)
 
 
+def _faces_extra(src: SourceConfig) -> Sequence[FaceSample]:
+    from fa3d.runtime.datasets.mix import FacesExtraMix, MixWeights
+
+    try:
+        weights = MixWeights(**src.mix)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"[[data.sources]] faces_extra mix: {e}") from None
+    return FacesExtraMix(src.path, src.split, dense_labels=src.dense_labels or None, weights=weights,
+                         teacher_file=src.teacher_file or "teacher_3ddfa_v2_mb05_tta.npz")
+
+
 def _python(src: SourceConfig) -> Sequence[FaceSample]:
     mod_name, _, fn = src.loader.partition(":")
     if not mod_name or not fn:
@@ -71,7 +82,22 @@ def _python(src: SourceConfig) -> Sequence[FaceSample]:
 
 
 def default_registry() -> dict[str, Loader]:
-    return {"synthetic": _synthetic, "labelled": _labelled, "aflw19k": _aflw19k, "python": _python}
+    return {"synthetic": _synthetic, "labelled": _labelled, "aflw19k": _aflw19k, "faces_extra": _faces_extra,
+            "python": _python}
+
+
+def _sample_weights(part: Sequence[FaceSample], src: SourceConfig) -> np.ndarray:
+    """Per-sample sampling weights of one source: ``src.weight`` spread over its samples, each scaled by
+    ``src.yaw_weights`` of its teacher |yaw| bin (0-30, 30-60, 60-90 degrees) when the source knows them."""
+    w = np.ones(len(part))
+    yw = tuple(float(v) for v in src.yaw_weights)
+    if yw != (1.0, 1.0, 1.0):
+        bins = part.teacher_yaw_bins() if hasattr(part, "teacher_yaw_bins") else None
+        if bins is None:
+            raise ConfigError(f"data source {src.kind} {src.path!r}: yaw_weights needs a source with teacher "
+                              "poses (aflw19k or faces_extra)")
+        w = np.asarray(yw)[bins]
+    return w * (src.weight / w.sum())
 
 
 class MixedSamples(Sequence):
@@ -91,7 +117,7 @@ class MixedSamples(Sequence):
             if len(part) == 0:
                 raise ConfigError(f"data source {src.kind} {src.path!r} ({src.split}) is empty")
             self.parts.append(part)
-            weights.append(np.full(len(part), src.weight / len(part)))
+            weights.append(_sample_weights(part, src))
         self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
         w = np.concatenate(weights) if weights else np.zeros(0)
         self.weights = w / w.sum() if len(w) else w
@@ -117,6 +143,10 @@ class _Strided(Sequence):
         if not 0 <= i < len(self):
             raise IndexError(i)
         return self.base[int(i) * self.stride]
+
+    def teacher_yaw_bins(self) -> np.ndarray | None:
+        bins = self.base.teacher_yaw_bins() if hasattr(self.base, "teacher_yaw_bins") else None
+        return None if bins is None else bins[::self.stride]
 
 
 class AlignmentDataset:

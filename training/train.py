@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from fa3d.runtime.atomic import atomic_path, atomic_write_text
+from fa3d.runtime.datasets.mix import yaw_bins
 from fa3d.runtime.evaluation.metrics import nme
 from fa3d.runtime.pose import matrix_to_euler, rotation_from_landmarks
 from fa3d.runtime.preprocess import PreprocessConfig
@@ -37,7 +38,8 @@ from .checkpoint import (CheckpointError, check_resume_state, read_checkpoint, r
 from .config import ConfigError, TrainConfig
 from .dataset import AlignmentDataset, Loader, MixedSamples, ResumableSampler, default_registry, epoch_indices
 from .dense_template import mirror_permutation
-from .losses import compute_losses, teacher_forcing_probability, yaw_of
+from .ema import WeightEma
+from .losses import AFLW_IDX, IBUG_IDX, compute_losses, teacher_forcing_probability, yaw_of
 from .model import build_model
 
 
@@ -127,7 +129,7 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainCon
     (the pose the runtime reports: the rotation fitted to the predicted landmarks), and the loss."""
     model.eval()
     mc = model.config
-    nmes, pose_err, yaw_err, fit_yaw_err, losses = [], [], [], [], []
+    nmes, bins, human, pose_err, yaw_err, fit_yaw_err, losses = [], [], [], [], [], [], []
     for batch in loader:
         batch = _to(batch, device)
         out = model(batch["image"])
@@ -137,6 +139,8 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainCon
         sel = batch["has_landmarks"].cpu().numpy() > 0
         if sel.any():
             nmes.extend(nme(lm[sel], gt[sel]).tolist())
+            bins.extend(yaw_bins(matrix_to_euler(batch["rotation"].cpu().numpy()[sel])).tolist())
+        human.extend(_human_point_nmes(lm, batch))
         psel = batch["has_pose"].cpu().numpy() > 0
         if psel.any():
             e = matrix_to_euler(out["rotation"].float().cpu().numpy()[psel]) - matrix_to_euler(
@@ -151,6 +155,10 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainCon
     m: dict[str, float] = {"val_loss": float(np.mean(losses)) if losses else math.nan}
     if nmes:
         m["nme68"] = float(np.mean(nmes))
+        per_bin = [float(np.mean(np.asarray(nmes)[np.asarray(bins) == b])) for b in range(3) if b in bins]
+        m["nme68_balanced"] = float(np.mean(per_bin))  # the mean over the |yaw| bins present (as the benchmark)
+    if human:
+        m["nme_human"] = float(np.mean(human))
     if pose_err:
         pe = np.concatenate(pose_err).mean(0)
         m.update(yaw_mae=float(pe[0]), pitch_mae=float(pe[1]), roll_mae=float(pe[2]), pose_mae=float(pe.mean()))
@@ -158,6 +166,19 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, cfg: TrainCon
         m["yaw_only_mae"] = float(np.mean(yaw_err))
         m["fit_yaw_only_mae"] = float(np.mean(fit_yaw_err))
     return m
+
+
+def _human_point_nmes(lm: np.ndarray, batch: dict) -> list[float]:
+    """NME (%) of the predicted iBUG partners of the visible human AFLW-21 points, normalised like ``nme68`` by
+    sqrt(w*h) of the teacher's 68-point box: the human-point measure next to the teacher-point one."""
+    vis = batch["pts21_visible"].cpu().numpy()[:, list(AFLW_IDX)] > 0
+    keep = vis.any(axis=1) & (batch["has_landmarks"].cpu().numpy() > 0)
+    if not keep.any():
+        return []
+    gt = np.where(vis[..., None], batch["pts21"].cpu().numpy()[:, list(AFLW_IDX)], np.nan)[keep]
+    teacher = batch["landmarks"].cpu().numpy()[keep, :, :2]
+    span = teacher.max(axis=1) - teacher.min(axis=1)
+    return nme(lm[keep][:, list(IBUG_IDX)], gt, norm=np.sqrt(span[:, 0] * span[:, 1])).tolist()
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -220,6 +241,12 @@ class _Run:
     scaler: torch.amp.GradScaler
     use_amp: bool
     meta_extra: dict
+    ema: WeightEma | None = None  # [optim] ema_decay > 0: the average that is validated and saved as best.pt
+
+    @property
+    def scored(self) -> torch.nn.Module:
+        """The weights that are validated and selected: the EMA when there is one."""
+        return self.ema.model if self.ema is not None else self.model
 
     @property
     def out_dir(self) -> Path:
@@ -290,8 +317,9 @@ def _set_up(cfg: TrainConfig, registry: Mapping[str, Loader] | None) -> _Run:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     meta_extra = {"training_data": [f"{s.kind}:{s.path or f'count={s.count},seed={s.seed}'}:{s.split}"
                                     for s in cfg.data.sources]}
+    ema = WeightEma(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
     return _Run(cfg, dist_info, device, model, model, pre, train_samples, ds, val_loader, count, steps_per_epoch,
-                total_steps, optimizer, scheduler, scaler, use_amp, meta_extra)
+                total_steps, optimizer, scheduler, scaler, use_amp, meta_extra, ema)
 
 
 def _distribute(run: _Run) -> _Run:
@@ -323,6 +351,10 @@ def _resume(run: _Run) -> _State:
         run.scheduler.load_state_dict(r["scheduler"])
         run.scaler.load_state_dict(r["scaler"])
         set_rng_state(r["rng"])
+        if run.ema is not None:
+            if "ema" not in r:
+                raise KeyError("ema (this config averages the weights; the run it resumes did not)")
+            run.ema.load_state_dict(r["ema"])
         return _State(epoch=int(r["epoch"]), step=int(r["step"]), pos=int(r["position"]), history=r["history"],
                       best=float(r["best"]))
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -339,6 +371,8 @@ def _init_weights(run: _Run) -> None:
     except RuntimeError as e:
         raise ConfigError(f"{path}: [run] init_from was trained with another [model] section than this config "
                           f"({str(e).splitlines()[0]}); use the [model] section of that run") from None
+    if run.ema is not None:
+        run.ema.reset(run.model)
 
 
 def _save_last(run: _Run, state: _State) -> None:
@@ -347,6 +381,8 @@ def _save_last(run: _Run, state: _State) -> None:
     resume = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
               "scaler": run.scaler.state_dict(), "rng": rng_state(), "epoch": state.epoch, "step": state.step,
               "position": state.pos, "history": state.history, "best": state.best}
+    if run.ema is not None:
+        resume["ema"] = run.ema.state_dict()
     save_checkpoint(run.out_dir / "last.pt", run.model,
                     metrics=state.history["epochs"][-1] if state.history["epochs"] else {},
                     train_config=run.cfg.to_dict(), preprocess=run.pre, resume=resume, metadata_extra=run.meta_extra)
@@ -394,6 +430,8 @@ def _train_step(run: _Run, state: _State, batch: dict) -> tuple[float, float, di
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
     return float(losses["total"].detach()), p_tf, losses
 
 
@@ -448,7 +486,7 @@ def _end_epoch(run: _Run, state: _State, board: _Board, train_loss: float) -> No
     metrics = {"epoch": state.epoch + 1, "step": state.step, "train_loss": train_loss,
                "lr": run.scheduler.get_last_lr()[0]}
     if run.val_loader is not None:
-        metrics.update(evaluate(run.model, run.val_loader, run.device, run.cfg))
+        metrics.update(evaluate(run.scored, run.val_loader, run.device, run.cfg))
     state.epoch += 1
     state.pos = 0
     if not run.dist.main:
@@ -458,7 +496,7 @@ def _end_epoch(run: _Run, state: _State, board: _Board, train_loss: float) -> No
     key = select if select in metrics else ("val_loss" if "val_loss" in metrics else "train_loss")
     if metrics[key] < state.best:
         state.best = float(metrics[key])
-        save_checkpoint(run.out_dir / "best.pt", run.model, metrics=metrics, train_config=run.cfg.to_dict(),
+        save_checkpoint(run.out_dir / "best.pt", run.scored, metrics=metrics, train_config=run.cfg.to_dict(),
                         preprocess=run.pre, metadata_extra=run.meta_extra)
     _save_last(run, state)
     _write_csv(run.out_dir / "epochs.csv", state.history["epochs"])

@@ -73,6 +73,28 @@ def read_teacher(root: str | os.PathLike, names: np.ndarray,
     return lm.astype(np.float32), pose_para_to_euler(pp).astype(np.float32)
 
 
+def join_dense(dense_labels: str | os.PathLike | None, names: np.ndarray, rows: np.ndarray, split: str,
+               weights: MixWeights) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Row of each of ``names`` in an ``fa-label`` output (-1: no face found or confidence below
+    ``weights.min_dense_confidence``) and that output's dense points; (None, None) without ``dense_labels``."""
+    if dense_labels is None:
+        return None, None
+    lab = read_labelled(dense_labels)
+    idx = lab.index()
+    found = np.array([idx.get(str(n), -1) for n in names], dtype=np.int64)
+    ok = found >= 0
+    ok[ok] = lab.confidence[found[ok]] >= weights.min_dense_confidence
+    found[~ok] = -1
+    if not (found[rows] >= 0).any():
+        raise ValueError(f"{dense_labels}: no image of split {split!r} has dense labels (wrong folder?)")
+    return found, lab.dense
+
+
+def yaw_bins(ypr: np.ndarray) -> np.ndarray:
+    """The benchmark's |yaw| bin (0: 0-30, 1: 30-60, 2: 60 and more degrees) of each (yaw, pitch, roll) row."""
+    return np.digitize(np.abs(np.asarray(ypr, np.float64)[:, 0]), [30.0, 60.0], right=True).astype(np.int64)
+
+
 class Aflw19kMix(Sequence):
     """The mix as a lazy sequence of :class:`FaceSample` (labels in RAM, images read on access)."""
 
@@ -91,21 +113,14 @@ class Aflw19kMix(Sequence):
         self.teacher_lm = self.teacher_ypr = None
         if teacher:
             self.teacher_lm, self.teacher_ypr = read_teacher(self.root, self.labels.names, teacher_file)
-        self.dense_rows: np.ndarray | None = None
-        self.dense = None
-        if dense_labels is not None:
-            lab = read_labelled(dense_labels)
-            idx = lab.index()
-            rows = np.array([idx.get(str(n), -1) for n in self.labels.names], dtype=np.int64)
-            ok = rows >= 0
-            ok[ok] = lab.confidence[rows[ok]] >= weights.min_dense_confidence
-            rows[~ok] = -1
-            if not (rows[self.rows] >= 0).any():
-                raise ValueError(f"{dense_labels}: no image of split {split!r} has dense labels (wrong folder?)")
-            self.dense_rows, self.dense = rows, lab.dense
+        self.dense_rows, self.dense = join_dense(dense_labels, self.labels.names, self.rows, split, weights)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def teacher_yaw_bins(self) -> np.ndarray | None:
+        """The teacher's |yaw| bin (:func:`yaw_bins`) of each sample of the split; None without the teacher."""
+        return None if self.teacher_ypr is None else yaw_bins(self.teacher_ypr[self.rows])
 
     def coverage(self) -> dict[str, float]:
         """Fraction of the split's samples carrying each label."""
@@ -138,3 +153,64 @@ def load_aflw19k(root: str | os.PathLike, split: str = "train", teacher: bool = 
     """The aflw19k training mix for ``split`` ('train', 'val' or 'all'); see the module docstring."""
     return Aflw19kMix(root, split=split, teacher=teacher, dense_labels=dense_labels, weights=weights, box=box,
                       teacher_file=teacher_file or TEACHER_FILE)
+
+
+EXTRA_SOURCE = "faces_extra"
+EXTRA_SOURCES = ("fairface", "helen", "afw", "mtfl")
+
+
+class FacesExtraMix(Sequence):
+    """``faces_extra``: 120x120 crops cut with aflw19k's protocol from FairFace, 300W HELEN / AFW and MTFL, with
+    the same test-time-augmented teacher labels (``teacher_3ddfa_v2_mb05_tta.npz``, names checked row by row)
+    and, optionally, ``fa-label`` dense points. ``labels.npz``: ``names``, ``split`` ('train' | 'val' = HELEN
+    test), ``source``, ``pts68_crop`` (human 300W points for HELEN / AFW, NaN elsewhere). There are no AFLW 21
+    points or human yaw here; the box is the teacher's tight 68-point box, as for aflw19k."""
+
+    def __init__(self, root: str | os.PathLike, split: str = "train",
+                 dense_labels: str | os.PathLike | None = None, weights: MixWeights = MixWeights(),
+                 teacher_file: str = "teacher_3ddfa_v2_mb05_tta.npz") -> None:
+        self.root = Path(root)
+        path = self.root / "labels.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not a faces_extra folder (labels.npz is missing)")
+        with np.load(path, allow_pickle=False) as z:
+            need = {"names", "split", "source", "pts68_crop"}
+            if need - set(z.files):
+                raise ValueError(f"{path}: missing keys {sorted(need - set(z.files))}")
+            self.names, splits, self.source = z["names"], z["split"], z["source"]
+            self.pts68 = z["pts68_crop"].astype(np.float32)
+        n = len(self.names)
+        if splits.shape != (n,) or self.source.shape != (n,) or self.pts68.shape != (n, 68, 2):
+            raise ValueError(f"{path}: split, source and pts68_crop must have one row per name ({n})")
+        unknown = sorted(set(self.source.tolist()) - set(EXTRA_SOURCES))
+        if unknown:
+            raise ValueError(f"{path}: unknown sources {unknown}; expected {EXTRA_SOURCES}")
+        if split not in ("train", "val", "all"):
+            raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+        self.rows = np.arange(n) if split == "all" else np.flatnonzero(splits == split)
+        self.weights = weights
+        self.teacher_lm, self.teacher_ypr = read_teacher(self.root, self.names, teacher_file)
+        self.dense_rows, self.dense = join_dense(dense_labels, self.names, self.rows, split, weights)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def teacher_yaw_bins(self) -> np.ndarray:
+        return yaw_bins(self.teacher_ypr[self.rows])
+
+    def human68(self, i: int) -> np.ndarray | None:
+        """The human 300W 68 points (crop pixels) of sample ``i``, or None (FairFace, MTFL)."""
+        p = self.pts68[int(self.rows[i])]
+        return None if np.isnan(p).any() else p.copy()
+
+    def __getitem__(self, i: int) -> FaceSample:
+        r = int(self.rows[i])
+        name = str(self.names[r])
+        img = read_image(self.root / "images" / name)
+        lm, w = self.teacher_lm[r].copy(), self.weights
+        dense = None
+        if self.dense_rows is not None and self.dense_rows[r] >= 0:
+            dense = self.dense[self.dense_rows[r]].copy()
+        return FaceSample(image=img, box=tight_box(lm), name=name, source=EXTRA_SOURCE, landmarks=lm,
+                          landmarks_weight=w.teacher_landmarks, ypr=self.teacher_ypr[r].copy(),
+                          pose_weight=w.teacher_pose, dense=dense, dense_weight=w.dense)

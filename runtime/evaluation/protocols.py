@@ -14,6 +14,12 @@ Protocols (``DATASETS``):
   (``teacher_3ddfa_v2_mb05.npz``): 2D NME over the 68 points normalised by ``sqrt(w*h)`` of the teacher's
   68-point box, binned by the teacher's |yaw|; pose MAE against the teacher's angles (every crop: no +-99 deg
   filter). Same crops and boxes as ``aflw19k-val``, so one predictions file serves both.
+  ``aflw19k-val-teacher-tta``: the same against the test-time-augmented teacher
+  (``teacher_3ddfa_v2_mb05_tta.npz``, the default model's training labels).
+* ``helen-test`` (the ``val`` split of a ``faces_extra`` folder: 300W HELEN test crops cut with the 3DDFA
+  crop protocol): 2D NME over the 51 inner points (17-67; 300W's jaw line follows the silhouette, the
+  3D-model jaw of 3DDFA-style models does not) of the human 300W annotation, normalised by ``sqrt(w*h)`` of
+  the human 68-point box, binned by the teacher's |yaw| (``teacher_3ddfa_v2_mb05_tta.npz``); no pose.
 * ``biwi``: pose MAE (yaw, pitch, roll) over every frame (failures = frames without a face).
 
 Failures (an image without a prediction) are excluded from the means, counted, and listed
@@ -36,12 +42,15 @@ from pathlib import Path
 import numpy as np
 
 from fa3d.runtime import schema
-from fa3d.runtime.atomic import atomic_path
+from fa3d.runtime.atomic import atomic_open
 from fa3d.runtime.track import box_iou
 
 from . import metrics
 
-DATASETS = ("aflw2000-3d", "aflw", "aflw19k-val", "aflw19k-val-teacher", "biwi")
+DATASETS = ("aflw2000-3d", "aflw", "aflw19k-val", "aflw19k-val-teacher", "aflw19k-val-teacher-tta", "helen-test",
+            "biwi")
+#: the 51 inner points of the iBUG 68 (brows, nose, eyes, mouth): ``helen-test`` scores these
+INNER51 = np.arange(17, 68)
 PRED_VERSION = 1
 
 
@@ -112,8 +121,8 @@ def with_pose_from(preds: Predictions, source: str) -> Predictions:
 
 
 def save_predictions(path: str | os.PathLike, preds: Predictions) -> None:
-    with atomic_path(path) as tmp:
-        np.savez(tmp, names=np.asarray(preds.names, dtype=np.str_),
+    with atomic_open(path) as f:  # a file object: np.savez appends no .npz to a device's name
+        np.savez(f, names=np.asarray(preds.names, dtype=np.str_),
                  landmarks=np.asarray(preds.landmarks, np.float32), pose=np.asarray(preds.pose, np.float32))
 
 
@@ -148,7 +157,9 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
         return GroundTruth(dataset, np.array([f"{s}.jpg" for s in stems]),
                            tuple(data / f"{s}.jpg" for s in stems),
                            np.stack([tight_box(p) for p in lm]), np.stack(yprs)[:, 0], lm68=lm, ypr=np.stack(yprs))
-    if dataset in ("aflw", "aflw19k-val", "aflw19k-val-teacher"):
+    if dataset == "helen-test":
+        return _helen_test(data, limit)
+    if dataset in ("aflw", "aflw19k-val", "aflw19k-val-teacher", "aflw19k-val-teacher-tta"):
         import cv2
 
         from fa3d.runtime.datasets.aflw import protocol_box, read_aflw_labels
@@ -162,10 +173,11 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
         box = protocol_box(first.shape[1], first.shape[0])
         paths = tuple(data / "images" / n for n in names)
         boxes = np.repeat(box[None], len(rows), 0)
-        if dataset == "aflw19k-val-teacher":
+        if dataset.startswith("aflw19k-val-teacher"):
             from fa3d.runtime.datasets.mix import read_teacher
 
-            lm, ypr = read_teacher(data, lab.names)
+            tta = dataset.endswith("-tta")
+            lm, ypr = read_teacher(data, lab.names, "teacher_3ddfa_v2_mb05_tta.npz" if tta else "")
             lm, ypr = lm[rows].astype(np.float64), ypr[rows].astype(np.float64)
             return GroundTruth(dataset, names, paths, boxes, ypr[:, 0], lm68=lm, ypr=ypr)
         return GroundTruth(dataset, names, paths, boxes, lab.yaw_deg[rows].astype(np.float64),
@@ -179,6 +191,27 @@ def load_ground_truth(dataset: str, data: str | os.PathLike, limit: int | None =
         return GroundTruth(dataset, np.array([ds.name(i) for i in idx]), tuple(ds.frames[i] for i in idx),
                            np.full((len(idx), 4), np.nan), ypr[:, 0], ypr=ypr)
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _helen_test(data: Path, limit: int | None) -> GroundTruth:
+    import cv2
+
+    from fa3d.runtime.datasets.aflw import protocol_box
+    from fa3d.runtime.datasets.mix import FacesExtraMix
+
+    ds = FacesExtraMix(data, "val")
+    keep = [i for i in range(len(ds)) if ds.human68(i) is not None][:limit]
+    if not keep:
+        raise ValueError(f"{data}: no val crop with human 68 points (not a faces_extra folder?)")
+    rows = ds.rows[keep]
+    names = ds.names[rows].astype(str)
+    first = cv2.imread(str(data / "images" / names[0]))
+    if first is None:
+        raise FileNotFoundError(f"{data / 'images' / names[0]}: cannot read the first crop")
+    box = protocol_box(first.shape[1], first.shape[0])
+    human = np.stack([ds.human68(i) for i in keep]).astype(np.float64)
+    return GroundTruth("helen-test", names, tuple(data / "images" / n for n in names),
+                       np.repeat(box[None], len(keep), 0), ds.teacher_ypr[rows, 0].astype(np.float64), lm68=human)
 
 
 def _aflw_from_68(lm68: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +236,12 @@ def evaluate(gt: GroundTruth, preds: Predictions) -> metrics.EvalResult:
     per_image = np.zeros(0)
     scored = gt.names[have]
     unscored = 0
-    if gt.dataset in ("aflw2000-3d", "aflw19k-val-teacher"):
+    if gt.dataset == "helen-test":
+        if n_ok:
+            per_image = metrics.nme(preds.landmarks[r][:, INNER51], gt.lm68[have][:, INNER51],
+                                    norm=metrics.gt_box_size(gt.lm68[have]))
+            nme2d = metrics.yaw_bin_means(per_image, gt.yaw[have])
+    elif gt.dataset in ("aflw2000-3d", "aflw19k-val-teacher", "aflw19k-val-teacher-tta"):
         if n_ok:
             per_image = metrics.nme(preds.landmarks[r], gt.lm68[have])
             nme2d = metrics.yaw_bin_means(per_image, gt.yaw[have])

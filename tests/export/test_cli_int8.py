@@ -180,8 +180,8 @@ def test_int8_default_without_onnx_checks_the_recorded_hash(tmp_path, monkeypatc
     with open(int8, "ab") as f:
         f.write(b"\0")
     monkeypatch.setattr(int8_step, "shipped_files", lambda: (fp32, int8))
-    assert main(["--int8", "--out", str(tmp_path / "p"), "--no-progress"]) == 2
-    assert "changed since it was made and linted" in capsys.readouterr().err
+    assert main(["--int8", "--out", str(tmp_path / "p"), "--no-progress"]) == 4  # a failed check, onnx or not
+    assert "changed since it was made, linted and gated" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not SHIPPED_FP32.is_file(), reason="no shipped model")

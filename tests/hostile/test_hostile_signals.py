@@ -71,7 +71,8 @@ def _frames(path):
     return n
 
 
-@pytest.mark.parametrize("sig,code,word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted"),
+                                           (signal.SIGHUP, 129, "hung up")])  # SIGHUP: the SSH session closed
 def test_fa_run_finalises_outputs_on_sigterm_like_on_ctrl_c(tmp_path, plumbing_model, blob_video, sig, code, word):
     out, js = tmp_path / "out.avi", tmp_path / "out.jsonl"
     rc, stdout, err = _run_and_signal(["--model", str(plumbing_model), "--source", str(blob_video), "--output",
@@ -98,6 +99,16 @@ def test_graceful_signals_restores_the_previous_handler():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_graceful_signals_turns_sighup_into_exit_129_and_restores_it():
+    before = signal.getsignal(signal.SIGHUP)
+    with cli_errors.graceful_signals() as guard:
+        with pytest.raises(cli_errors.Terminated):
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(1)
+        assert guard.exit_code == 129 and "SIGHUP" in guard.name
+    assert signal.getsignal(signal.SIGHUP) is before
+
+
 def _kill_self(*a, **k):
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(5)  # never reached: the handler raises
@@ -108,7 +119,14 @@ def _ctrl_c(*a, **k):
     raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("stop,code,word", [(_kill_self, 143, "terminated"), (_ctrl_c, 130, "interrupted")])
+def _hang_up_self(*a, **k):
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(5)  # never reached: the handler raises
+    raise AssertionError("SIGHUP was not turned into an interrupt")
+
+
+@pytest.mark.parametrize("stop,code,word", [(_kill_self, 143, "terminated"), (_ctrl_c, 130, "interrupted"),
+                                            (_hang_up_self, 129, "hung up")])
 def test_fa_calib_stops_cleanly_and_writes_nothing(tmp_path, plumbing_model, monkeypatch, capsys, stop, code, word):
     import fa3d.calibration.calibset as calibset
     from fa3d.calibration.cli import main as calib_main
@@ -122,7 +140,7 @@ def test_fa_calib_stops_cleanly_and_writes_nothing(tmp_path, plumbing_model, mon
     assert not out.exists() and no_partials(tmp_path) == []
 
 
-@pytest.mark.parametrize("stop,code", [(_kill_self, 143), (_ctrl_c, 130)])
+@pytest.mark.parametrize("stop,code", [(_kill_self, 143), (_ctrl_c, 130), (_hang_up_self, 129)])
 def test_fa_export_stops_cleanly(tmp_path, monkeypatch, capsys, stop, code):
     import fa3d.export.cli as export_cli
 
@@ -131,7 +149,7 @@ def test_fa_export_stops_cleanly(tmp_path, monkeypatch, capsys, stop, code):
     assert "no partial files" in one_line_error(capsys.readouterr().err, "fa-export")
 
 
-@pytest.mark.parametrize("stop,code", [(_kill_self, 143), (_ctrl_c, 130)])
+@pytest.mark.parametrize("stop,code", [(_kill_self, 143), (_ctrl_c, 130), (_hang_up_self, 129)])
 def test_fa_bench_stops_cleanly(plumbing_model, monkeypatch, capsys, stop, code):
     import fa3d.runtime.bench as bench
 

@@ -214,7 +214,8 @@ def test_images_one_record_each_with_file_and_size_and_image_outputs(tmp_path, p
     recs = _records(js)
     assert [(r["file"], r["width"], r["height"]) for r in recs] == [("a.png", 640, 480), ("b.jpg", 320, 400)]
     assert all(r["schema_version"] == 2 and len(r["faces"]) == 1 for r in recs)
-    assert [cv2.imread(str(out / n)).shape for n in ("a.png", "b.png")] == [(480, 640, 3), (400, 320, 3)]
+    # annotations keep the image's whole name (face.jpg and face.png never collide): a.png.png, b.jpg.png
+    assert [cv2.imread(str(out / n)).shape for n in ("a.png.png", "b.jpg.png")] == [(480, 640, 3), (400, 320, 3)]
     # one image -> one annotated .png
     png, js1 = tmp_path / "one.png", tmp_path / "one.jsonl"
     assert main(["--model", str(plumbing_model), "--source", str(d / "b.jpg"), "--output", str(png),

@@ -209,3 +209,48 @@ def test_validation_reports_the_yaw_of_the_pose_the_runtime_reports():
     m = evaluate(model, [batch], torch.device("cpu"), cfg)
     assert m["fit_yaw_only_mae"] == pytest.approx(5.0, abs=1e-3)
     assert "yaw_only_mae" in m  # the pose head's, beside it
+
+
+def test_ema_is_validated_saved_as_best_and_resumed_exactly(tmp_path):
+    """[optim] ema_decay: the average is what best.pt holds, and --resume continues it exactly."""
+    torch.set_num_threads(1)
+
+    def cfg(out, epochs=3):
+        c = _resume_cfg(out)
+        return replace(c, optim=replace(c.optim, ema_decay=0.5, epochs=epochs))
+
+    train(cfg(tmp_path / "full"), progress=False)
+    assert train(cfg(tmp_path / "cut").with_run(stop_after_steps=3), progress=False).stopped_early
+    train(cfg(tmp_path / "cut"), resume=True, progress=False)
+    a, b = read_checkpoint(tmp_path / "full" / "last.pt"), read_checkpoint(tmp_path / "cut" / "last.pt")
+    for k, v in a["resume"]["ema"]["weights"].items():
+        assert torch.allclose(v.float(), b["resume"]["ema"]["weights"][k].float(), atol=1e-6, rtol=0), k
+    train(cfg(tmp_path / "one", epochs=1), progress=False)  # one epoch: best.pt is that epoch's average
+    last = read_checkpoint(tmp_path / "one" / "last.pt")
+    best = read_checkpoint(tmp_path / "one" / "best.pt")["state_dict"]
+    ema, raw = last["resume"]["ema"]["weights"], last["state_dict"]
+    floats = [k for k in raw if raw[k].is_floating_point()]
+    assert max(float((ema[k].float() - raw[k].float()).abs().max()) for k in floats) > 1e-4  # not the raw weights
+    for k in floats:
+        assert torch.equal(best[k].float(), ema[k].float()), k  # best.pt holds the average
+
+
+def test_yaw_weights_oversample_large_poses(tmp_path):
+    from fa3d.training.dataset import MixedSamples, _sample_weights
+    from fa3d.training.config import SourceConfig
+
+    class Part(list):
+        def teacher_yaw_bins(self):
+            return np.array([0, 0, 0, 1, 2])
+
+    part = Part(range(5))
+    w = _sample_weights(part, SourceConfig(kind="x", weight=2.0, yaw_weights=(1.0, 2.0, 4.0)))
+    assert w.sum() == pytest.approx(2.0) and w[4] == pytest.approx(4 * w[0]) and w[3] == pytest.approx(2 * w[0])
+    flat = _sample_weights(part, SourceConfig(kind="x"))
+    assert np.allclose(flat, 0.2)
+    mixed = MixedSamples([SourceConfig(kind="x", yaw_weights=(1.0, 1.0, 3.0))], {"x": lambda src: Part(range(5))})
+    assert mixed.weights[4] == pytest.approx(3 * mixed.weights[0])
+    with pytest.raises(ConfigError, match="yaw_weights"):
+        MixedSamples([SourceConfig(kind="x", yaw_weights=(1.0, 1.0, 3.0))], {"x": lambda src: list(range(5))})
+    with pytest.raises(ConfigError, match="yaw_weights"):
+        config_from_dict({"data": {"sources": [{"kind": "synthetic", "count": 1, "yaw_weights": [1, 2]}]}})
