@@ -84,3 +84,31 @@ def test_fp32_vs_int8_qdq_onnx_with_onnxrt_runners(tiny_onnx, tiny_int8_onnx, rn
     strict = compare_runners(onnxrt_runner(tiny_onnx), onnxrt_runner(tiny_int8_onnx), feeds,
                              gate=gate_compare(0.0, 0.0))
     assert not strict.passed and "NME %" in strict.failures
+
+
+def test_gate_reads_the_pose_the_runtime_reports():
+    """The pose metric: a head rotation 10 degrees off fails the gate read on the head's pose."""
+    def turned(x):
+        out = _const("x", 1.0)._fn(x)
+        c, s = np.cos(np.radians(10)), np.sin(np.radians(10))
+        out["rotation"] = np.tile(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32), (len(x), 1, 1))
+        return out
+    res = compare_runners(_const("ref", 1.0), callable_runner(turned, "turned", input_size=SIZE), _feeds(),
+                          gate=gate_compare(max_nme=1.0, max_pose_deg=1.5, pose_source="head"))
+    assert not res.passed and set(res.failures) == {"pose deg"} and res.gate["pose deg"]["value"] == pytest.approx(10 / 3, rel=1e-3)  # mean of yaw, pitch, roll
+
+
+def test_the_gate_and_the_maxima_cover_every_face_of_every_batch():
+    """Iterations are joined before comparing: one face off among five, fed one per batch, shows in the mean."""
+    def one_off(x):
+        out = _const("x", 1.0)._fn(x)
+        out["landmarks"] = out["landmarks"] + (x[:, 0, 0, 0] == 0)[:, None, None].astype(np.float32) * 3.0
+        return out
+    x = np.stack([np.full((3, SIZE, SIZE), i, np.float32) for i in range(5)])
+    res = compare_runners(_const("ref", 1.0), callable_runner(one_off, "one off", input_size=SIZE),
+                          batches_of(x, (1,)), tolerance={k: 1e-6 for k in OUT}, gate=gate_compare(100.0, 180.0))
+    assert res.max_abs["landmarks"] == pytest.approx(3.0)
+    single = compare_runners(_const("ref", 1.0), callable_runner(one_off, "one off", input_size=SIZE),
+                             batches_of(x[:1], (1,)), gate=gate_compare(100.0, 180.0))
+    assert single.gate["NME %"]["value"] > 0
+    assert res.gate["NME %"]["value"] == pytest.approx(single.gate["NME %"]["value"] / 5, rel=1e-6)

@@ -90,6 +90,28 @@ def test_gpu_path_with_the_stand_in_catches_a_wrong_engine(tmp_path, monkeypatch
 
 
 @needs_shipped
+def test_an_int8_engine_without_int8_layers_fails_its_layer_check(tmp_path, monkeypatch):
+    """TensorRT may fall back to FP16/FP32 kernels: the inspector's counts show it and the check fails."""
+    gpu = Gpu("10.3.0")
+    plan = b"FA3D-STANDIN-PLAN " + json.dumps({"version": "10.3.0", "onnx": None, "input": "input", "size": 8,
+                                              "num_dense": 1, "profile": [1, 1, 1], "precision": "fp32",
+                                              "dla_core": None, "detailed": True, "layers": []}).encode()
+    inspector_cls = type(gpu.trt.Runtime(gpu.trt.Logger()).deserialize_cuda_engine(plan).create_engine_inspector())
+    real = inspector_cls.get_layer_information
+
+    def no_int8(self, i, fmt):
+        self.engine.h["layers"][i]["dtype"] = "Half" if self.engine.h["layers"][i]["dtype"] == "Int8" else \
+            self.engine.h["layers"][i]["dtype"]
+        return real(self, i, fmt)
+    monkeypatch.setattr(inspector_cls, "get_layer_information", no_int8)
+    rc, rep = _run(tmp_path, monkeypatch, gpu)
+    checks = {c["name"]: c for c in rep["checks"]}
+    assert rc == 1 and not checks["layers per precision int8"]["passed"]
+    assert "int8" not in checks["layers per precision int8"]["details"]["layers"]
+    assert checks["layers per precision fp16"]["passed"] and checks["layers per precision fp32"]["passed"]
+
+
+@needs_shipped
 def test_gpu_path_on_tensorrt_11_and_without_dla(tmp_path, monkeypatch):
     """11.x: strongly typed, FP16 from the converted FP16 ONNX, the inspector's 11.x schema; 11.2 has no DLA."""
     rc, rep = _run(tmp_path, monkeypatch, Gpu("11.2.0", dla_cores=2), "--dla-core", "0")

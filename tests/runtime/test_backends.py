@@ -130,6 +130,17 @@ def test_trt_checks_what_tensorrt_returns(tmp_path, fake, monkeypatch):
             with pytest.raises(BackendError, match="outside the engine's profile"):
                 be.infer(np.zeros((2, 3, SIZE, SIZE), np.float32))
         assert fake.ctx_depth == 0, "the context is popped after a failed call"
+    with monkeypatch.context() as m:  # at load time too: the profile's own max shape, every tensor's address
+        m.setattr(ctx_cls, "set_input_shape", lambda self, name, shape: False)
+        with pytest.raises(BackendError, match="refused the input shape"):
+            open_backend(_engine(tmp_path))
+    real_address = ctx_cls.set_tensor_address
+    with monkeypatch.context() as m:
+        m.setattr(ctx_cls, "set_tensor_address",
+                  lambda self, name, addr: name != "dense" and real_address(self, name, addr))
+        with pytest.raises(BackendError, match="refused the address of tensor 'dense'"):
+            open_backend(_engine(tmp_path))
+    assert fake.ctx_depth == 0
     monkeypatch.setattr(fake.trt.Runtime, "deserialize_cuda_engine", _renaming(fake.trt.Runtime.deserialize_cuda_engine))
     with pytest.raises(BackendError, match=r"engine inputs \['images'\] do not match the sidecar's 'input'"):
         open_backend(_engine(tmp_path))
