@@ -323,6 +323,38 @@ def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome
     return res.path
 
 
+def _detector_onnx(out_dir: Path, outcome: ExportOutcome, report: Report) -> Path:
+    """The face detector's network (the shipped BlazeFace) and its sidecar beside the model."""
+    from .detector_step import DetectorStepError, write_detector_onnx
+
+    try:
+        path = write_detector_onnx(out_dir)
+    except (DetectorStepError, OSError) as e:
+        raise ExportFailure(EXIT_CHECK_FAILED, f"detector: {e}") from None
+    outcome.files["detector_onnx"] = str(path)
+    _add(outcome, report, Step("detector", f"wrote {path} (the face detector's network, BlazeFace short range; "
+                               "fa-run runs it on ONNX Runtime unless its engine is beside the model's)"))
+    return path
+
+
+def _detector_engine(req: ExportRequest, detector_onnx: Path, outcome: ExportOutcome, report: Report) -> None:
+    """The detector's FP16 engine beside the model's (TensorRT is importable here: the model's was just built)."""
+    from .detector_step import DETECTOR_BATCH, DetectorStepError, build_detector_engine
+    from .trt_build import import_tensorrt
+
+    try:
+        res = build_detector_engine(detector_onnx, import_tensorrt().__version__, workspace_mb=req.workspace_mb,
+                                    timing_cache=detector_onnx.parent / TIMING_CACHE_NAME)
+    except EngineBuildError as e:
+        raise ExportFailure(EXIT_BUILD_FAILED, f"detector engine: {e}") from None
+    except (DetectorStepError, OSError) as e:
+        raise ExportFailure(EXIT_CHECK_FAILED, f"detector engine: {e}") from None
+    outcome.files["detector_engine"] = str(res.path)
+    _add(outcome, report, Step("detector engine", f"built {res.path} (FP16, {res.note}, batch "
+                               f"{DETECTOR_BATCH}, {res.seconds:.0f} s); fa-run --engine "
+                               "finds it beside the model's engine"))
+
+
 def _variant_path(onnx_path: Path, precision: str) -> Path:
     name = {"fp16": FP16_ONNX_NAME, "int8": INT8_ONNX_NAME}.get(precision)
     if name is None or _meta_precision(onnx_path) != "fp32":
@@ -361,7 +393,10 @@ def run_export(req: ExportRequest, report: Report = lambda step: None) -> Export
                    else "PyTorch is not installed")
             onnx_path = _copy_shipped_onnx(out_dir, outcome, report, why)
         _precision_variant(req, onnx_path, outcome, report)
+    detector_onnx = _detector_onnx(out_dir, outcome, report)
     engine = _engine(req, onnx_path, out_dir, outcome, report)
+    if engine is not None:
+        _detector_engine(req, detector_onnx, outcome, report)
     if req.triton is not None:
         from .triton import write_triton_repo
 

@@ -323,10 +323,11 @@ class _ConfigSteps:
         self.config = config
 
 
-def _config_loader(plan: BuildPlan, options: BuildOptions, input_name: str, size: int) -> tuple[Any, _ConfigSteps]:
+def _config_loader(plan: BuildPlan, options: BuildOptions, input_name: str,
+                   chw: tuple[int, ...]) -> tuple[Any, _ConfigSteps]:
     """Polygraphy's ``CreateConfig`` for ``plan`` (profile, precision flags, TF32 on, workspace) + our steps."""
     steps = _ConfigSteps(options, plan)
-    mn, opt, mx = options.batch.shapes(size)
+    mn, opt, mx = ((b, *chw) for b in (options.batch.min, options.batch.opt, options.batch.max))
     create = pg_trt.CreateConfig(
         tf32=hasattr(trt.BuilderFlag, "TF32"), fp16="FP16" in plan.builder_flags, int8="INT8" in plan.builder_flags,
         profiles=[pg_trt.Profile().add(input_name, min=mn, opt=opt, max=mx)],
@@ -335,8 +336,46 @@ def _config_loader(plan: BuildPlan, options: BuildOptions, input_name: str, size
     return pg_trt.PostprocessConfig(create, steps), steps
 
 
+@dataclass(frozen=True)
+class SerializedEngine:
+    """What :func:`build_serialized` made: the plan bytes and how they were built."""
+
+    data: Any  # TensorRT's serialized engine (a buffer)
+    plan: BuildPlan
+    options: BuildOptions  # with the batch profile actually built (static for the DLA)
+    timing_cache_reused: bool
+    seconds: float
+
+
+def build_serialized(onnx_path: Path, options: BuildOptions, *, onnx_precision: str, input_name: str,
+                     input_chw: tuple[int, int, int]) -> SerializedEngine:
+    """Build an engine from any ONNX whose one input is ``input_name`` of shape (-1, *input_chw), and save the
+    timing cache; nothing else is written (the callers write the engine and its sidecar)."""
+    onnx_path = Path(onnx_path)
+    import_tensorrt()
+    plan = plan_build(trt.__version__, options.precision, onnx_precision, options.dla_core)
+    options = replace(options, batch=build_batch(options))
+    t0 = time.perf_counter()
+    _one_logger()
+    log = pg_logger.G_LOGGER
+    with log.verbosity(log.ERROR):  # Polygraphy's progress lines and warnings off; its errors stay
+        builder, network, parser = _network(onnx_path, plan)
+        _check_network_input(network, input_name, tuple(input_chw), onnx_path)
+        config, steps = _config_loader(plan, options, input_name, tuple(input_chw))
+        try:
+            serialized = pg_trt.EngineBytesFromNetwork((builder, network, parser), config=config)()
+        except pg_exception.PolygraphyException as e:
+            raise EngineBuildError(f"TensorRT {plan.tensorrt_version} failed to build an engine from {onnx_path} "
+                                   f"({e}; see TensorRT's log above); try a larger --workspace (now "
+                                   f"{options.workspace_mb} MiB)"
+                                   + (" or drop --dla-core" if options.dla_core is not None else "")) from None
+    if options.timing_cache is not None:
+        atomic_write_bytes(options.timing_cache, bytes(steps.config.get_timing_cache().serialize()))
+    return SerializedEngine(serialized, plan, options, steps.timing_cache_reused, time.perf_counter() - t0)
+
+
 def build_engine(onnx_path: Path, engine_path: Path, options: BuildOptions) -> EngineResult:
-    """Build ``engine_path`` (+ ``engine_path.json``) from ``onnx_path`` (+ its sidecar).
+    """Build ``engine_path`` (+ ``engine_path.json``) from the face model ``onnx_path`` (+ its sidecar).
 
     Raises :class:`TensorRTUnavailable` when TensorRT cannot be imported and :class:`EngineBuildError`
     (with the parser's messages naming the nodes) when the build fails. Nothing is left half-written.
@@ -345,47 +384,30 @@ def build_engine(onnx_path: Path, engine_path: Path, options: BuildOptions) -> E
     meta = read_sidecar(onnx_path)
     if meta.format != "onnx":
         raise EngineBuildError(f"{onnx_path}: its sidecar says format {meta.format!r}, expected an ONNX export")
-    import_tensorrt()
-    plan = plan_build(trt.__version__, options.precision, meta.precision, options.dla_core)
-    options = replace(options, batch=build_batch(options))
     size = meta.preprocess.input_size
-    t0 = time.perf_counter()
-    _one_logger()
-    log = pg_logger.G_LOGGER
-    with log.verbosity(log.ERROR):  # Polygraphy's progress lines and warnings off; its errors stay
-        builder, network, parser = _network(onnx_path, plan)
-        _check_network_input(network, meta, size, onnx_path)
-        config, steps = _config_loader(plan, options, meta.input_name, size)
-        try:
-            serialized = pg_trt.EngineBytesFromNetwork((builder, network, parser), config=config)()
-        except pg_exception.PolygraphyException as e:
-            raise EngineBuildError(f"TensorRT {plan.tensorrt_version} failed to build an engine from {onnx_path} "
-                                   f"({e}; see TensorRT's log above); try a larger --workspace (now "
-                                   f"{options.workspace_mb} MiB)"
-                                   + (" or drop --dla-core" if options.dla_core is not None else "")) from None
+    built = build_serialized(onnx_path, options, onnx_precision=meta.precision, input_name=meta.input_name,
+                             input_chw=(3, size, size))
     engine_meta = meta.with_(
-        format="tensorrt", precision=plan.precision, source_sha256=sha256_file(onnx_path),
-        producer={**meta.producer, "tensorrt": plan.tensorrt_version},
-        engine=engine_description(plan, options, size, meta.input_name, onnx_path))
+        format="tensorrt", precision=built.plan.precision, source_sha256=sha256_file(onnx_path),
+        producer={**meta.producer, "tensorrt": built.plan.tensorrt_version},
+        engine=engine_description(built.plan, built.options, size, meta.input_name, onnx_path))
     with atomic_path(engine_path) as tmp:
         with open(tmp, "wb") as f:
-            f.write(serialized)
+            f.write(built.data)
         write_metadata(sidecar_path(engine_path), engine_meta)
-    if options.timing_cache is not None:
-        atomic_write_bytes(options.timing_cache, bytes(steps.config.get_timing_cache().serialize()))
-    return EngineResult(path=engine_path, sidecar=sidecar_path(engine_path), plan=plan,
-                        timing_cache=options.timing_cache, timing_cache_reused=steps.timing_cache_reused,
-                        seconds=time.perf_counter() - t0, size_bytes=engine_path.stat().st_size)
+    return EngineResult(path=engine_path, sidecar=sidecar_path(engine_path), plan=built.plan,
+                        timing_cache=options.timing_cache, timing_cache_reused=built.timing_cache_reused,
+                        seconds=built.seconds, size_bytes=engine_path.stat().st_size)
 
 
-def _check_network_input(network: Any, meta: ArtifactMetadata, size: int, onnx_path: Path) -> None:
+def _check_network_input(network: Any, input_name: str, chw: tuple[int, ...], onnx_path: Path) -> None:
     names = [network.get_input(i).name for i in range(int(network.num_inputs))]
-    if names != [meta.input_name]:
+    if names != [input_name]:
         raise EngineBuildError(f"{onnx_path}: the network's inputs are {names}, its sidecar promises "
-                               f"[{meta.input_name!r}]; re-export it with fa-export")
+                               f"[{input_name!r}]; re-export it with fa-export")
     shape = tuple(network.get_input(0).shape)
-    if len(shape) != 4 or shape[0] != -1 or tuple(shape[1:]) != (3, size, size):
-        raise EngineBuildError(f"{onnx_path}: input shape {shape} is not (-1, 3, {size}, {size}) "
+    if len(shape) != 4 or shape[0] != -1 or tuple(shape[1:]) != chw:
+        raise EngineBuildError(f"{onnx_path}: input shape {shape} is not (-1, {', '.join(map(str, chw))}) "
                                "(a dynamic batch of the sidecar's input size); re-export it with fa-export")
 
 

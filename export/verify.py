@@ -7,11 +7,13 @@ Q/DQ ONNX; the FP16 ONNX is made, and parity-checked, when the TensorRT version 
    with --dla-core N);
 2. counts the layers per precision the engine inspector reports for each engine (an INT8 engine must run
    INT8 layers, an FP16 one FP16 layers, an FP32 one neither);
-3. runs every face the runtime's detector finds in the bundled sample clip through each engine with the
-   runtime's TensorRT backend, at batch 1, the profile's OPT batch and its largest batch, and compares
-   with ONNX Runtime on the CPU through Polygraphy's Comparator: FP32 and FP16 engines with the FP32 ONNX
-   within stated tolerances; the INT8 engine with ONNX Runtime running the same Q/DQ model (a tight
-   tolerance) and with the FP32 ONNX through the INT8 accuracy gate;
+3. runs the face of every frame of the bundled sample clip through each engine with the runtime's
+   TensorRT backend, at batch 1, the profile's OPT batch and its largest batch, and compares with ONNX
+   Runtime on the CPU through Polygraphy's Comparator: FP32 and FP16 engines with the FP32 ONNX within
+   stated tolerances; the INT8 engine with ONNX Runtime running the same Q/DQ model (a tight tolerance)
+   and with the FP32 ONNX through the INT8 accuracy gate; builds the face detector's FP16 engine (what
+   fa-export builds beside the model) and compares it, run by the runtime's detector session, with its
+   FP32 ONNX on every frame of the clip;
 4. times each engine (batch 1 and the OPT batch, median of --timing-calls calls after warm-up);
 5. opens a backend in this thread, runs it from a second thread and closes it there (the CUDA context
    handling a camera thread needs);
@@ -199,6 +201,40 @@ def accuracy_checks(engine: Engine, fp32_onnx: Path, crops: Any, sizes: tuple[in
     return [run(f"accuracy {engine.label} vs ONNX Runtime FP32", fp32_onnx, tolerance=tol.as_dict())]
 
 
+def clip_windows(every: int = 1, size: int = 128) -> np.ndarray:
+    """The detector's input for every ``every``-th frame of the bundled clip, whole (its coarsest window):
+    (N, 3, size, size), RGB scaled to [-1, 1]."""
+    import cv2
+
+    from fa3d.runtime.default_model import sample_clip_path
+    from fa3d.runtime.sources import video_frames
+
+    x = [cv2.resize(cv2.cvtColor(f.image, cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA)
+         for f in video_frames(sample_clip_path(), every=every)]
+    return (np.stack(x).astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2).copy()
+
+
+def detector_check(work: Path, options: VerifyOptions, report: VerifyReport) -> None:
+    """The detector's FP16 engine (built as fa-export builds it) against its FP32 ONNX on ONNX Runtime."""
+    from fa3d.runtime.detector_engine import OUTPUTS, TrtDetectorSession
+
+    from .compare import batches_of, callable_runner, compare_runners, onnxrt_runner
+    from .detector_step import DETECTOR_BATCH, FP16_TOLERANCE, build_detector_engine, write_detector_onnx
+    from .trt_build import import_tensorrt
+
+    onnx_path = write_detector_onnx(work)
+    built = build_detector_engine(onnx_path, import_tensorrt().__version__, workspace_mb=1024,
+                                  timing_cache=work / "timing.cache")
+    x = clip_windows(options.every)
+    runner = callable_runner(lambda sess, b: dict(zip(OUTPUTS, sess.run(b))), f"tensorrt {built.path.name}",
+                             input_size=x.shape[-1], open_=lambda: TrtDetectorSession(built.path))
+    res = compare_runners(onnxrt_runner(onnx_path), runner,
+                          batches_of(x, (1, DETECTOR_BATCH.opt, DETECTOR_BATCH.max),
+                                     source=f"{len(x)} frames of the bundled clip, whole"), tolerance=FP16_TOLERANCE)
+    report.add(Check("detector engine vs its ONNX", res.passed, {**res.to_dict(), "build": built.note,
+                                                                  "seconds": round(built.seconds, 1)}))
+
+
 def timing(engines: list[Engine], report: VerifyReport, calls: int = 200, warmup: int = 20) -> None:
     """Median latency of each engine at batch 1 and at the profile's OPT batch, warm."""
     from fa3d.runtime.backends import open_backend
@@ -263,6 +299,7 @@ def run_verify(options: VerifyOptions) -> VerifyReport:
         sizes = (b.opt,) if engine.dla_core is not None else tuple(sorted({1, b.opt, b.max}))
         for check in accuracy_checks(engine, work / "model.onnx", crops, sizes):
             report.add(check)
+    _guarded(report, "detector engine vs its ONNX", lambda: detector_check(work, options, report))
     if engines:
         _guarded(report, "timing (median ms per call, host to host)",
                  lambda: timing(engines, report, calls=options.timing_calls))

@@ -71,8 +71,10 @@ def fp16_export(edge_checkpoint, tmp_path_factory):
 def test_no_tensorrt_exit_status_and_files(fp16_export, edge_checkpoint):
     assert fp16_export["rc"] == steps.EXIT_NO_TENSORRT == 3
     out = fp16_export["out"]
-    assert sorted(p.name for p in out.iterdir()) == ["model.fp16.onnx", "model.fp16.onnx.json", "model.onnx",
-                                                     "model.onnx.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "blazeface_short_range.LICENSE", "blazeface_short_range.NOTICE", "blazeface_short_range.onnx",
+        "blazeface_short_range.onnx.json", "model.fp16.onnx", "model.fp16.onnx.json", "model.onnx",
+        "model.onnx.json"]
     fp32, fp16 = read_sidecar(out / "model.onnx"), read_sidecar(out / "model.fp16.onnx")
     assert (fp32.format, fp32.precision, fp32.source_sha256) == ("onnx", "fp32", sha256_file(edge_checkpoint))
     assert (fp16.precision, fp16.source_sha256) == ("fp16", sha256_file(out / "model.onnx"))
@@ -150,7 +152,11 @@ def test_from_onnx_fp16_with_standin(fp16_export, tmp_path, monkeypatch, capsys,
     meta = read_sidecar(d / "model.plan")
     assert meta.precision == "fp16" and meta.engine["source_onnx"] == source
     assert meta.source_sha256 == sha256_file(d / source)
-    assert [f for f in fake.values("set_flag") if f != "TF32"] == flags
+    first_build = fake.log[:fake.log.index(("build_serialized_network", None)) + 1]  # the model's; then the detector's
+    assert [e[1] for e in first_build if e[0] == "set_flag" and e[1] != "TF32"] == flags
+    det = json.loads((d / "blazeface_short_range.plan.json").read_text())
+    assert det["format"] == "tensorrt" and det["precision"] == "fp16" and det["engine"]["tensorrt_version"] == version
+    assert fake.values("build_serialized_network") == [None, None]
     assert (d / "timing.cache").is_file()
     cfg = (tmp_path / "t" / "fa3d" / "config.pbtxt").read_text()
     assert 'platform: "tensorrt_plan"' in cfg and (tmp_path / "t" / "fa3d" / "1" / "model.plan").is_file()
@@ -193,7 +199,7 @@ def test_onnx_only_and_json(tiny_checkpoint, tmp_path, capsys):
     rc = main([str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--onnx-only", "--json"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
-    assert [s["name"] for s in res["steps"]] == ["onnx", "parity", "engine"]
+    assert [s["name"] for s in res["steps"]] == ["onnx", "parity", "detector", "engine"]
     assert res["steps"][1]["details"]["passed"] is True
     assert res["files"]["onnx"] == str(tmp_path / "o" / "model.onnx")
 
@@ -256,3 +262,32 @@ def test_int8_gate_decides_the_engine(tiny_checkpoint, tmp_path, monkeypatch, ca
     else:
         assert f"fa-export --from-onnx {tmp_path}/o/model.int8.onnx --int8" in text.out
         assert f"trtexec --onnx={tmp_path}/o/model.int8.onnx --int8 --fp16" in text.out
+
+
+def test_detector_engine_beside_the_model_engine_is_what_fa_run_and_fa_bench_use(fp16_export, tmp_path, monkeypatch,
+                                                                                capsys):
+    """fa-export builds the detector's FP16 engine beside the model's; fa-run --engine finds it and says so; fa-bench's
+    stage table names where the detector ran. THE STAND-IN runs both "engines" with ONNX Runtime: not TensorRT."""
+    from fa3d.runtime import bench, cli_run
+
+    d = _copy_export(fp16_export["out"], tmp_path / "e")
+    Gpu("10.3.0").install(monkeypatch)
+    assert main(["--from-onnx", str(d / "model.onnx"), "--batch", "1:2:8"]) == 0
+    assert (d / "blazeface_short_range.plan").is_file()
+    capsys.readouterr()
+    assert cli_run.main(["--engine", str(d / "model.plan"), "--max-frames", "3", "--headless"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"fa-run: model {d / 'model.plan'} (tensorrt fp32), detector blazeface (tensorrt ")
+    assert first.endswith("blazeface_short_range.plan)")
+    (d / "blazeface_short_range.plan").unlink()
+    assert cli_run.main(["--engine", str(d / "model.plan"), "--max-frames", "2", "--headless"]) == 0
+    assert "detector blazeface (onnxruntime cpu)" in capsys.readouterr().out.splitlines()[0]
+    assert cli_run.main(["--engine", str(d / "model.plan"), "--max-frames", "2", "--headless",
+                         "--detector-engine", str(d / "missing.plan")]) == cli_run.EXIT_MODEL
+    assert "missing.plan: detector engine not found" in capsys.readouterr().err
+    assert main(["--from-onnx", str(d / "model.onnx"), "--batch", "1:2:8"]) == 0
+    capsys.readouterr()
+    assert bench.main(["--engine", str(d / "model.plan"), "--batch", "1", "--iters", "1", "--warmup", "0",
+                       "--max-frames", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "detect (tensorrt)" in out and "detector blazeface (tensorrt" in out

@@ -63,6 +63,8 @@ def test_gpu_path_with_the_stand_in_passes_every_check(tmp_path, monkeypatch):
     assert set(checks["timing (median ms per call, host to host)"]["details"]) == {
         f"{x} batch {b}" for x in labels for b in (1, 4)}
     assert checks["backend used and closed from a second thread"]["passed"]
+    det = checks["detector engine vs its ONNX"]["details"]
+    assert det["batches"] == [1, 16, 32] and det["faces"] == 2 and det["build"] == "FP16 builder flag"
 
 
 @needs_shipped
@@ -86,6 +88,7 @@ def test_gpu_path_with_the_stand_in_catches_a_wrong_engine(tmp_path, monkeypatch
     failed = {c["name"] for c in rep["checks"] if not c["passed"]}
     assert rc == 1 and {"accuracy fp32 vs ONNX Runtime FP32", "accuracy fp16 vs ONNX Runtime FP32",
                         "accuracy int8 vs ONNX Runtime on the same Q/DQ model"} <= failed
+    assert "detector engine vs its ONNX" not in failed  # no 'landmarks' output: the detector engine is right
     assert not any(n.startswith(("build", "layers")) for n in failed)
 
 
@@ -120,6 +123,8 @@ def test_gpu_path_on_tensorrt_11_and_without_dla(tmp_path, monkeypatch):
     assert checks["build fp16"]["details"]["strongly_typed"]
     assert checks["layers per precision fp16"]["details"]["layers"].get("fp16", 0) > 0
     assert checks["layers per precision int8"]["details"]["layers"]["int8"] > 0
+    assert checks["detector engine vs its ONNX"]["details"]["build"] == "from its FP16 ONNX (strongly typed)"
+    assert checks["detector engine vs its ONNX"]["passed"]
     assert "no DLA support" in checks["build fp16 dla0"]["details"]["error"]
     assert rc == 1 and {n for n, c in checks.items() if not c["passed"]} == {"build fp16 dla0", "build int8 dla0"}
 

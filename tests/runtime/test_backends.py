@@ -120,7 +120,7 @@ def test_trt_buffers_bindings_and_one_sync_per_batch(tmp_path, fake):
 def test_trt_checks_what_tensorrt_returns(tmp_path, fake, monkeypatch):
     """set_input_shape, set_tensor_address and execute_async_v3 report failure by their return value."""
     with open_backend(_engine(tmp_path)) as be:
-        ctx_cls = type(be._context)
+        ctx_cls = type(be._trt._context)
         with monkeypatch.context() as m:
             m.setattr(ctx_cls, "execute_async_v3", lambda self, handle: False)
             with pytest.raises(BackendError, match="TensorRT execution failed"):
