@@ -4,7 +4,7 @@ Everything else imports these names; change a value here and every layer follows
 :class:`packaging.version.Version` objects and are compared as such, never as strings.
 
 The TensorRT facts behind the values, each checked against NVIDIA's own pages (sources and the facts we could
-not confirm: docs/deploying.md, "Versions"): weak typing (the FP16/INT8 builder flags) is deprecated from
+not confirm: docs/deploying.md, "Versions and their sources"): weak typing (the FP16/INT8 builder flags) is deprecated from
 TensorRT 10.12 and removed in 11, where INT8 comes from explicit Q/DQ nodes; the implicit INT8 calibrator is
 deprecated from 10.1 and removed in 11; the DLA is supported up to 10.7, missing from 10.8 to 11.4.0 on Linux,
 back in 11.4.1 on Jetson AGX Orin with JetPack 7.2.2 or later, and missing again from 11.5.0 (no JetPack
