@@ -272,8 +272,9 @@ class FaceAligner:
             t_eff = self._check_timestamp(timestamp_ms)
             return self._tracked(frame_bgr, t_eff)
 
-    def process_async(self, frame_bgr: np.ndarray, timestamp_ms: float) -> None:
-        """LIVE_STREAM: hand a frame to the worker and return; ``options.result_callback`` gets its faces.
+    def process_async(self, frame_bgr: np.ndarray, timestamp_ms: float) -> float:
+        """LIVE_STREAM: hand a frame to the worker and return the timestamp (ms) that ``options.result_callback``
+        will get with its faces (``timestamp_ms``, or 1 ms after the previous frame's when it repeats it).
 
         The frame is COPIED before this returns: a camera loop may refill the same buffer at once (what
         OpenCV's ``read(image)`` and most capture APIs do), and the callback gets the faces of the frame that
@@ -290,6 +291,7 @@ class FaceAligner:
                 self._worker = LatestFrameWorker(self._process_locked, self.options.result_callback)
             worker = self._worker
         worker.submit(np.array(frame_bgr, copy=True), t_eff)  # the worker's own copy: the caller owns its buffer
+        return t_eff
 
     @property
     def dropped_frames(self) -> int:

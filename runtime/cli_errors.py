@@ -104,14 +104,14 @@ def graceful_signals() -> Iterator[SignalGuard]:
 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while the block runs, then deliver them: for the few lines that must not be
+    """Hold Ctrl-C, SIGTERM and SIGHUP while the block runs, then deliver them: for the few lines that must not be
     cut in half (a record appended to a container file, its closing index). Main thread only (elsewhere a
     no-op); the handlers in force before the block (e.g. :func:`graceful_signals`') get the signals after it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
-    stops = (signal.SIGINT, signal.SIGTERM)
+    stops = (signal.SIGINT, *STOP_SIGNALS)
     previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in stops}
     try:
         yield

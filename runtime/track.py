@@ -14,11 +14,13 @@ so that a face that is gone (a cut, an occlusion, a person leaving) is dropped a
   landmark box alone drifts frame after frame on some faces (the crop comes from the previous landmarks,
   whose errors feed back); on the acceptance clips (``fa3d.training.face_clips``, seeds 0 and 1) the mean
   raised the frames within 7 % NME from 90.0 / 86.9 % to 94.1 / 91.2 % (1280x720 / 640x480).
-* **model confidence** below ``min_confidence`` and **agreement** (the new landmarks' box overlapping the
-  box the crop was made from by less than ``agree_iou``): a miss; the full detector runs on the next frame
-  and a track it does not confirm is dropped; ``max_misses`` misses in a row drop it in any case. A new
-  track whose first alignment is not confident is dropped at once (a false detection), without a
-  re-detection.
+* **model confidence** below ``min_confidence``: the model no longer confirms the face (the person turned
+  away, left, or was covered; or the track slid onto hair or clothes): the track is dropped at once and the
+  full detector runs on the next frame (a face still there starts a new track). A new track whose first
+  alignment is not confident is dropped at once (a false detection), without a re-detection.
+* **agreement** (the new landmarks' box overlapping the box the crop was made from by less than
+  ``agree_iou``): a miss; the full detector runs on the next frame and a track it does not confirm is
+  dropped; ``max_misses`` misses in a row drop it in any case.
 * a track at most two frames old that the region check does not confirm was a false detection: it is
   dropped without a re-detection, and detections on its place start no track for ``det_every_n`` frames
   (false detections are specific to one scale; the region check sees the place at another).
@@ -114,7 +116,7 @@ class FaceTracker:
         self._since_detect = 0
         self._frame = 0
         self._rejected: list[tuple[np.ndarray, int]] = []  # (box, until frame): unconfirmed detections
-        self._resized = False  # the frame size changed: the full detector runs on the next frame
+        self._rescan = False  # the full detector runs on the next frame (a new frame size, a face gone)
         self.detector_calls = 0
         self.region_checks = 0
         self.dropped = 0  # tracks ended by a check (region, confidence, agreement), for diagnostics
@@ -126,13 +128,13 @@ class FaceTracker:
     def reset(self) -> None:
         self._tracks.clear()
         self._rejected.clear()
-        self._resized = False
+        self._rescan = False
         self._since_detect = 0
         self._frame = 0
 
     def needs_detection(self) -> bool:
         o = self.options
-        return (not self._tracks or self._resized or self._since_detect >= o.det_every_n
+        return (not self._tracks or self._rescan or self._since_detect >= o.det_every_n
                 or any(t.misses > 0 for t in self._tracks))
 
     def frame_resized(self, old_hw: tuple[int, int], new_hw: tuple[int, int]) -> None:
@@ -144,7 +146,7 @@ class FaceTracker:
         for t in self._tracks:  # pixel centres: x' = (x + 0.5) * s - 0.5
             t.box = (t.box + 0.5) * k - 0.5
         self._rejected = [((b + 0.5) * k - 0.5, until) for b, until in self._rejected]
-        self._resized = True
+        self._rescan = True
 
     def _verify(self, image_bgr: np.ndarray) -> bool:
         """The region check; True when a track was dropped (the full detector must run now)."""
@@ -195,7 +197,7 @@ class FaceTracker:
             boxes = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
             self._match(boxes, np.asarray(dets.scores, np.float64).reshape(-1))
             self._since_detect = 0
-            self._resized = False
+            self._rescan = False
             detected = True
         self._since_detect += 1
         boxes = np.array([t.box for t in self._tracks], dtype=np.float64).reshape(-1, 4)
@@ -249,7 +251,10 @@ class FaceTracker:
                 t.confirmed = True
             elif not t.confirmed:  # a detection the model does not take for a face: gone, no re-detection
                 t.misses = o.max_misses + 1
-            else:  # low confidence, or landmarks that left the box they were looked for in
+            elif not c >= o.min_confidence:  # the model no longer confirms the face (it turned away, left, was
+                t.misses = o.max_misses + 1  # covered): dropped at once; the detector looks on the next frame
+                self._rescan = True
+            else:  # landmarks that left the box they were looked for in
                 t.misses += 1
             if t.misses <= o.max_misses:
                 keep.append(t)

@@ -13,6 +13,16 @@ Per face, through the runtime (``FaceAligner.process(image, boxes=[box])``, the 
 
 Prints the precision / recall / face-free rate at a grid of thresholds, the ROC AUC, and the calibration
 (expected calibration error over 10 bins, positives and negatives weighted equally).
+
+Clip level, the whole pipeline (detector, tracker, model) in video mode, for a grid of ``--min-confidence``
+and detector thresholds::
+
+    python -m tools.confidence_eval clips MODEL --accept CLIP.mp4 [--accept ...] --face-free FREE.mp4 \
+        --min-confidence 0.3 0.5 0.7 --det-threshold 0.55 0.6
+
+per setting: the acceptance clips' face-found rate (:mod:`fa3d.training.face_clips`' rule), the face-free
+clip's frames with a face (:mod:`tools.face_free_clip`), and on the bundled sample clip (``make run``'s) the
+frames with exactly one face.
 """
 
 from __future__ import annotations
@@ -46,15 +56,26 @@ def _window_box(placed) -> np.ndarray:
     return np.concatenate([c - half, c + half])
 
 
-def crop_scores(model: str | None, data: Path, limit: int | None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Confidence of every positive and negative crop of the validation faces, by kind."""
+PARTS = ("all", "fit", "report")
+
+
+def crop_scores(model: str | None, data: Path, limit: int | None, seed: int = 0,
+                part: str = "all") -> dict[str, np.ndarray]:
+    """Confidence of every positive and negative crop of the validation faces, by kind. ``part``: ``fit`` = the
+    even-numbered aflw19k val faces (what :mod:`tools.calibrate_confidence` fits on), ``report`` = the others
+    and HELEN test, ``all`` = both."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     sets = [load_aflw19k(data / "aflw19k", "val", teacher_file="teacher_3ddfa_v2_mb05_tta.npz"),
             FacesExtraMix(data / "faces_extra", "val")]
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {k: [] for k in ("face", *NEGATIVE_KINDS)}
     with FaceAligner.from_artifact(model) as aligner:
-        for ds in sets:
+        for k, ds in enumerate(sets):
             for i in range(min(len(ds), limit or len(ds))):
+                fit = k == 0 and i % 2 == 0
+                if (part == "fit" and not fit) or (part == "report" and fit):
+                    continue
                 s = ds[i]
                 box = np.asarray(s.box, np.float64)
                 boxes = {"face": _jittered(box, rng)}
@@ -122,6 +143,52 @@ def _print(s: dict) -> None:
               f"{100 * r['precision_balanced']:.1f} % |")
 
 
+def _run_clip(model: str | None, clip: Path, min_conf: float, det_thr: float) -> list[dict]:
+    """fa-run's records (frame, faces with box and landmarks) for a clip through FaceAligner in video mode."""
+    from fa3d.runtime import FaceAlignerOptions, RunningMode
+    from fa3d.runtime.blazeface_detector import BlazeFaceDetector
+    from fa3d.runtime.sources import video_frames
+
+    from fa3d.runtime.backends import open_backend
+    from fa3d.runtime.default_model import default_model_path
+
+    opts = FaceAlignerOptions(mode=RunningMode.VIDEO, min_confidence=min_conf)
+    det = BlazeFaceDetector(score_threshold=det_thr, check_threshold=min(0.45, det_thr - 0.1))
+    aligner = FaceAligner(open_backend(Path(model) if model else default_model_path()), opts, detector=det)
+    records = []
+    with aligner:
+        for k, fr in enumerate(video_frames(clip)):
+            faces = aligner.process_video(fr.image, k * 1000.0 / 30)
+            records.append({"frame": k, "faces": [{"box": f.box.tolist(), "landmarks": f.landmarks.tolist(),
+                                                    "confidence": f.confidence} for f in faces]})
+    return records
+
+
+def clip_table(model: str | None, accept: list[Path], face_free: Path | None, min_confs, det_thrs) -> list[dict]:
+    import tempfile
+
+    from fa3d.runtime.default_model import sample_clip_path
+    from fa3d.training.face_clips import score as score_accept
+
+    rows = []
+    for det_thr in det_thrs:
+        for mc in min_confs:
+            row = {"det_threshold": det_thr, "min_confidence": mc}
+            for clip in accept:
+                with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+                    f.write("\n".join(json.dumps(r) for r in _run_clip(model, clip, mc, det_thr)) + "\n")
+                row[f"found_{clip.stem}"] = score_accept(clip, Path(f.name))["found_pct"]
+                Path(f.name).unlink()
+            if face_free is not None:
+                recs = _run_clip(model, face_free, mc, det_thr)
+                row["face_free_with_face_pct"] = round(100 * np.mean([bool(r["faces"]) for r in recs]), 2)
+            recs = _run_clip(model, sample_clip_path(), mc, det_thr)
+            row["sample_exactly_one_face"] = f"{sum(len(r['faces']) == 1 for r in recs)}/{len(recs)}"
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.confidence_eval", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -129,12 +196,24 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("model", nargs="?", default=None, help="ONNX model (default: the shipped one)")
     c.add_argument("--data", type=Path, default=Path("../shared/data"), help="the folder holding aflw19k/ and faces_extra/")
     c.add_argument("--limit", type=int, default=None, help="faces per validation set (default: all)")
+    c.add_argument("--part", choices=PARTS, default="all",
+                   help="all faces, or the ones tools.calibrate_confidence does not fit on (report)")
     c.add_argument("--json", type=Path, default=None, help="write the summary as JSON")
+    v = sub.add_parser("clips", help="the whole pipeline on clips, for a grid of thresholds")
+    v.add_argument("model", nargs="?", default=None, help="ONNX model (default: the shipped one)")
+    v.add_argument("--accept", type=Path, action="append", default=[], help="an acceptance clip (face_clips make)")
+    v.add_argument("--face-free", type=Path, default=None, help="the face-free clip (tools.face_free_clip make)")
+    v.add_argument("--min-confidence", type=float, nargs="+", default=[0.5])
+    v.add_argument("--det-threshold", type=float, nargs="+", default=[0.55])
+    v.add_argument("--json", type=Path, default=None, help="write the rows as JSON")
     args = p.parse_args(argv)
-    s = summary(crop_scores(args.model, args.data, args.limit))
-    _print(s)
+    if args.cmd == "clips":
+        out = clip_table(args.model, args.accept, args.face_free, args.min_confidence, args.det_threshold)
+    else:
+        out = summary(crop_scores(args.model, args.data, args.limit, part=args.part))
+        _print(out)
     if args.json:
-        args.json.write_text(json.dumps(s, indent=2) + "\n")
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

@@ -123,7 +123,7 @@ class FaceNode:
                                                          "tf2_msgs/msg/TFMessage",
                                                          "visualization_msgs/msg/MarkerArray")}
         self._lock = threading.Lock()
-        self._pending: collections.OrderedDict[int, tuple[np.ndarray, Header]] = collections.OrderedDict()
+        self._pending: collections.OrderedDict[float, Header] = collections.OrderedDict()  # by callback timestamp
         self._publishers: dict[str, object] = {}
         self._face_topics: dict[str, set[str]] = {}
         self.intrinsics: CameraIntrinsics | None = None
@@ -171,22 +171,22 @@ class FaceNode:
         header = Header(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
                         str(msg.header.frame_id) or self.default_frame_id)
         self.frames_in += 1
-        with self._lock:
-            self._pending[id(image)] = (image, header)
-        try:
-            self.aligner.process_async(image, header.stamp_ns / 1e6)
-        except ValueError:  # the stamps went back (a bag replayed in a loop): start over
-            self.aligner.wait_idle()
-            self.aligner.reset()
-            self.aligner.process_async(image, header.stamp_ns / 1e6)
+        with self._lock:  # held across the call: the worker's callback looks the frame up by its timestamp
+            try:
+                t_ms = self.aligner.process_async(image, header.stamp_ns / 1e6)
+            except ValueError:  # the stamps went back (a bag replayed in a loop): start over
+                self._pending.clear()
+                self.aligner.reset()
+                t_ms = self.aligner.process_async(image, header.stamp_ns / 1e6)
+            self._pending[t_ms] = header
 
     # -------------------------------------------------------------- outputs (the aligner's worker thread)
     def _on_result(self, faces: list, frame: np.ndarray, timestamp_ms: float) -> None:
         with self._lock:
             header = None
             while self._pending:  # frames submitted before this one were dropped by the aligner
-                key, (_, hdr) = self._pending.popitem(last=False)
-                if key == id(frame):
+                key, hdr = self._pending.popitem(last=False)
+                if key == timestamp_ms:
                     header = hdr
                     break
         if header is None:

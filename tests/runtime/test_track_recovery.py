@@ -177,3 +177,26 @@ def test_region_check_holds_the_box_between_landmarks_and_detector():
     boxes, ids, detected = tr.boxes_for_frame(IMG)
     assert ids == [0] and not detected
     np.testing.assert_allclose(boxes[0], A + [4, 0, 4, 0])  # the mean of the two boxes (anchor_weight 0.5)
+
+
+def test_a_face_the_model_no_longer_confirms_is_dropped_at_once_even_if_the_detector_still_fires():
+    """A detector false positive that keeps firing (a shirt collar, a flag) or a face painted over: the model's
+    confidence drops below min_confidence, and the track goes on that frame; the detector looks again next
+    frame, and a place it still reports starts a new track only when the model confirms it."""
+    det = Scripted([A, B])
+    tr = FaceTracker(det, TrackerOptions(min_confidence=0.5, det_every_n=1000))
+    boxes, ids, _ = tr.boxes_for_frame(IMG)
+    feed(tr, boxes)
+    first_ids = list(ids)
+    for _ in range(3):
+        step(tr, det, [A, B])
+    assert tr.track_ids == first_ids  # both confirmed and kept
+    boxes, ids, _ = tr.boxes_for_frame(IMG)
+    conf = [0.9 if np.allclose(b, A) else 0.1 for b in boxes]  # the model no longer takes B for a face
+    feed(tr, boxes, conf)
+    assert tr.track_ids == [first_ids[0]]  # dropped on this frame, though the detector still sees B
+    calls = det.detect_calls
+    boxes, ids, detected = tr.boxes_for_frame(IMG)
+    assert detected and det.detect_calls == calls + 1  # the detector looks again on the next frame
+    feed(tr, boxes, [0.9 if np.allclose(b, A) else 0.1 for b in boxes])
+    assert tr.track_ids == [first_ids[0]]  # B starts no track the model does not confirm
