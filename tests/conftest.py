@@ -1,6 +1,6 @@
 """Shared fixtures: where the research data lives, the gpu marker's skip logic, and the runtime plumbing
-(rt_helpers.py: a tiny ONNX model with the real I/O contract, not a face model; rt_fake_trt.py: the TensorRT
-stand-in). This folder is on sys.path through pytest's rootdir conftest, so tests import both by name."""
+(rt_helpers.py: a tiny ONNX model with the real I/O contract, not a face model; trt_standin.py: THE stand-in for
+tensorrt and pycuda.driver, build and runtime). This folder is on sys.path through pytest's rootdir conftest, so tests import both by name."""
 
 from __future__ import annotations
 
