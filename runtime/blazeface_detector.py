@@ -145,7 +145,10 @@ class BlazeFaceDetector:
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, score_threshold: float = 0.55,
                  nms_iou: float = 0.3, min_face: float = 40.0, max_windows: int = 24, threads: int | None = 1,
-                 mapping: BoxMapping | None = BLAZE_TO_TIGHT, check_threshold: float = 0.45) -> None:
+                 mapping: BoxMapping | None = BLAZE_TO_TIGHT, check_threshold: float = 0.45,
+                 session=None) -> None:
+        """``session``: where the network runs (``run(batch) -> [regressors, classificators]``, e.g. the
+        detector's TensorRT engine, :mod:`fa3d.runtime.detector_engine`); default ONNX Runtime on the CPU."""
         if model_path is None:
             from .default_model import asset_path
 
@@ -155,9 +158,11 @@ class BlazeFaceDetector:
             raise FileNotFoundError(f"{path}: BlazeFace ONNX not found; reinstall fa3d or use --detector haar")
         if not 0.0 < score_threshold < 1.0 or min_face < 1 or max_windows < 1:
             raise ValueError("score_threshold must be in (0, 1), min_face >= 1 and max_windows >= 1")
-        from .backends.onnxrt import cpu_session
+        if session is None:
+            from .detector_engine import OrtDetectorSession
 
-        self._sess = cpu_session(path, threads=threads)
+            session = OrtDetectorSession(path, threads=threads)
+        self.session = session
         self.score_threshold, self.nms_iou, self.min_face = score_threshold, nms_iou, min_face
         self.check_threshold = check_threshold
         self.max_windows, self.mapping = max_windows, mapping
@@ -177,7 +182,7 @@ class BlazeFaceDetector:
         threshold = self.score_threshold if threshold is None else threshold
         ins = [window_input(rgb, win) for win in windows]
         x = np.stack([i[0] for i in ins]).astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0
-        reg, cls = self._sess.run(["regressors", "classificators"], {"input": x})
+        reg, cls = self.session.run(x)
         self.last_windows = len(windows)
         out = []
         for j, (_, m) in enumerate(ins):

@@ -68,6 +68,7 @@ from .camera import CameraIntrinsics
 from .cli_errors import float_in, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
 from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
+from .detector_engine import DetectorArtifactError
 from . import draw
 from .frame_loop import run_pipeline
 from .metadata import MetadataError
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help="'blazeface' (the shipped CNN, MediaPipe BlazeFace short range), 'haar' (OpenCV's "
                         "cascade: frontal faces only) or a YuNet / SCRFD ONNX file")
+    p.add_argument("--detector-engine", metavar="PLAN",
+                   help="BlazeFace's TensorRT engine (with its .json sidecar, written by fa-export); default: "
+                        "blazeface_short_range.plan beside --engine when it is there, else ONNX Runtime on the CPU "
+                        "(the start-up line says which)")
     p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
                    help="run the detector at least every N frames")
     p.add_argument("--min-confidence", type=float_in(0.0, 1.0), default=DEFAULT_MIN_CONFIDENCE,
@@ -179,6 +184,7 @@ def _check_args(args) -> str | None:
     if problem:
         return problem
     inputs = [args.source, *images, *artifact_files(args.model), *artifact_files(args.engine), args.intrinsics,
+              *artifact_files(args.detector_engine),
               None if args.detector in ("haar", "blazeface") else args.detector]
     if args.source is None and args.camera is None:  # the bundled sample clip is an input too
         with contextlib.suppress(DefaultModelMissing):
@@ -190,6 +196,29 @@ def _check_args(args) -> str | None:
         outputs["--out-bag"] = Output(args.out_bag, "folder")
     outputs["--record"] = args.record
     return output_clash(outputs, inputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineDetector:
+    """The detector object for FaceAligner (None: its own, from ``--detector``) and where it runs, in words."""
+
+    detector: object
+    description: str
+    backend: str
+
+
+def pipeline_detector(model, detector: str, detector_engine, stack: contextlib.ExitStack) -> PipelineDetector:
+    """BlazeFace on its TensorRT engine when there is one for ``model`` (beside a .plan, or named), else the
+    detector ``--detector`` names on the CPU; the session is closed when ``stack`` closes (fa-run, fa-bench)."""
+    from .detector_engine import detector_session_for
+
+    choice = detector_session_for(model, detector, detector_engine)
+    if choice.session is None:
+        return PipelineDetector(None, choice.description, choice.backend)
+    stack.callback(choice.session.close)
+    from .blazeface_detector import BlazeFaceDetector
+
+    return PipelineDetector(BlazeFaceDetector(session=choice.session), choice.description, choice.backend)
 
 
 @stops_cleanly("fa-run")
@@ -257,13 +286,16 @@ def _main(args, guard) -> int:
     track = not args.no_track and not isinstance(source, ImageSource)
     if not track:
         options = dataclasses.replace(options, mode=RunningMode.IMAGE)
-    with contextlib.closing(source):
+    with contextlib.closing(source), contextlib.ExitStack() as stack:
         try:
             model = args.engine or args.model or default_model_path()
-            aligner = FaceAligner.from_artifact(model, options)
-        except (MetadataError, BackendError, FileNotFoundError) as e:  # DefaultModelMissing included
+            det = pipeline_detector(model, args.detector, args.detector_engine, stack)
+            aligner = FaceAligner.from_artifact(model, options, det.detector)
+        except (MetadataError, BackendError, FileNotFoundError, DetectorArtifactError) as e:  # DefaultModelMissing
             _err(str(e))
             return EXIT_MODEL
+        print(f"fa-run: model {model} ({aligner.backend.name} {aligner.backend.metadata.precision}), detector "
+              f"{det.description}", flush=True)
         with aligner:
             try:
                 aligner.detector  # load it now: a bad --detector is a usage error, reported up front
