@@ -8,9 +8,13 @@ Rules (each failure names the node):
 3. scales are constant, float, finite and positive;
 4. weight quantization is per channel on the output-channel axis (0 for Conv and for Gemm with
    ``transB=1``; 1 for Gemm with ``transB=0``, the last axis for MatMul) with one scale per channel;
-5. no DequantizeLinear is fed directly by an integer initialiser (pre-quantized weights): weights must be
-   float -> QuantizeLinear -> DequantizeLinear;
+5. a DequantizeLinear fed directly by an initialiser holds pre-quantized int8 weights, quantized per channel
+   as in rule 4 (TensorRT's "Explicit Quantization": weights may be float, quantized by a QuantizeLinear, or
+   pre-quantized, followed by a DequantizeLinear; NVIDIA's TensorRT 11.5 documentation, checked; what 8.5 to
+   10.x accept was not confirmed here, docs/deploying.md); other integer types are refused;
 6. no int32 bias DequantizeLinear (biases stay float).
+
+fa3d's own quantizer writes float weights with a QuantizeLinear/DequantizeLinear pair (``AddQDQPairToWeight``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class LintSummary:
     quantize_nodes: int
     dequantize_nodes: int
     weight_pairs: int  # float weight -> Q -> DQ pairs, all per-channel
+    prequantized_weights: int = 0  # int8 weight -> DQ, all per-channel
 
 
 def _label(node, i: int) -> str:
@@ -85,7 +90,7 @@ def lint_model(model, where: str = "model") -> LintSummary:
         for x in n.input:
             consumers.setdefault(x, []).append(n)
 
-    nq = ndq = nweights = 0
+    nq = ndq = nweights = nprequant = 0
     for i, n in enumerate(g.node):
         if n.op_type not in QDQ_OPS:
             continue
@@ -119,11 +124,15 @@ def lint_model(model, where: str = "model") -> LintSummary:
             src = producer.get(x)
             if x in consts:
                 dt = consts[x].dtype
-                what = ("an int32 bias DequantizeLinear (leave biases in float: QuantizeBias=False)"
-                        if dt == np.int32 else
-                        f"fed directly by the {dt} initialiser '{x}' (pre-quantized weights); TensorRT needs "
-                        "float weight -> QuantizeLinear -> DequantizeLinear (AddQDQPairToWeight=True)")
-                problems.append(f"{label}: {what}")
+                if dt == np.int32:
+                    problems.append(f"{label}: an int32 bias DequantizeLinear (leave biases in float: "
+                                    "QuantizeBias=False)")
+                elif dt != np.int8:
+                    problems.append(f"{label}: fed directly by the {dt} initialiser '{x}'; pre-quantized weights must "
+                                    "be int8 (symmetric)")
+                else:
+                    nprequant += 1
+                    problems += _weight_problems(label, x, consts[x], scale, n, consumers.get(n.output[0], []))
             elif src is None or src.op_type != "QuantizeLinear":
                 problems.append(f"{label}: input '{x}' does not come from a QuantizeLinear")
             continue
@@ -136,27 +145,34 @@ def lint_model(model, where: str = "model") -> LintSummary:
         if w.dtype.kind != "f":
             problems.append(f"{label}: quantizes a non-float initialiser '{x}' ({w.dtype})")
             continue
-        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
-        axis = axis + w.ndim if axis < 0 else axis
         users = [c for dq in consumers.get(n.output[0], []) if dq.op_type == "DequantizeLinear"
                  for c in consumers.get(dq.output[0], [])]
-        want = {_out_channel_axis(c, w.ndim) for c in users} - {None}
-        expected = want.pop() if len(want) == 1 else 0
-        if scale is None:
-            continue
-        if scale.ndim == 0 or scale.size == 1 and w.shape[expected] != 1:
-            problems.append(f"{label}: weight '{x}' {tuple(w.shape)} is quantized per tensor; TensorRT needs "
-                            f"per-channel scales on axis {expected} (per_channel=True)")
-        elif axis != expected:
-            problems.append(f"{label}: weight '{x}' is quantized on axis {axis}, not its output-channel axis "
-                            f"{expected}")
-        elif scale.shape != (w.shape[expected],):
-            problems.append(f"{label}: weight '{x}' has {scale.shape} scales for {w.shape[expected]} channels")
+        problems += _weight_problems(label, x, w, scale, n, users)
     if problems:
         raise QdqLintError(where, problems)
     if nq == 0:
         raise QdqLintError(where, ["model: no QuantizeLinear node at all; this is not a Q/DQ INT8 model"])
-    return LintSummary(opset=int(opset), quantize_nodes=nq, dequantize_nodes=ndq, weight_pairs=nweights)
+    return LintSummary(opset=int(opset), quantize_nodes=nq, dequantize_nodes=ndq, weight_pairs=nweights,
+                       prequantized_weights=nprequant)
+
+
+def _weight_problems(label: str, name: str, w: np.ndarray, scale: np.ndarray | None, node, users: list) -> list[str]:
+    """Rule 4 for one weight ``w`` quantized by ``node`` (a QuantizeLinear, or the DequantizeLinear of pre-quantized
+    weights) and used by ``users``: per-channel scales on the users' output-channel axis."""
+    if scale is None:
+        return []
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    axis = axis + w.ndim if axis < 0 else axis
+    want = {_out_channel_axis(c, w.ndim) for c in users} - {None}
+    expected = want.pop() if len(want) == 1 else 0
+    if scale.ndim == 0 or scale.size == 1 and w.shape[expected] != 1:
+        return [f"{label}: weight '{name}' {tuple(w.shape)} is quantized per tensor; TensorRT needs per-channel "
+                f"scales on axis {expected} (per_channel=True)"]
+    if axis != expected:
+        return [f"{label}: weight '{name}' is quantized on axis {axis}, not its output-channel axis {expected}"]
+    if scale.shape != (w.shape[expected],):
+        return [f"{label}: weight '{name}' has {scale.shape} scales for {w.shape[expected]} channels"]
+    return []
 
 
 def lint_qdq(path: str | os.PathLike) -> LintSummary:

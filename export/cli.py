@@ -21,13 +21,13 @@ model.plan and timing.cache (when TensorRT is importable), and a JSON sidecar <f
 
 examples:
   fa-export --out export/                       # the shipped model, FP32 ONNX (+ engine on a GPU machine)
-  fa-export model.pt --fp16 --batch 1:4:16      # FP16: builder flag on TRT 8.5-10.x, FP16 ONNX on TRT 11
+  fa-export model.pt --fp16 --batch 1:4:16      # FP16: builder flag on TRT 8.5-10.11, FP16 ONNX from 10.12
   fa-export --int8                              # the shipped model's INT8 Q/DQ ONNX (verified) + engine
   fa-export model.pt --int8 --calib frames.npz  # calibrate on your camera's frames, gate, Q/DQ ONNX
   fa-export --from-onnx export/model.onnx --fp16 --dla-core 0   # on the Jetson: build the engine there
 
 on the GPU machine, fa-verify builds FP32/FP16/INT8 engines of the shipped model, checks them against
-ONNX Runtime on real faces, times them and writes a report (exit 3 where there is no GPU).
+ONNX Runtime on every face of the bundled clip, times them and writes a report (exit 3 where there is no GPU).
 
 """
 
@@ -41,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="output folder (default: ./fa3d-export; with --from-onnx: the ONNX file's folder)")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_const", dest="precision", const="fp16",
-                      help="FP16: write model.fp16.onnx (float32 I/O) and build with FP16 (flag on TensorRT "
-                           "8.5-10.x, the FP16 ONNX on 11.x)")
+                      help="FP16: write model.fp16.onnx (float32 I/O, parity-checked) and build with FP16: the "
+                           "FP16 builder flag on TensorRT 8.5-10.11; from 10.12 (strongly typed builds) the FP16 "
+                           "ONNX, converted and checked when --from-onnx finds none")
     prec.add_argument("--int8", action="store_const", dest="precision", const="int8",
                       help="INT8 (model.int8.onnx, Q/DQ) and its engine. The shipped default model has one, "
                            "calibrated and gated on labelled faces at development time: it is verified and "
@@ -52,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", type=int, default=DEFAULT_WORKSPACE_MB, metavar="MB",
                    help="TensorRT workspace limit in MiB (default %(default)s)")
     p.add_argument("--dla-core", type=int, default=None, metavar="N",
-                   help="Jetson: build for DLA core N with GPU fallback (needs --fp16 or --int8)")
+                   help="Jetson: build for DLA core N with GPU fallback (needs --fp16 or --int8; TensorRT 8.5-10.7, "
+                        "or 11.4.1 on JetPack 7.2.2+; Thor has no DLA)")
     p.add_argument("--from-onnx", type=Path, default=None, metavar="FILE",
                    help="build the engine from an exported ONNX (with its sidecar) instead of a checkpoint: "
                         "export on a workstation, build on the device")

@@ -38,7 +38,7 @@ def shipped_files() -> tuple[Path, Path]:
     return d / ONNX_NAME, d / INT8_ONNX_NAME
 
 
-def _copy(src: Path, dst: Path) -> None:
+def copy_model(src: Path, dst: Path) -> None:
     """Copy a model and its sidecar (atomically each), unless ``dst`` is ``src``."""
     if dst.exists() and dst.resolve() == src.resolve():
         return
@@ -108,8 +108,8 @@ def use_shipped(out_dir: Path) -> tuple[Path, str]:
         raise Int8StepError("usage", f"this installation has no shipped INT8 model ({int8} is missing); give your "
                             "calibration faces: fa-export --int8 --calib FRAMES (a fa-calib .npz, images or a video)")
     block = verify_int8(int8, fp32)
-    _copy(fp32, out_dir / ONNX_NAME)
-    _copy(int8, out_dir / INT8_ONNX_NAME)
+    copy_model(fp32, out_dir / ONNX_NAME)
+    copy_model(int8, out_dir / INT8_ONNX_NAME)
     return out_dir / ONNX_NAME, _describe(block, f"the default model's shipped INT8 Q/DQ ONNX, verified (made from "
                                           f"this FP32 ONNX, {block['checked']}), copied to {out_dir / INT8_ONNX_NAME}")
 
@@ -128,9 +128,10 @@ def int8_for(onnx_path: Path, *, calib: Path | None, val: Path | None, method: s
             block = verify_int8(out, onnx_path)
             return _describe(block, f"reusing {out}: made from this FP32 ONNX, {block['checked']}"), True
         if is_shipped_fp32(onnx_path):
-            _copy(shipped_files()[1], out)
-            block = verify_int8(out, onnx_path)
-            return _describe(block, f"the default model's shipped INT8 Q/DQ ONNX, verified, copied to {out}"), True
+            block = verify_int8(shipped_files()[1], onnx_path)  # verified before it is copied
+            copy_model(shipped_files()[1], out)
+            return _describe(block, f"the default model's shipped INT8 Q/DQ ONNX, verified (made from this FP32 ONNX, "
+                                    f"{block['checked']}), copied to {out}"), True
     from fa3d.calibration.calibset import CalibrationSetError
     from fa3d.calibration.int8 import CalibrationRequired, make_int8, make_int8_cli_summary
 

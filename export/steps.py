@@ -8,10 +8,11 @@ step raise :class:`ExportFailure` carrying the exit code and the step's message.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fa3d.runtime.lazy import available
 from fa3d.runtime.metadata import MetadataError, read_sidecar, sha256_file
 
 from .defaults import ENGINE_NAME, FP16_ONNX_NAME, INT8_ONNX_NAME, INT8_REPORT_NAME, ONNX_NAME, TIMING_CACHE_NAME
@@ -113,12 +114,13 @@ def _sibling(src: Path, name: str, precision: str) -> Path | None:
     return None
 
 
-def choose_build_source(src: Path, precision: str, trt_version: Any, report: Callable[[str], None]) -> tuple[Path, str]:
+def choose_build_source(src: Path, precision: str, trt_version: Any, report: Callable[[str], None],
+                        parity_images: tuple[Path, ...] = ()) -> tuple[Path, str]:
     """Which ONNX to build from and the engine's precision, for the installed TensorRT version.
 
     An FP16 or Q/DQ ONNX decides the precision itself. ``--fp16`` from an FP32 ONNX uses the FP16
-    builder flag before TensorRT 10.12 and the FP16 ONNX (beside it, or converted now) from 10.12 on
-    (strongly typed builds).
+    builder flag before TensorRT 10.12 and the FP16 ONNX from 10.12 on (strongly typed builds): the one
+    beside it, or one converted now and parity-checked like ``fa-export --fp16`` does.
     """
     from packaging.version import Version
 
@@ -138,12 +140,32 @@ def choose_build_source(src: Path, precision: str, trt_version: Any, report: Cal
     if precision == "fp16" and Version(str(trt_version)) >= FIRST_STRONGLY_TYPED:
         sib = _sibling(src, FP16_ONNX_NAME, "fp16")
         if sib is None:
-            from .fp16 import make_fp16
-
-            sib = make_fp16(src, src.parent / FP16_ONNX_NAME).path
-            report(f"TensorRT {trt_version} needs an FP16 ONNX: wrote {sib}")
+            step = make_fp16_checked(src, parity_images)
+            report(f"TensorRT {trt_version} needs an FP16 ONNX: {step.message}")
+            sib = src.parent / FP16_ONNX_NAME
         return sib, "fp16"
     return src, precision
+
+
+def make_fp16_checked(onnx_path: Path, parity_images: tuple[Path, ...] = ()) -> Step:
+    """``model.fp16.onnx`` beside the FP32 ``onnx_path``, then FP32 vs FP16 parity on face crops (Polygraphy);
+    raises :class:`ExportFailure` (exit 4) when a check or the parity fails."""
+    from .fp16 import make_fp16
+    from .onnx_export import OnnxExportError
+    from .parity import FP16_TOLERANCE, onnx_vs_onnx, parity_crops
+
+    try:
+        res = make_fp16(onnx_path, onnx_path.parent / FP16_ONNX_NAME)
+    except OnnxExportError as e:
+        raise ExportFailure(EXIT_CHECK_FAILED, str(e)) from None
+    crops = parity_crops(read_sidecar(onnx_path).preprocess, parity_images, synthetic_fallback=True)
+    rep = onnx_vs_onnx(onnx_path, res.path, crops, FP16_TOLERANCE)
+    step = Step("fp16", f"wrote {res.path} (float16 weights and activations, float32 input and outputs, {res.casts} "
+                f"Cast nodes); checks passed; " + ("parity passed: " if rep.passed else "parity FAILED: ")
+                + rep.summary(), rep.to_dict())
+    if not rep.passed:
+        raise ExportFailure(EXIT_CHECK_FAILED, step.message + f"\nFP16 ONNX outside tolerance: {rep.failures}")
+    return step
 
 
 def _export_from_checkpoint(req: ExportRequest, out_dir: Path, outcome: ExportOutcome, report: Report) -> Path:
@@ -187,26 +209,12 @@ def _export_from_checkpoint(req: ExportRequest, out_dir: Path, outcome: ExportOu
 
 
 def _precision_variant(req: ExportRequest, onnx_path: Path, outcome: ExportOutcome, report: Report) -> None:
-    out_dir = onnx_path.parent
-    if req.precision == "fp16":
-        from .fp16 import make_fp16
-        from .onnx_export import OnnxExportError
-        from .parity import FP16_TOLERANCE, onnx_vs_onnx, parity_crops
-
-        try:
-            res = make_fp16(onnx_path, out_dir / FP16_ONNX_NAME)
-        except OnnxExportError as e:
-            raise ExportFailure(EXIT_CHECK_FAILED, str(e)) from None
-        outcome.files["fp16_onnx"] = str(res.path)
-        crops = parity_crops(read_sidecar(onnx_path).preprocess, req.parity_images, synthetic_fallback=True)
-        rep = onnx_vs_onnx(onnx_path, res.path, crops, FP16_TOLERANCE)
-        _add(outcome, report, Step("fp16", f"wrote {res.path} (float16 weights and activations, float32 input and "
-                                   f"outputs, {res.casts} Cast nodes); checks passed; "
-                                   + ("parity passed: " if rep.passed else "parity FAILED: ") + rep.summary(),
-                                   rep.to_dict()))
-        if not rep.passed:
-            raise ExportFailure(EXIT_CHECK_FAILED, f"FP16 ONNX outside tolerance: {rep.failures}")
-    elif req.precision == "int8":
+    """``--fp16``: the FP16 ONNX with its parity check; ``--int8``: the INT8 step (:mod:`.int8_step`)."""
+    if req.precision == "fp16" and _meta_precision(onnx_path) == "fp32":
+        step = make_fp16_checked(onnx_path, req.parity_images)
+        outcome.files["fp16_onnx"] = str(onnx_path.parent / FP16_ONNX_NAME)
+        _add(outcome, report, step)
+    elif req.precision == "int8" and _meta_precision(onnx_path) == "fp32":
         _int8_step(req, onnx_path, outcome, report)
 
 
@@ -230,40 +238,42 @@ def _int8_step(req: ExportRequest, onnx_path: Path, outcome: ExportOutcome, repo
     _add(outcome, report, Step("int8", message, {"passed": passed}))
 
 
-def _shipped_onnx(req: ExportRequest, out_dir: Path, outcome: ExportOutcome, report: Report) -> Path | None:
-    """The default model's shipped files when they serve (``--int8`` without ``--calib``, or no torch); else None."""
-    import importlib.util
+FP32_SOURCES = ("onnx file", "checkpoint", "shipped onnx")
 
-    from .int8_step import Int8StepError, shipped_files, use_shipped
 
+def fp32_source(req: ExportRequest) -> str:
+    """Where the FP32 ONNX comes from, decided in one place (one of :data:`FP32_SOURCES`):
+
+    * ``--from-onnx``: that file (checked where it is);
+    * a checkpoint given, or the shipped default checkpoint when PyTorch is here: exported now, parity-checked;
+    * the shipped default model's ONNX (exported and parity-checked when it was shipped): without PyTorch, and
+      for ``--int8`` without ``--calib``, whose shipped INT8 file was made from that very ONNX.
+    """
+    if req.from_onnx is not None:
+        return "onnx file"
+    torch_here = available("torch")
     if req.checkpoint is not None:
-        if importlib.util.find_spec("torch") is None:
+        if not torch_here:
             raise ExportFailure(EXIT_NEEDS_TORCH, f"exporting {req.checkpoint} needs PyTorch, which is not installed "
                                 "here: pip install 'fa3d[train]' (or export on a machine with it and use "
                                 "fa-export --from-onnx model.onnx here)")
-        return None
+        return "checkpoint"
     if req.precision == "int8" and req.calib is None:
-        try:
-            onnx_path, message = use_shipped(out_dir)
-        except Int8StepError as e:
-            raise ExportFailure(_INT8_EXIT[e.kind], str(e)) from None
-        outcome.files["onnx"] = str(onnx_path)
-        outcome.files["int8_onnx"] = str(out_dir / INT8_ONNX_NAME)
-        _add(outcome, report, Step("int8", message, {"passed": True, "shipped": True}))
-        return onnx_path
-    if importlib.util.find_spec("torch") is not None:
-        return None
+        return "shipped onnx"
+    return "checkpoint" if torch_here else "shipped onnx"
+
+
+def _copy_shipped_onnx(out_dir: Path, outcome: ExportOutcome, report: Report, why: str) -> Path:
+    from .int8_step import copy_model, shipped_files
+
     fp32 = shipped_files()[0]
     if not fp32.is_file():
-        raise ExportFailure(EXIT_NEEDS_TORCH, "PyTorch is not installed and this installation has no shipped "
-                            "default ONNX: pip install 'fa3d[train]'")
-    from .int8_step import _copy
-
-    _copy(fp32, out_dir / ONNX_NAME)
+        raise ExportFailure(EXIT_NEEDS_TORCH, "this installation has no shipped default ONNX: export a checkpoint "
+                            "(pip install 'fa3d[train]') or give --from-onnx")
+    copy_model(fp32, out_dir / ONNX_NAME)
     outcome.files["onnx"] = str(out_dir / ONNX_NAME)
-    _add(outcome, report, Step("onnx", f"PyTorch is not installed: copied the default model's shipped ONNX "
-                               f"(exported and parity-checked when it was shipped) to {out_dir / ONNX_NAME}"))
-    _precision_variant(req, out_dir / ONNX_NAME, outcome, report)
+    _add(outcome, report, Step("onnx", f"{why}: copied the default model's shipped ONNX (exported and parity-checked "
+                               f"when it was shipped) to {out_dir / ONNX_NAME}"))
     return out_dir / ONNX_NAME
 
 
@@ -292,7 +302,7 @@ def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome
                                    + "\n".join(f"  # {c['label']}\n  {c['command']}" for c in cmds)))
         return None
     notes: list[str] = []
-    source, precision = choose_build_source(src, req.precision, trt.__version__, notes.append)
+    source, precision = choose_build_source(src, req.precision, trt.__version__, notes.append, req.parity_images)
     options = BuildOptions(precision=precision, batch=req.batch, workspace_mb=req.workspace_mb,
                            dla_core=req.dla_core, timing_cache=out_dir / TIMING_CACHE_NAME)
     try:
@@ -313,6 +323,38 @@ def _engine(req: ExportRequest, src: Path, out_dir: Path, outcome: ExportOutcome
     return res.path
 
 
+def _detector_onnx(out_dir: Path, outcome: ExportOutcome, report: Report) -> Path:
+    """The face detector's network (the shipped BlazeFace) and its sidecar beside the model."""
+    from .detector_step import DetectorStepError, write_detector_onnx
+
+    try:
+        path = write_detector_onnx(out_dir)
+    except (DetectorStepError, OSError) as e:
+        raise ExportFailure(EXIT_CHECK_FAILED, f"detector: {e}") from None
+    outcome.files["detector_onnx"] = str(path)
+    _add(outcome, report, Step("detector", f"wrote {path} (the face detector's network, BlazeFace short range; "
+                               "fa-run runs it on ONNX Runtime unless its engine is beside the model's)"))
+    return path
+
+
+def _detector_engine(req: ExportRequest, detector_onnx: Path, outcome: ExportOutcome, report: Report) -> None:
+    """The detector's FP16 engine beside the model's (TensorRT is importable here: the model's was just built)."""
+    from .detector_step import DETECTOR_BATCH, DetectorStepError, build_detector_engine
+    from .trt_build import import_tensorrt
+
+    try:
+        res = build_detector_engine(detector_onnx, import_tensorrt().__version__, workspace_mb=req.workspace_mb,
+                                    timing_cache=detector_onnx.parent / TIMING_CACHE_NAME)
+    except EngineBuildError as e:
+        raise ExportFailure(EXIT_BUILD_FAILED, f"detector engine: {e}") from None
+    except (DetectorStepError, OSError) as e:
+        raise ExportFailure(EXIT_CHECK_FAILED, f"detector engine: {e}") from None
+    outcome.files["detector_engine"] = str(res.path)
+    _add(outcome, report, Step("detector engine", f"built {res.path} (FP16, {res.note}, batch "
+                               f"{DETECTOR_BATCH}, {res.seconds:.0f} s); fa-run --engine "
+                               "finds it beside the model's engine"))
+
+
 def _variant_path(onnx_path: Path, precision: str) -> Path:
     name = {"fp16": FP16_ONNX_NAME, "int8": INT8_ONNX_NAME}.get(precision)
     if name is None or _meta_precision(onnx_path) != "fp32":
@@ -326,29 +368,35 @@ def run_export(req: ExportRequest, report: Report = lambda step: None) -> Export
     outcome = ExportOutcome()
     if req.precision not in ("fp32", "fp16", "int8"):
         raise ExportFailure(EXIT_USAGE, f"precision must be fp32, fp16 or int8, got {req.precision!r}")
-    if req.from_onnx is not None:
-        src = Path(req.from_onnx)
-        if not src.is_file():
-            raise ExportFailure(EXIT_USAGE, f"{src}: ONNX file not found")
-        src_p = _meta_precision(src)
-        out_dir = Path(req.out_dir) if req.out_dir is not None else src.parent
-        if out_dir.resolve() != src.parent.resolve():
-            raise ExportFailure(EXIT_USAGE, f"--from-onnx builds beside its ONNX ({src.parent}); copy the export "
-                                "folder there instead of giving a different --out")
-        _check_existing_onnx(src, outcome, report)
+    source = fp32_source(req)
+    if source == "onnx file":
+        onnx_path = Path(req.from_onnx)
+        if not onnx_path.is_file():
+            raise ExportFailure(EXIT_USAGE, f"{onnx_path}: ONNX file not found")
+        src_p = _meta_precision(onnx_path)
+        out_dir = Path(req.out_dir) if req.out_dir is not None else onnx_path.parent
+        if out_dir.resolve() != onnx_path.parent.resolve():
+            raise ExportFailure(EXIT_USAGE, f"--from-onnx builds beside its ONNX ({onnx_path.parent}); copy the "
+                                "export folder there instead of giving a different --out")
+        _check_existing_onnx(onnx_path, outcome, report)
         if src_p != "fp32" and req.precision == "fp32":
-            req = _replace_precision(req, src_p)
-        onnx_path = src
-        if src_p == "fp32" and req.precision == "int8":
-            _int8_step(req, onnx_path, outcome, report)
+            req = replace(req, precision=src_p)
+        if req.precision == "int8":  # the FP16 ONNX of --fp16 is made when the TensorRT version needs it
+            _precision_variant(req, onnx_path, outcome, report)
     else:
         out_dir = Path(req.out_dir) if req.out_dir is not None else Path("fa3d-export")
         out_dir.mkdir(parents=True, exist_ok=True)
-        onnx_path = _shipped_onnx(req, out_dir, outcome, report)
-        if onnx_path is None:
+        if source == "checkpoint":
             onnx_path = _export_from_checkpoint(req, out_dir, outcome, report)
-            _precision_variant(req, onnx_path, outcome, report)
+        else:
+            why = ("--int8 without --calib: the shipped INT8 file belongs to it" if req.precision == "int8"
+                   else "PyTorch is not installed")
+            onnx_path = _copy_shipped_onnx(out_dir, outcome, report, why)
+        _precision_variant(req, onnx_path, outcome, report)
+    detector_onnx = _detector_onnx(out_dir, outcome, report)
     engine = _engine(req, onnx_path, out_dir, outcome, report)
+    if engine is not None:
+        _detector_engine(req, detector_onnx, outcome, report)
     if req.triton is not None:
         from .triton import write_triton_repo
 
@@ -361,12 +409,6 @@ def run_export(req: ExportRequest, report: Report = lambda step: None) -> Export
         _add(outcome, report, Step("triton", f"wrote {res.model_dir} ({res.platform}, max_batch_size "
                                    f"{req.batch.max}, dynamic batching, {res.artifact.relative_to(res.model_dir)})"))
     return outcome
-
-
-def _replace_precision(req: ExportRequest, precision: str) -> ExportRequest:
-    from dataclasses import replace
-
-    return replace(req, precision=precision)
 
 
 def _check_existing_onnx(src: Path, outcome: ExportOutcome, report: Report) -> None:

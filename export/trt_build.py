@@ -1,10 +1,10 @@
 """The TensorRT engine builder: ONNX -> serialized engine (``model.plan``) + ``model.plan.json``.
 
-``tensorrt`` is imported only inside :func:`build_engine` (never at package import), and nothing here
-constructs a TensorRT object to probe for a GPU: the GPU name and compute capability come from the CUDA
-device properties through pycuda (:func:`gpu_info`), the same call the runtime compares them with.
-
-Version dispatch (:func:`plan_build`, pure and tested without TensorRT), per DESIGN.md section 3:
+The build goes through Polygraphy's TensorRT loaders (``CreateNetwork``, ``CreateConfig`` with the batch
+profile, the precision flags, TF32 kept on, the workspace pool and detailed profiling verbosity, so that the
+engine inspector can report per-layer precisions; ``PostprocessConfig`` for the DLA and the timing cache;
+``EngineBytesFromNetwork``) with one TensorRT logger for the process (the runtime's, handed to Polygraphy).
+What to ask for on each TensorRT version stays ours: :func:`plan_build` (pure, tested without TensorRT):
 
 ===============  ==============================  ==========================================================
 TensorRT         network creation flags          precision
@@ -17,25 +17,22 @@ TensorRT         network creation flags          precision
 ===============  ==============================  ==========================================================
 
 Every build has one optimisation profile over the batch axis of ``input`` (min/opt/max), a workspace
-limit (``set_memory_pool_limit(WORKSPACE)``), a timing cache read from and written back to a file beside
-the engine (reused by later builds with the same TensorRT and GPU; a stale one is replaced), and, for
-Jetson, ``--dla-core N`` (default device DLA, that core, ``GPU_FALLBACK``; FP16 or INT8 only; refused on
-TensorRT 11.0 to 11.3, which have no DLA support). The DLA needs static shapes: a DLA build uses the
-static profile OPT:OPT:OPT (the runtime pads smaller batches and splits larger ones).
+limit, a timing cache read from and written back (atomically) to a file beside the engine (a cache from
+another TensorRT or GPU is replaced), and, for Jetson, ``--dla-core N`` (default device DLA, that core,
+``GPU_FALLBACK``; FP16 or INT8 only; refused on the TensorRT versions without DLA support,
+:func:`fa3d.runtime.policy.trt_dla_unsupported`). The DLA needs static shapes: a DLA build uses the static
+profile OPT:OPT:OPT (the runtime pads smaller batches and splits larger ones).
 
-Optionally (TensorRT 8.5 to 10.11 only), ``BuildOptions.calibration`` builds INT8 from the FP32 ONNX with
-TensorRT's own entropy calibrator (:mod:`fa3d.calibration.trt_calibrator`): its batch is the profile's
-OPT and the profile is also the calibration profile. The Q/DQ ONNX is the default and the only INT8 path
-from 10.12 on.
-
-Polygraphy is not used for the build: our version dispatch, errors and sidecar need the same few calls on
-8.5 to 11 and Polygraphy's loaders would add a second layer of version handling (see the README).
+INT8 always comes from the Q/DQ ONNX (``fa-export --int8``): TensorRT's implicit calibrator is deprecated
+from 10.1 and removed in 11, and the Q/DQ file is linted and gated before any engine is built.
+``tensorrt`` and ``polygraphy`` are imported on first use (:mod:`fa3d.runtime.lazy`); nothing here constructs
+a TensorRT object to probe for a GPU: the GPU name and compute capability come from the CUDA device
+properties through pycuda (:func:`gpu_info`), the same call the runtime compares them with.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
+import importlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,16 +41,22 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from fa3d.runtime.atomic import atomic_path, atomic_write_bytes
+from fa3d.runtime.backends.trt import cuda_device_info, shared_logger
+from fa3d.runtime.lazy import MissingDependency, lazy_import
 from fa3d.runtime.metadata import ArtifactMetadata, read_sidecar, sha256_file, sidecar_path, write_metadata
 from fa3d.runtime.policy import MIN_TENSORRT as OLDEST
-from fa3d.runtime.policy import TRT_NO_DLA, TRT_STRONGLY_TYPED, TRT_STRONGLY_TYPED_ONLY
+from fa3d.runtime.policy import TRT_STRONGLY_TYPED, trt_dla_unsupported
 
 from .defaults import DEFAULT_BATCH, DEFAULT_WORKSPACE_MB
 
+trt = lazy_import("tensorrt", extra="gpu")
+cuda = lazy_import("pycuda.driver", extra="gpu")
+pg_trt = lazy_import("polygraphy.backend.trt", extra="export")
+pg_logger = lazy_import("polygraphy.logger", extra="export")
+pg_exception = lazy_import("polygraphy.exception", extra="export")
+
 FIRST_IMPLICIT_EXPLICIT_BATCH = Version("10")  # EXPLICIT_BATCH deprecated and ignored from 10.0
 FIRST_STRONGLY_TYPED = TRT_STRONGLY_TYPED  # weak typing (BuilderFlag.FP16/INT8) deprecated: strongly typed builds
-FIRST_STRONGLY_TYPED_ONLY = TRT_STRONGLY_TYPED_ONLY  # no FP16/INT8 builder flags, strongly typed networks only
-NO_DLA = TRT_NO_DLA  # TensorRT 11.0 to 11.3 have no DLA support
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -107,7 +110,6 @@ class BuildOptions:
     workspace_mb: int = DEFAULT_WORKSPACE_MB
     dla_core: int | None = None
     timing_cache: Path | None = None  # None: no timing cache
-    calibration: Path | None = None  # INT8 from the FP32 ONNX with TensorRT's calibrator (8.5-10.11 only)
     device_id: int = 0  # the CUDA device (after CUDA_VISIBLE_DEVICES) whose name the sidecar records
 
     def __post_init__(self) -> None:
@@ -128,7 +130,6 @@ class BuildPlan:
     strongly_typed: bool
     builder_flags: tuple[str, ...]  # names of tensorrt.BuilderFlag members to set
     precision: str
-    implicit_int8: bool = False  # INT8 by TensorRT's calibrator from an FP32 network
 
     @property
     def network_flags(self) -> tuple[str, ...]:
@@ -139,8 +140,7 @@ class BuildPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"tensorrt_version": self.tensorrt_version, "explicit_batch_flag": self.explicit_batch_flag,
                 "strongly_typed": self.strongly_typed, "builder_flags": list(self.builder_flags),
-                "network_flags": list(self.network_flags), "precision": self.precision,
-                "implicit_int8": self.implicit_int8}
+                "network_flags": list(self.network_flags), "precision": self.precision}
 
 
 def parse_version(text: str) -> Version:
@@ -151,10 +151,9 @@ def parse_version(text: str) -> Version:
 
 
 def plan_build(trt_version: str | Version, precision: str, onnx_precision: str,
-               dla_core: int | None = None, implicit_int8: bool = False) -> BuildPlan:
+               dla_core: int | None = None) -> BuildPlan:
     """Flags and typing for ``precision`` on ``trt_version`` from an ONNX of ``onnx_precision``.
 
-    ``implicit_int8``: INT8 from an FP32 ONNX with TensorRT's calibrator (8.5 to 10.11 only).
     Raises :class:`EngineBuildError` for requests that version cannot build, saying what to do instead.
     """
     v = trt_version if isinstance(trt_version, Version) else parse_version(trt_version)
@@ -164,28 +163,22 @@ def plan_build(trt_version: str | Version, precision: str, onnx_precision: str,
         raise EngineBuildError(f"TensorRT {v} is older than {OLDEST}, the oldest fa3d supports (JetPack 5); "
                                "upgrade TensorRT")
     strongly_typed = v >= FIRST_STRONGLY_TYPED
-    implicit = precision == "int8" and onnx_precision == "fp32" and implicit_int8
-    _refuse(v, precision, onnx_precision, dla_core, implicit, strongly_typed)
+    _refuse(v, precision, onnx_precision, dla_core, strongly_typed)
     flags: list[str] = []
     if not strongly_typed:
         if precision == "fp16":
             flags.append("FP16")
         elif precision == "int8":
-            flags += ["INT8", "FP16"]  # Q/DQ (or calibrated) layers in INT8, the rest may run in FP16
+            flags += ["INT8", "FP16"]  # Q/DQ layers in INT8, the rest may run in FP16
     if dla_core is not None:
         flags.append("GPU_FALLBACK")
     return BuildPlan(tensorrt_version=str(v), explicit_batch_flag=v < FIRST_IMPLICIT_EXPLICIT_BATCH,
-                     strongly_typed=strongly_typed, builder_flags=tuple(flags), precision=precision,
-                     implicit_int8=implicit)
+                     strongly_typed=strongly_typed, builder_flags=tuple(flags), precision=precision)
 
 
-def _refuse(v: Version, precision: str, onnx_precision: str, dla_core: int | None, implicit: bool,
-            strongly_typed: bool) -> None:
+def _refuse(v: Version, precision: str, onnx_precision: str, dla_core: int | None, strongly_typed: bool) -> None:
     """The requests ``plan_build`` cannot turn into a build on TensorRT ``v``, each with what to do instead."""
-    if implicit and strongly_typed:
-        raise EngineBuildError(f"TensorRT {v} builds strongly typed networks: its INT8 calibrator is deprecated "
-                               "(removed in 11); build from the Q/DQ ONNX (model.int8.onnx, fa-export --int8)")
-    if precision == "int8" and onnx_precision != "int8" and not implicit:
+    if precision == "int8" and onnx_precision != "int8":
         raise EngineBuildError("an INT8 engine needs the Q/DQ ONNX (model.int8.onnx from fa-export --int8); "
                                f"this ONNX is {onnx_precision}")
     if onnx_precision == "int8" and precision != "int8":
@@ -195,9 +188,11 @@ def _refuse(v: Version, precision: str, onnx_precision: str, dla_core: int | Non
         raise EngineBuildError("this ONNX is FP16; an FP32 engine needs the FP32 model.onnx")
     if dla_core is not None and precision == "fp32":
         raise EngineBuildError("the DLA runs FP16 or INT8 only: add --fp16 or --int8 to --dla-core")
-    if dla_core is not None and NO_DLA[0] <= v < NO_DLA[1]:
-        raise EngineBuildError(f"TensorRT {v} has no DLA support (TensorRT 11.0 to 11.3): drop --dla-core to "
-                               "build for the GPU, or use the TensorRT of JetPack 5/6 (8.5, 10.3) for the DLA")
+    no_dla = trt_dla_unsupported(v) if dla_core is not None else None
+    if no_dla is not None:
+        raise EngineBuildError(f"TensorRT {v} has no DLA support ({no_dla}): drop --dla-core to build for the GPU, "
+                               "or use a TensorRT with DLA support (8.5 to 10.7: JetPack 5 and 6; 11.4.1 on "
+                               "JetPack 7.2.2 or later, Jetson AGX Orin)")
     if strongly_typed and precision == "fp16" and onnx_precision != "fp16":
         raise EngineBuildError(f"TensorRT {v} builds strongly typed networks (no FP16 builder flag): build "
                                "from the FP16 ONNX (model.fp16.onnx, written by fa-export --fp16)")
@@ -213,18 +208,14 @@ def build_batch(options: BuildOptions) -> BatchProfile:
 
 # ---------------------------------------------------------------- probing without TensorRT objects
 
-def tensorrt_installed() -> bool:
-    """Whether a ``tensorrt`` module can be found, without importing it."""
-    return importlib.util.find_spec("tensorrt") is not None
-
-
 def import_tensorrt() -> Any:
-    """``import tensorrt``, turning every failure (missing module, unloadable libraries) into one error."""
+    """The ``tensorrt`` module, turning every failure (missing module, unloadable libraries) into one error."""
     try:
-        import tensorrt
-    except Exception as e:  # ModuleNotFoundError, ImportError, OSError from missing CUDA libraries...
-        raise TensorRTUnavailable(f"TensorRT cannot be imported here ({type(e).__name__}: {e})") from None
-    return tensorrt
+        trt.__version__
+    except MissingDependency as e:
+        raise TensorRTUnavailable(f"TensorRT cannot be imported here ({e.__cause__.__class__.__name__}: "
+                                  f"{e.__cause__})") from None
+    return trt
 
 
 def gpu_info(device_id: int = 0) -> dict[str, str | None]:
@@ -234,11 +225,7 @@ def gpu_info(device_id: int = 0) -> dict[str, str | None]:
     CUDA_VISIBLE_DEVICES, so an engine could be refused on the very GPU it was built on.
     """
     try:
-        import pycuda.driver as cuda  # never pycuda.autoinit
-
-        from fa3d.runtime.backends.trt import cuda_device_info
-
-        name, (major, minor) = cuda_device_info(cuda, device_id)
+        name, (major, minor) = cuda_device_info(cuda, device_id)  # never pycuda.autoinit
         return {"gpu_name": name, "compute_capability": f"{major}.{minor}"}
     except Exception:  # noqa: BLE001 - no pycuda, no driver, no device
         return {"gpu_name": None, "compute_capability": None}
@@ -272,26 +259,123 @@ def _parser_errors(parser: Any) -> list[str]:
     return msgs
 
 
-def _load_timing_cache(trt: Any, config: Any, path: Path | None) -> tuple[Any, bool]:
-    """A timing cache from ``path`` (reused) or a fresh one; a cache from another TensorRT/GPU is replaced."""
+def _one_logger() -> Any:
+    """The process's one TensorRT logger (the runtime's), also the one Polygraphy's loaders hand to TensorRT."""
+    logger = shared_logger()
+    util = importlib.import_module("polygraphy.backend.trt.util")  # the module itself: its logger slot is set
+    if util.TRT_LOGGER is None:
+        util.TRT_LOGGER = logger
+    return util.TRT_LOGGER
+
+
+def _network(onnx_path: Path, plan: BuildPlan) -> tuple[Any, Any, Any]:
+    """(builder, network, parser): Polygraphy's ``CreateNetwork`` and TensorRT's ONNX parser, whose errors name
+    the nodes (Polygraphy's ``NetworkFromOnnxPath`` only logs them)."""
+    strongly_typed = plan.strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    builder, network = pg_trt.CreateNetwork(strongly_typed=strongly_typed)()
+    parser = trt.OnnxParser(network, _one_logger())
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = _parser_errors(parser) or ["no parser message"]
+        raise EngineBuildError(f"TensorRT {plan.tensorrt_version} could not parse {onnx_path}: " + "; ".join(errors))
+    return builder, network, parser
+
+
+def _load_timing_cache(config: Any, path: Path | None) -> bool:
+    """Set the timing cache from ``path`` (True: reused) or a fresh one; a cache from another TensorRT/GPU is
+    replaced."""
     if path is None:
-        return None, False
+        return False
     blob = path.read_bytes() if path.is_file() else b""
     cache = None
     if blob:
         try:
             cache = config.create_timing_cache(blob)
-        except Exception:  # a corrupt or foreign file: start afresh, it is only a cache
+        except Exception:  # noqa: BLE001 - a corrupt or foreign file: start afresh, it is only a cache
             cache = None
     reused = cache is not None and bool(config.set_timing_cache(cache, ignore_mismatch=False))
     if not reused:
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
-    return cache, reused
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    return reused
+
+
+@dataclass
+class _ConfigSteps:
+    """Polygraphy's ``PostprocessConfig`` step: DLA, GPU fallback and the timing cache; it keeps the config."""
+
+    options: BuildOptions
+    plan: BuildPlan
+    config: Any = None
+    timing_cache_reused: bool = False
+
+    def __call__(self, builder: Any, network: Any, config: Any) -> None:
+        if self.options.dla_core is not None:
+            cores = int(builder.num_DLA_cores)
+            if self.options.dla_core >= cores:
+                raise EngineBuildError(
+                    f"--dla-core {self.options.dla_core}: this device has {cores} DLA core(s) (valid: "
+                    f"{list(range(cores)) or 'none'}; Jetson Thor and desktop GPUs have no DLA); drop --dla-core "
+                    "to build for the GPU")
+            config.default_device_type = trt.DeviceType.DLA
+            config.DLA_core = int(self.options.dla_core)
+        if "GPU_FALLBACK" in self.plan.builder_flags:
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        self.timing_cache_reused = _load_timing_cache(config, self.options.timing_cache)
+        self.config = config
+
+
+def _config_loader(plan: BuildPlan, options: BuildOptions, input_name: str,
+                   chw: tuple[int, ...]) -> tuple[Any, _ConfigSteps]:
+    """Polygraphy's ``CreateConfig`` for ``plan`` (profile, precision flags, TF32 on, workspace) + our steps."""
+    steps = _ConfigSteps(options, plan)
+    mn, opt, mx = ((b, *chw) for b in (options.batch.min, options.batch.opt, options.batch.max))
+    create = pg_trt.CreateConfig(
+        tf32=hasattr(trt.BuilderFlag, "TF32"), fp16="FP16" in plan.builder_flags, int8="INT8" in plan.builder_flags,
+        profiles=[pg_trt.Profile().add(input_name, min=mn, opt=opt, max=mx)],
+        memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(options.workspace_mb) << 20},
+        profiling_verbosity=trt.ProfilingVerbosity.DETAILED)  # the inspector's per-layer precisions need it
+    return pg_trt.PostprocessConfig(create, steps), steps
+
+
+@dataclass(frozen=True)
+class SerializedEngine:
+    """What :func:`build_serialized` made: the plan bytes and how they were built."""
+
+    data: Any  # TensorRT's serialized engine (a buffer)
+    plan: BuildPlan
+    options: BuildOptions  # with the batch profile actually built (static for the DLA)
+    timing_cache_reused: bool
+    seconds: float
+
+
+def build_serialized(onnx_path: Path, options: BuildOptions, *, onnx_precision: str, input_name: str,
+                     input_chw: tuple[int, int, int]) -> SerializedEngine:
+    """Build an engine from any ONNX whose one input is ``input_name`` of shape (-1, *input_chw), and save the
+    timing cache; nothing else is written (the callers write the engine and its sidecar)."""
+    onnx_path = Path(onnx_path)
+    import_tensorrt()
+    plan = plan_build(trt.__version__, options.precision, onnx_precision, options.dla_core)
+    options = replace(options, batch=build_batch(options))
+    t0 = time.perf_counter()
+    _one_logger()
+    log = pg_logger.G_LOGGER
+    with log.verbosity(log.ERROR):  # Polygraphy's progress lines and warnings off; its errors stay
+        builder, network, parser = _network(onnx_path, plan)
+        _check_network_input(network, input_name, tuple(input_chw), onnx_path)
+        config, steps = _config_loader(plan, options, input_name, tuple(input_chw))
+        try:
+            serialized = pg_trt.EngineBytesFromNetwork((builder, network, parser), config=config)()
+        except pg_exception.PolygraphyException as e:
+            raise EngineBuildError(f"TensorRT {plan.tensorrt_version} failed to build an engine from {onnx_path} "
+                                   f"({e}; see TensorRT's log above); try a larger --workspace (now "
+                                   f"{options.workspace_mb} MiB)"
+                                   + (" or drop --dla-core" if options.dla_core is not None else "")) from None
+    if options.timing_cache is not None:
+        atomic_write_bytes(options.timing_cache, bytes(steps.config.get_timing_cache().serialize()))
+    return SerializedEngine(serialized, plan, options, steps.timing_cache_reused, time.perf_counter() - t0)
 
 
 def build_engine(onnx_path: Path, engine_path: Path, options: BuildOptions) -> EngineResult:
-    """Build ``engine_path`` (+ ``engine_path.json``) from ``onnx_path`` (+ its sidecar).
+    """Build ``engine_path`` (+ ``engine_path.json``) from the face model ``onnx_path`` (+ its sidecar).
 
     Raises :class:`TensorRTUnavailable` when TensorRT cannot be imported and :class:`EngineBuildError`
     (with the parser's messages naming the nodes) when the build fails. Nothing is left half-written.
@@ -300,106 +384,30 @@ def build_engine(onnx_path: Path, engine_path: Path, options: BuildOptions) -> E
     meta = read_sidecar(onnx_path)
     if meta.format != "onnx":
         raise EngineBuildError(f"{onnx_path}: its sidecar says format {meta.format!r}, expected an ONNX export")
-    trt = import_tensorrt()
-    plan = plan_build(trt.__version__, options.precision, meta.precision, options.dla_core,
-                      implicit_int8=options.calibration is not None)
-    options = replace(options, batch=build_batch(options))
-    t0 = time.perf_counter()
-    from fa3d.runtime.backends.trt import shared_logger
-
-    logger = shared_logger(trt)
-    builder = trt.Builder(logger)
-    net_flags = sum(1 << int(getattr(trt.NetworkDefinitionCreationFlag, f)) for f in plan.network_flags
-                    if hasattr(trt.NetworkDefinitionCreationFlag, f))  # 11.x may drop STRONGLY_TYPED: implied
-    network = builder.create_network(net_flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = _parser_errors(parser) or ["no parser message"]
-        raise EngineBuildError(f"TensorRT {plan.tensorrt_version} could not parse {onnx_path}: " + "; ".join(errors))
     size = meta.preprocess.input_size
-    _check_network_input(network, meta, size, onnx_path)
-    config, profile = _builder_config(trt, builder, plan, options, meta.input_name, size)
-    _, reused = _load_timing_cache(trt, config, options.timing_cache)
-    with _calibrating(trt, config, profile, options, meta):
-        serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EngineBuildError(f"TensorRT {plan.tensorrt_version} failed to build an engine from {onnx_path} "
-                               f"(see its log above); try a larger --workspace (now {options.workspace_mb} MiB)"
-                               + (" or drop --dla-core" if options.dla_core is not None else ""))
+    built = build_serialized(onnx_path, options, onnx_precision=meta.precision, input_name=meta.input_name,
+                             input_chw=(3, size, size))
     engine_meta = meta.with_(
-        format="tensorrt", precision=plan.precision, source_sha256=sha256_file(onnx_path),
-        producer={**meta.producer, "tensorrt": plan.tensorrt_version},
-        engine=engine_description(plan, options, size, meta.input_name, onnx_path))
+        format="tensorrt", precision=built.plan.precision, source_sha256=sha256_file(onnx_path),
+        producer={**meta.producer, "tensorrt": built.plan.tensorrt_version},
+        engine=engine_description(built.plan, built.options, size, meta.input_name, onnx_path))
     with atomic_path(engine_path) as tmp:
         with open(tmp, "wb") as f:
-            f.write(serialized)
+            f.write(built.data)
         write_metadata(sidecar_path(engine_path), engine_meta)
-    if options.timing_cache is not None:
-        atomic_write_bytes(options.timing_cache, bytes(config.get_timing_cache().serialize()))
-    return EngineResult(path=engine_path, sidecar=sidecar_path(engine_path), plan=plan,
-                        timing_cache=options.timing_cache, timing_cache_reused=reused,
-                        seconds=time.perf_counter() - t0, size_bytes=engine_path.stat().st_size)
+    return EngineResult(path=engine_path, sidecar=sidecar_path(engine_path), plan=built.plan,
+                        timing_cache=options.timing_cache, timing_cache_reused=built.timing_cache_reused,
+                        seconds=built.seconds, size_bytes=engine_path.stat().st_size)
 
 
-def _builder_config(trt: Any, builder: Any, plan: BuildPlan, options: BuildOptions, input_name: str,
-                    size: int) -> tuple[Any, Any]:
-    """The builder config (workspace, precision flags, DLA) and its one optimisation profile."""
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mb) << 20)
-    for name in plan.builder_flags:
-        config.set_flag(getattr(trt.BuilderFlag, name))
-    if options.dla_core is not None:
-        cores = int(builder.num_DLA_cores)
-        if options.dla_core >= cores:
-            raise EngineBuildError(f"--dla-core {options.dla_core}: this device has {cores} DLA core(s) "
-                                   f"(valid: {list(range(cores)) or 'none'}); drop --dla-core to build for the GPU")
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = int(options.dla_core)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, *options.batch.shapes(size))
-    config.add_optimization_profile(profile)
-    return config, profile
-
-
-@contextlib.contextmanager
-def _calibrating(trt: Any, config: Any, profile: Any, options: BuildOptions, meta: ArtifactMetadata):
-    """With ``options.calibration``: a CUDA context and TensorRT's entropy calibrator for the build.
-
-    The calibrator's batch is the profile's OPT, and the profile is the calibration profile (dynamic
-    shapes need one). Its device buffer is freed and the context detached (current, so destroyed) after.
-    """
-    if options.calibration is None:
-        yield
-        return
-    import pycuda.driver as cuda
-
-    from fa3d.calibration.trt_calibrator import make_entropy_calibrator
-
-    cuda.init()
-    ctx = cuda.Device(options.device_id).make_context()
-    calibrator = None
-    try:
-        cache = Path(options.calibration).with_suffix(".trt-calib.cache")
-        calibrator = make_entropy_calibrator(options.calibration, meta.preprocess, cache,
-                                             batch_size=options.batch.opt, trt=trt, cuda=cuda)
-        config.int8_calibrator = calibrator
-        config.set_calibration_profile(profile)
-        yield
-    finally:
-        if calibrator is not None:
-            config.int8_calibrator = None
-            calibrator.release()
-        ctx.detach()
-
-
-def _check_network_input(network: Any, meta: ArtifactMetadata, size: int, onnx_path: Path) -> None:
+def _check_network_input(network: Any, input_name: str, chw: tuple[int, ...], onnx_path: Path) -> None:
     names = [network.get_input(i).name for i in range(int(network.num_inputs))]
-    if names != [meta.input_name]:
+    if names != [input_name]:
         raise EngineBuildError(f"{onnx_path}: the network's inputs are {names}, its sidecar promises "
-                               f"[{meta.input_name!r}]; re-export it with fa-export")
+                               f"[{input_name!r}]; re-export it with fa-export")
     shape = tuple(network.get_input(0).shape)
-    if len(shape) != 4 or shape[0] != -1 or tuple(shape[1:]) != (3, size, size):
-        raise EngineBuildError(f"{onnx_path}: input shape {shape} is not (-1, 3, {size}, {size}) "
+    if len(shape) != 4 or shape[0] != -1 or tuple(shape[1:]) != chw:
+        raise EngineBuildError(f"{onnx_path}: input shape {shape} is not (-1, {', '.join(map(str, chw))}) "
                                "(a dynamic batch of the sidecar's input size); re-export it with fa-export")
 
 
@@ -417,10 +425,3 @@ def engine_description(plan: BuildPlan, options: BuildOptions, size: int, input_
         "strongly_typed": plan.strongly_typed,
         "source_onnx": onnx_path.name,
     }
-
-
-def read_engine_sidecar(engine_path: Path) -> ArtifactMetadata:
-    meta = read_sidecar(engine_path)
-    if meta.format != "tensorrt" or not meta.engine:
-        raise EngineBuildError(f"{sidecar_path(engine_path)}: not a TensorRT engine sidecar")
-    return meta

@@ -202,13 +202,14 @@ class FaceAligner:
 
     @classmethod
     def from_artifact(cls, path: str | os.PathLike | None = None,
-                      options: FaceAlignerOptions | None = None) -> "FaceAligner":
-        """Open an ONNX file or TensorRT engine (its type picks the backend); None = the shipped default model."""
+                      options: FaceAlignerOptions | None = None, detector: FaceDetector | None = None) -> "FaceAligner":
+        """Open an ONNX file or TensorRT engine (its type picks the backend); None = the shipped default model.
+        ``detector`` overrides ``options.detector`` as in the constructor."""
         options = options or FaceAlignerOptions()
         if path is None:
             path = default_model_path()
         backend = open_backend(Path(path), device=options.device, num_threads=options.num_threads)
-        return cls(backend, options)
+        return cls(backend, options, detector)
 
     @property
     def detector(self) -> FaceDetector:

@@ -54,6 +54,8 @@ from .backends import BackendError, open_backend
 from .cli_errors import (EXIT_OUTPUT, EXIT_USAGE, artifact_files, check_outputs_not_inputs, exit_codes_help,
                          int_at_least, os_error_text, stops_cleanly)
 from .clihelp import HelpFormatter
+from .cli_run import pipeline_detector
+from .detector_engine import DetectorArtifactError
 from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
 from .detectors import DetectorError
 from .detectors.registry import DETECTOR_HELP
@@ -110,6 +112,9 @@ def build_parser(prog: str = "fa-bench") -> argparse.ArgumentParser:
     p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
                    help="pipeline: look for new faces over the whole frame at least every N frames")
     p.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"pipeline: face detector: {DETECTOR_HELP}")
+    p.add_argument("--detector-engine", metavar="PLAN",
+                   help="pipeline: BlazeFace's TensorRT engine (default: blazeface_short_range.plan beside --engine "
+                        "when it is there, else ONNX Runtime on the CPU); the stage table names where it ran")
     p.add_argument("--json", dest="json_out", help="write all figures as JSON (atomically)")
     return p
 
@@ -226,7 +231,9 @@ def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
         mode = RunningMode.IMAGE if args.no_track else RunningMode.VIDEO
         options = FaceAlignerOptions(device=args.device, num_threads=args.threads, mode=mode,
                                      max_faces=args.max_faces, det_every_n=args.det_every, detector=args.detector)
-        with FaceAligner.from_artifact(model, options) as aligner:
+        with contextlib.ExitStack() as stack:
+            det = pipeline_detector(model, args.detector, args.detector_engine, stack)
+            aligner = stack.enter_context(FaceAligner.from_artifact(model, options, det.detector))
             try:
                 aligner.detector  # load it now: a bad --detector is reported before any timing
             except ValueError as e:  # an unknown --detector name
@@ -244,13 +251,17 @@ def _bench_pipeline(args, model: str) -> tuple[int, dict | None]:
     except DetectorError as e:  # a --detector file missing, corrupt or not the network it says
         print(f"fa-bench: error: --detector: {e}", file=sys.stderr)
         return 4, None
+    except (DetectorArtifactError, BackendError, MetadataError) as e:  # the detector's engine
+        print(f"fa-bench: error: {e}", file=sys.stderr)
+        return 4, None
     summary = report.summary()
     summary.update({"video": str(video), "tracking": not args.no_track, "model": str(model),
                     "max_faces": args.max_faces, "det_every_n": args.det_every, "detector": args.detector,
-                    "backend": aligner.backend.name, "precision": aligner.backend.metadata.precision})
+                    "backend": aligner.backend.name, "precision": aligner.backend.metadata.precision,
+                    "detector_backend": det.backend})
     print(f"\npipeline: {Path(video).name} (tracking {'off' if args.no_track else 'on'}, backend "
-          f"{aligner.backend.name} {aligner.backend.metadata.precision})")
-    print(report.format_table())
+          f"{aligner.backend.name} {aligner.backend.metadata.precision}, detector {det.description})")
+    print(report.format_table({"detect": f"detect ({det.backend})"}))
     return 0, summary
 
 

@@ -70,6 +70,7 @@ from .camera import CameraIntrinsics
 from .cli_errors import float_in, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
 from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
+from .detector_engine import DetectorArtifactError
 from .detectors import DetectorError
 from .detectors.registry import DETECTOR_HELP, is_builtin
 from . import draw
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX Runtime execution provider (ignored for --engine)")
     p.add_argument("--threads", type=int_at_least(1), help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice)")
     p.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector: {DETECTOR_HELP}")
+    p.add_argument("--detector-engine", metavar="PLAN",
+                   help="BlazeFace's TensorRT engine (with its .json sidecar, written by fa-export); default: "
+                        "blazeface_short_range.plan beside --engine when it is there, else ONNX Runtime on the CPU "
+                        "(the start-up line says which)")
     p.add_argument("--det-every", type=int_at_least(1), default=DEFAULT_DET_EVERY,
                    help="look for new faces over the whole frame (BlazeFace: a sweep spread over the frames "
                         "between; other detectors: on one frame) at least every N frames")
@@ -182,6 +187,7 @@ def _check_args(args) -> str | None:
     if problem:
         return problem
     inputs = [args.source, *images, *artifact_files(args.model), *artifact_files(args.engine), args.intrinsics,
+              *artifact_files(args.detector_engine),
               None if is_builtin(args.detector) else args.detector]
     if args.source is None and args.camera is None:  # the bundled sample clip is an input too
         with contextlib.suppress(DefaultModelMissing):
@@ -193,6 +199,29 @@ def _check_args(args) -> str | None:
         outputs["--out-bag"] = Output(args.out_bag, "folder")
     outputs["--record"] = args.record
     return output_clash(outputs, inputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineDetector:
+    """The detector object for FaceAligner (None: its own, from ``--detector``) and where it runs, in words."""
+
+    detector: object
+    description: str
+    backend: str
+
+
+def pipeline_detector(model, detector: str, detector_engine, stack: contextlib.ExitStack) -> PipelineDetector:
+    """BlazeFace on its TensorRT engine when there is one for ``model`` (beside a .plan, or named), else the
+    detector ``--detector`` names on the CPU; the session is closed when ``stack`` closes (fa-run, fa-bench)."""
+    from .detector_engine import detector_session_for
+
+    choice = detector_session_for(model, detector, detector_engine)
+    if choice.session is None:
+        return PipelineDetector(None, choice.description, choice.backend)
+    stack.callback(choice.session.close)
+    from .detectors.blazeface_detector import BlazeFaceDetector
+
+    return PipelineDetector(BlazeFaceDetector(session=choice.session), choice.description, choice.backend)
 
 
 @stops_cleanly("fa-run")
@@ -260,13 +289,16 @@ def _main(args, guard) -> int:
     track = not args.no_track and not isinstance(source, ImageSource)
     if not track:
         options = dataclasses.replace(options, mode=RunningMode.IMAGE)
-    with contextlib.closing(source):
+    with contextlib.closing(source), contextlib.ExitStack() as stack:
         try:
             model = args.engine or args.model or default_model_path()
-            aligner = FaceAligner.from_artifact(model, options)
-        except (MetadataError, BackendError, FileNotFoundError) as e:  # DefaultModelMissing included
+            det = pipeline_detector(model, args.detector, args.detector_engine, stack)
+            aligner = FaceAligner.from_artifact(model, options, det.detector)
+        except (MetadataError, BackendError, FileNotFoundError, DetectorArtifactError) as e:  # DefaultModelMissing
             _err(str(e))
             return EXIT_MODEL
+        print(f"fa-run: model {model} ({aligner.backend.name} {aligner.backend.metadata.precision}), detector "
+              f"{det.description}", flush=True)
         with aligner:
             try:
                 aligner.detector  # load it now: a bad --detector is reported up front

@@ -55,16 +55,19 @@ class PipelineReport:
                 "wall_s": round(self.wall_s, 4), "fps": round(self.fps, 2), "interrupted": self.interrupted,
                 "stages_ms": stages}
 
-    def format_table(self) -> str:
+    def format_table(self, labels: dict[str, str] | None = None) -> str:
+        """The stage table; ``labels`` renames stages (e.g. ``{"detect": "detect (tensorrt)"}``)."""
         s = self.summary()
+        labels = labels or {}
+        w = max([12] + [len(v) + 2 for v in labels.values()])
         lines = [f"frames {s['frames']} (with a face {s['frames_with_face']}, faces {s['faces']}, "
                  f"decode failures {s['decode_failures']}, skipped {s['skipped']}, reconnects {s['reconnects']}), "
                  f"wall {s['wall_s']:.2f} s, {s['fps']:.1f} fps" + (" [interrupted]" if s["interrupted"] else ""),
                  *([f"first image not read: {s['first_failure']}"] if s["first_failure"] else []),
-                 f"{'stage':<12}{'median ms':>10}{'p10':>9}{'p90':>9}{'mean':>9}"]
+                 f"{'stage':<{w}}{'median ms':>10}{'p10':>9}{'p90':>9}{'mean':>9}"]
         for name, st in s["stages_ms"].items():
             if st is not None:
-                lines.append(f"{name:<12}{st['median_ms']:>10.2f}{st['p10_ms']:>9.2f}{st['p90_ms']:>9.2f}"
+                lines.append(f"{labels.get(name, name):<{w}}{st['median_ms']:>10.2f}{st['p10_ms']:>9.2f}{st['p90_ms']:>9.2f}"
                              f"{st['mean_ms']:>9.2f}")
         return "\n".join(lines)
 

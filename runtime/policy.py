@@ -3,10 +3,13 @@
 Everything else imports these names; change a value here and every layer follows. Versions are
 :class:`packaging.version.Version` objects and are compared as such, never as strings.
 
-The TensorRT facts behind the values (checked 2026-11): JetPack 5 ships TensorRT 8.5, JetPack 6 10.3,
-JetPack 7.2+ 11; TensorRT 11 removed the implicit INT8 calibrator and the FP16/INT8 builder flags, so INT8
-comes from explicit Q/DQ nodes. ONNX opset 17 is the highest every one of them parses, and the operators
-safe from 8.5 to 11 are listed in :data:`fa3d.export.onnx_check.TRT_SAFE_OPS`.
+The TensorRT facts behind the values, each checked against NVIDIA's own pages (sources and the facts we could
+not confirm: docs/deploying.md, "Versions and their sources"): weak typing (the FP16/INT8 builder flags) is deprecated from
+TensorRT 10.12 and removed in 11, where INT8 comes from explicit Q/DQ nodes; the implicit INT8 calibrator is
+deprecated from 10.1 and removed in 11; the DLA is supported up to 10.7, missing from 10.8 to 11.4.0 on Linux,
+back in 11.4.1 on Jetson AGX Orin with JetPack 7.2.2 or later, and missing again from 11.5.0 (no JetPack
+support). ONNX opset 17 is the highest every supported TensorRT parses, and the operators safe from 8.5 to 11
+are listed in :data:`fa3d.export.onnx_check.TRT_SAFE_OPS`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,26 @@ from packaging.version import Version
 OPSET = 17
 #: The oldest TensorRT fa3d builds engines for and runs them with (JetPack 5).
 MIN_TENSORRT = Version("8.5")
-#: From here weak typing (BuilderFlag.FP16/INT8, the implicit calibrator) is deprecated: strongly typed builds.
+#: From here weak typing (BuilderFlag.FP16/INT8) is deprecated: fa3d builds strongly typed networks (FP16 from an
+#: FP16 ONNX, INT8 from the Q/DQ ONNX); TensorRT 11 has no other kind.
 TRT_STRONGLY_TYPED = Version("10.12")
-#: From here there are no FP16/INT8 builder flags and no IInt8Calibrator: networks are always strongly typed.
-TRT_STRONGLY_TYPED_ONLY = Version("11")
-#: TensorRT [first, last) without DLA support: 11.0 to 11.3.
-TRT_NO_DLA = (Version("11.0"), Version("11.4"))
+#: TensorRT versions [first, end) whose Linux/JetPack builds have no DLA, each with NVIDIA's reason.
+TRT_NO_DLA: tuple[tuple[Version, Version, str], ...] = (
+    (Version("10.8"), Version("11.4.1"), "TensorRT 10.7 was the last 10.x release with DLA support; 11.0 to 11.3 "
+                                         "have none and 11.4.0 has it only on Windows on ARM"),
+    (Version("11.5"), Version("11.6"), "TensorRT 11.5 does not support JetPack: Jetson stays on 11.4.1"),
+)
+
+
+def trt_dla_unsupported(version: Version) -> str | None:
+    """Why TensorRT ``version`` has no DLA on Linux/JetPack, or None where it may have one (8.5 to 10.7: JetPack
+    5 and 6; 11.4.x from 11.4.1: Jetson AGX Orin with JetPack 7.2.2 or later). Jetson Thor and desktop GPUs
+    have no DLA at all: the builder's DLA core count says so on the device."""
+    for first, end, why in TRT_NO_DLA:
+        if first <= version < end:
+            return why
+    return None
+
 
 #: The face detector used when none is named: the shipped BlazeFace CNN (every name: fa3d.runtime.detectors.registry).
 DEFAULT_DETECTOR = "blazeface"

@@ -1,6 +1,6 @@
 """Shared fixtures: where the research data lives, the gpu marker's skip logic, and the runtime plumbing
-(tests/helpers/plumbing.py: a tiny ONNX model with the real I/O contract, not a face model; rt_fake_trt.py: the
-TensorRT stand-in, on sys.path through pytest's rootdir conftest). Test helpers are imported as ``tests.helpers.X``
+(tests/helpers/plumbing.py: a tiny ONNX model with the real I/O contract, not a face model; trt_standin.py: THE
+stand-in for tensorrt and pycuda.driver, build and runtime). Test helpers are imported as ``tests.helpers.X``
 (pyproject.toml puts the repository root on pytest's pythonpath)."""
 
 from __future__ import annotations

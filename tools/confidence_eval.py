@@ -37,7 +37,7 @@ import numpy as np
 from fa3d.runtime import FaceAligner
 from fa3d.data.datasets.mix import FacesExtraMix, load_aflw19k
 from fa3d.runtime.preprocess import DEFAULT_CROP_SCALE
-from fa3d.training.augment import _negative_window, _paint_over_face
+from fa3d.training.augment import negative_window, paint_over_face
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 NEGATIVE_KINDS = ("beside", "far", "painted")
@@ -80,13 +80,13 @@ def crop_scores(model: str | None, data: Path, limit: int | None, seed: int = 0,
                 box = np.asarray(s.box, np.float64)
                 boxes = {"face": _jittered(box, rng)}
                 for kind, beside in (("beside", True), ("far", False)):
-                    placed = _negative_window(box, s.image.shape, DEFAULT_CROP_SCALE, rng, beside=beside)
+                    placed = negative_window(box, s.image.shape, DEFAULT_CROP_SCALE, rng, beside=beside)
                     if placed is not None:
                         boxes[kind] = _window_box(placed)
                 for kind, b in boxes.items():
                     res = aligner.process(s.image, boxes=b[None].astype(np.float32))
                     out[kind].append(res[0].confidence if res else 0.0)
-                painted = _paint_over_face(s.image, s.landmarks.astype(np.float64), rng)
+                painted = paint_over_face(s.image, s.landmarks.astype(np.float64), rng)
                 res = aligner.process(painted, boxes=_jittered(box, rng)[None].astype(np.float32))
                 out["painted"].append(res[0].confidence if res else 0.0)
     return {k: np.asarray(v) for k, v in out.items()}

@@ -135,7 +135,7 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(w * h / union) if union > 0 else 0.0
 
 
-def _face_free(window: np.ndarray, face_box: np.ndarray, crop_scale: float) -> bool:
+def face_free(window: np.ndarray, face_box: np.ndarray, crop_scale: float) -> bool:
     """Whether a crop window (x1, y1, x2, y2) holds no face: at most 30 % of the face box inside it, the face
     at most 40 % of the window, and the face box the window implies (side / crop_scale, as the runtime crops)
     overlapping the true face box by IoU < 0.3."""
@@ -149,9 +149,9 @@ def _face_free(window: np.ndarray, face_box: np.ndarray, crop_scale: float) -> b
     return inter <= 0.3 * face_area and inter <= 0.4 * win_area and _box_iou(implied, face_box) < 0.3
 
 
-def _negative_window(face_box: np.ndarray, shape: tuple, crop_scale: float, rng: np.random.Generator,
+def negative_window(face_box: np.ndarray, shape: tuple, crop_scale: float, rng: np.random.Generator,
                      beside: bool, tries: int = 20) -> tuple[np.ndarray, float] | None:
-    """A face-free crop (centre, side) (:func:`_face_free`). ``beside``: a window at least 60 % inside the image,
+    """A face-free crop (centre, side) (:func:`face_free`). ``beside``: a window at least 60 % inside the image,
     smaller than the face's crop, so that it shows hair, skin, clothes or background (partial faces at the edge
     included); else a crop shifted far from the face, mostly the black border beyond the image. None when no
     such window is found."""
@@ -168,12 +168,12 @@ def _negative_window(face_box: np.ndarray, shape: tuple, crop_scale: float, rng:
             c = fc + fw * crop_scale * rng.uniform(0.8, 1.3) * np.array([np.cos(a), np.sin(a)])
         win = np.concatenate([c - side / 2, c + side / 2])
         inside = max(0.0, min(win[2], w) - max(win[0], 0)) * max(0.0, min(win[3], h) - max(win[1], 0))
-        if (not beside or inside >= 0.6 * side * side) and _face_free(win, face_box, crop_scale):
+        if (not beside or inside >= 0.6 * side * side) and face_free(win, face_box, crop_scale):
             return c, side
     return None
 
 
-def _paint_over_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def paint_over_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A copy of ``image`` with the face (the hull of its 68 points, or their box, grown by 0-25 %) painted over
     with one colour, noise or a heavy blur: a person turned away, a masked photo, a blanked face."""
     out = image.copy()
@@ -224,13 +224,13 @@ def make_example(sample: FaceSample, pre: preprocess.PreprocessConfig, cfg: Augm
         kind = rng.random()
         placed = None
         if kind < cfg.negative_context:
-            placed = _negative_window(face_box[0], image.shape, pre.crop_scale, rng, beside=True)
+            placed = negative_window(face_box[0], image.shape, pre.crop_scale, rng, beside=True)
         if placed is None and kind < cfg.negative_context + cfg.negative_masked and lab["landmarks"] is not None:
-            image = _paint_over_face(image, np.asarray(lab["landmarks"], np.float64), rng)
+            image = paint_over_face(image, np.asarray(lab["landmarks"], np.float64), rng)
         else:
-            placed = placed or _negative_window(face_box[0], image.shape, pre.crop_scale, rng, beside=False)
+            placed = placed or negative_window(face_box[0], image.shape, pre.crop_scale, rng, beside=False)
             if placed is None:  # nowhere face-free (a face filling a huge image): paint it over instead
-                image = _paint_over_face(image, np.asarray(lab["landmarks"], np.float64), rng) \
+                image = paint_over_face(image, np.asarray(lab["landmarks"], np.float64), rng) \
                     if lab["landmarks"] is not None else np.zeros_like(image)
             else:
                 (centre, side), scale, shift = placed, 1.0, 0.0

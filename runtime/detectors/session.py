@@ -69,7 +69,11 @@ class OrtSession:
         self.what = what
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
         try:
             return self._sess.run(self.output_names, {self.input_name: batch})
         except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types
             raise DetectorError(f"{self.path}: the {self.what} model failed to run ({one_line(e)})") from None
+
+    def close(self) -> None:
+        self._sess = None

@@ -78,12 +78,21 @@ def test_lint_names_nonzero_zero_point(int8_path):
         lint_model(m)
 
 
-def test_lint_names_int8_weight_into_dq(int8_path):
+def test_lint_accepts_prequantized_int8_weights_and_checks_them(int8_path):
+    """TensorRT's explicit quantization takes pre-quantized int8 weights followed by a DequantizeLinear (rule 5)."""
     m = onnx.load(str(int8_path))
     dq = _first(m, "DequantizeLinear", lambda n: n.input[0] == "fc.weight_QuantizeLinear_Output")
-    _set_init(m, "fc.weight_int8", np.ones((64, 1024), np.int8))
+    shape = next(numpy_helper.to_array(t).shape for t in m.graph.initializer if t.name == "fc.weight")
+    _set_init(m, "fc.weight_int8", np.ones(shape, np.int8))
     dq.input[0] = "fc.weight_int8"
-    with pytest.raises(QdqLintError, match=rf"DequantizeLinear '{dq.name}': fed directly by the int8 initialiser"):
+    summary = lint_model(m)
+    assert summary.prequantized_weights == 1
+    _set_init(m, "fc.weight_int8", np.ones(shape, np.uint8))
+    with pytest.raises(QdqLintError, match=rf"DequantizeLinear '{dq.name}': fed directly by the uint8 initialiser"):
+        lint_model(m)
+    _set_init(m, "fc.weight_int8", np.ones(shape, np.int8))
+    _set_init(m, dq.input[1], np.array(0.01, np.float32))
+    with pytest.raises(QdqLintError, match=rf"DequantizeLinear '{dq.name}': weight 'fc.weight_int8' .* per tensor"):
         lint_model(m)
 
 

@@ -210,16 +210,12 @@ def test_a_model_that_returns_nan_never_puts_nan_in_the_json_lines(tmp_path, plu
 
 def test_an_engine_whose_outputs_contradict_its_sidecar_is_refused_at_load(tmp_path, monkeypatch, capsys):
     """The same load-time check for TensorRT engines, against the stand-in `tensorrt` module (not a TRT run)."""
-    import sys
-
-    from rt_fake_trt import PLAN_BYTES, World
     from tests.helpers.plumbing import NUM_DENSE
+    from tests.helpers.trt_standin import Gpu, plumbing_plan
 
-    world = World(size=SIZE, num_dense=NUM_DENSE + 1, profile=(1, 4, 16), trt_version="10.3.0")
-    for name, mod in world.modules().items():
-        monkeypatch.setitem(sys.modules, name, mod)
+    world = Gpu("10.3.0").install(monkeypatch)
     plan = tmp_path / "model.plan"
-    plan.write_bytes(PLAN_BYTES)
+    plan.write_bytes(plumbing_plan(SIZE, NUM_DENSE + 1, (1, 4, 16), "10.3.0"))
     write_metadata(str(plan) + ".json", plumbing_metadata(SIZE, fmt="tensorrt", engine={
         "tensorrt_version": "10.3.0", "gpu_name": "Fake GPU", "compute_capability": "8.7"}))
     with pytest.raises(BackendError, match=f"num_dense={NUM_DENSE}"):

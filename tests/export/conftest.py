@@ -44,3 +44,17 @@ def tiny_onnx(tmp_path: Path, tiny_model, tiny_meta) -> Path:
     out = tmp_path / "model.onnx"
     export_onnx(tiny_model, out, tiny_meta)
     return out
+
+
+@pytest.fixture
+def tiny_int8_onnx(tiny_onnx: Path) -> Path:
+    """The Q/DQ INT8 model of ``tiny_onnx`` (minmax on 8 random inputs) beside it, with its sidecar."""
+    from fa3d.calibration.qdq import QdqOptions, quantize_qdq
+    from fa3d.runtime.metadata import read_sidecar, sha256_file, sidecar_path, write_metadata
+
+    out = tiny_onnx.parent / "model.int8.onnx"
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 3, TINY_SIZE, TINY_SIZE)).astype(np.float32)
+    quantize_qdq(tiny_onnx, out, x, QdqOptions(method="minmax"))
+    write_metadata(sidecar_path(out), read_sidecar(tiny_onnx).with_(precision="int8",
+                                                                    source_sha256=sha256_file(tiny_onnx)))
+    return out

@@ -1,6 +1,6 @@
 """fa-export end to end on CPU with the real edge network (random weights): files, sidecars, exit codes,
 the printed target-machine commands, --from-onnx, --triton, --int8 wiring. TensorRT is either absent
-(forced with sys.modules['tensorrt'] = None) or the recording STAND-IN of trt_standin.py."""
+(forced with sys.modules['tensorrt'] = None) or the recording STAND-IN of tests/helpers/trt_standin.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from trt_standin import make_standin
+from tests.helpers.trt_standin import Gpu
 
 from fa3d.export import steps
 from fa3d.export.cli import main
@@ -71,8 +71,10 @@ def fp16_export(edge_checkpoint, tmp_path_factory):
 def test_no_tensorrt_exit_status_and_files(fp16_export, edge_checkpoint):
     assert fp16_export["rc"] == steps.EXIT_NO_TENSORRT == 3
     out = fp16_export["out"]
-    assert sorted(p.name for p in out.iterdir()) == ["model.fp16.onnx", "model.fp16.onnx.json", "model.onnx",
-                                                     "model.onnx.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "blazeface_short_range.LICENSE", "blazeface_short_range.NOTICE", "blazeface_short_range.onnx",
+        "blazeface_short_range.onnx.json", "model.fp16.onnx", "model.fp16.onnx.json", "model.onnx",
+        "model.onnx.json"]
     fp32, fp16 = read_sidecar(out / "model.onnx"), read_sidecar(out / "model.fp16.onnx")
     assert (fp32.format, fp32.precision, fp32.source_sha256) == ("onnx", "fp32", sha256_file(edge_checkpoint))
     assert (fp16.precision, fp16.source_sha256) == ("fp16", sha256_file(out / "model.onnx"))
@@ -144,14 +146,17 @@ def test_from_fp16_onnx_without_tensorrt(fp16_export, tmp_path, monkeypatch, cap
                                                      ("11.0", "model.fp16.onnx", [])])
 def test_from_onnx_fp16_with_standin(fp16_export, tmp_path, monkeypatch, capsys, version, source, flags):
     d = _copy_export(fp16_export["out"], tmp_path / "e")
-    fake = make_standin(version)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    fake = Gpu(version).install(monkeypatch, pycuda=False)
     rc = main(["--from-onnx", str(d / "model.onnx"), "--fp16", "--batch", "1:2:8", "--triton", str(tmp_path / "t")])
     assert rc == 0, capsys.readouterr()
     meta = read_sidecar(d / "model.plan")
     assert meta.precision == "fp16" and meta.engine["source_onnx"] == source
     assert meta.source_sha256 == sha256_file(d / source)
-    assert fake.record.values("set_flag") == flags
+    first_build = fake.log[:fake.log.index(("build_serialized_network", None)) + 1]  # the model's; then the detector's
+    assert [e[1] for e in first_build if e[0] == "set_flag" and e[1] != "TF32"] == flags
+    det = json.loads((d / "blazeface_short_range.plan.json").read_text())
+    assert det["format"] == "tensorrt" and det["precision"] == "fp16" and det["engine"]["tensorrt_version"] == version
+    assert fake.values("build_serialized_network") == [None, None]
     assert (d / "timing.cache").is_file()
     cfg = (tmp_path / "t" / "fa3d" / "config.pbtxt").read_text()
     assert 'platform: "tensorrt_plan"' in cfg and (tmp_path / "t" / "fa3d" / "1" / "model.plan").is_file()
@@ -161,15 +166,30 @@ def test_from_onnx_fp16_on_11_converts_when_the_fp16_onnx_is_missing(fp16_export
     d = _copy_export(fp16_export["out"], tmp_path / "e")
     (d / "model.fp16.onnx").unlink()
     (d / "model.fp16.onnx.json").unlink()
-    monkeypatch.setitem(sys.modules, "tensorrt", make_standin("11.0"))
+    Gpu("11.0").install(monkeypatch, pycuda=False)
     assert main(["--from-onnx", str(d / "model.onnx"), "--fp16"]) == 0
-    assert "needs an FP16 ONNX: wrote" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "needs an FP16 ONNX: wrote" in out and "parity passed: model.fp16.onnx vs model.onnx" in out
     assert read_sidecar(d / "model.fp16.onnx").precision == "fp16"
+
+
+def test_from_onnx_fp16_on_10_12_parity_failure_builds_nothing(fp16_export, tmp_path, monkeypatch, capsys):
+    """The FP16 ONNX converted for a strongly typed build gets the parity check fa-export --fp16 runs."""
+    from fa3d.export import parity
+
+    d = _copy_export(fp16_export["out"], tmp_path / "e")
+    for name in ("model.fp16.onnx", "model.fp16.onnx.json"):
+        (d / name).unlink()
+    monkeypatch.setattr(parity, "FP16_TOLERANCE", parity.Tolerance(1e-9, 1e-9, 1e-9, 1e-9))
+    Gpu("10.12.0").install(monkeypatch, pycuda=False)
+    assert main(["--from-onnx", str(d / "model.onnx"), "--fp16"]) == steps.EXIT_CHECK_FAILED
+    assert "FP16 ONNX outside tolerance" in capsys.readouterr().err
+    assert not (d / "model.plan").exists()
 
 
 def test_parse_failure_exit_status(fp16_export, tmp_path, monkeypatch, capsys):
     d = _copy_export(fp16_export["out"], tmp_path / "e")
-    monkeypatch.setitem(sys.modules, "tensorrt", make_standin("8.6.1", parse_ok=False))
+    Gpu("8.6.1", parse_ok=False).install(monkeypatch, pycuda=False)
     assert main(["--from-onnx", str(d / "model.onnx")]) == steps.EXIT_BUILD_FAILED
     assert "could not parse" in capsys.readouterr().err
     assert not (d / "model.plan").exists()
@@ -179,7 +199,7 @@ def test_onnx_only_and_json(tiny_checkpoint, tmp_path, capsys):
     rc = main([str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--onnx-only", "--json"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
-    assert [s["name"] for s in res["steps"]] == ["onnx", "parity", "engine"]
+    assert [s["name"] for s in res["steps"]] == ["onnx", "parity", "detector", "engine"]
     assert res["steps"][1]["details"]["passed"] is True
     assert res["files"]["onnx"] == str(tmp_path / "o" / "model.onnx")
 
@@ -245,3 +265,32 @@ def test_int8_gate_decides_the_engine(tiny_checkpoint, tmp_path, monkeypatch, ca
     else:
         assert f"fa-export --from-onnx {tmp_path}/o/model.int8.onnx --int8" in text.out
         assert f"trtexec --onnx={tmp_path}/o/model.int8.onnx --int8 --fp16" in text.out
+
+
+def test_detector_engine_beside_the_model_engine_is_what_fa_run_and_fa_bench_use(fp16_export, tmp_path, monkeypatch,
+                                                                                capsys):
+    """fa-export builds the detector's FP16 engine beside the model's; fa-run --engine finds it and says so; fa-bench's
+    stage table names where the detector ran. THE STAND-IN runs both "engines" with ONNX Runtime: not TensorRT."""
+    from fa3d.runtime import bench, cli_run
+
+    d = _copy_export(fp16_export["out"], tmp_path / "e")
+    Gpu("10.3.0").install(monkeypatch)
+    assert main(["--from-onnx", str(d / "model.onnx"), "--batch", "1:2:8"]) == 0
+    assert (d / "blazeface_short_range.plan").is_file()
+    capsys.readouterr()
+    assert cli_run.main(["--engine", str(d / "model.plan"), "--max-frames", "3", "--headless"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"fa-run: model {d / 'model.plan'} (tensorrt fp32), detector blazeface (tensorrt ")
+    assert first.endswith("blazeface_short_range.plan)")
+    (d / "blazeface_short_range.plan").unlink()
+    assert cli_run.main(["--engine", str(d / "model.plan"), "--max-frames", "2", "--headless"]) == 0
+    assert "detector blazeface (onnxruntime cpu)" in capsys.readouterr().out.splitlines()[0]
+    assert cli_run.main(["--engine", str(d / "model.plan"), "--max-frames", "2", "--headless",
+                         "--detector-engine", str(d / "missing.plan")]) == cli_run.EXIT_MODEL
+    assert "missing.plan: detector engine not found" in capsys.readouterr().err
+    assert main(["--from-onnx", str(d / "model.onnx"), "--batch", "1:2:8"]) == 0
+    capsys.readouterr()
+    assert bench.main(["--engine", str(d / "model.plan"), "--batch", "1", "--iters", "1", "--warmup", "0",
+                       "--max-frames", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "detect (tensorrt)" in out and "detector blazeface (tensorrt" in out

@@ -50,6 +50,7 @@ def test_int8_default_uses_the_shipped_file_without_torch(tmp_path, monkeypatch,
     assert seconds < 60
     assert sha256_file(out / "model.int8.onnx") == sha256_file(SHIPPED_INT8)
     assert read_sidecar(out / "model.int8.onnx").source_sha256 == sha256_file(out / "model.onnx")
+    assert (out / "blazeface_short_range.onnx").is_file() and (out / "blazeface_short_range.onnx.json").is_file()
     assert "shipped INT8 Q/DQ ONNX, verified" in text.out and "INT8 gate PASSED" in text.out
     assert "Q/DQ lint passed" in text.out
     assert "NME loss" in text.out and "against labels" in text.out

@@ -22,7 +22,7 @@ def test_parity_passes_on_synthetic_faces(tiny_model, tiny_onnx):
     assert crops.inputs.shape == (8, 3, 32, 32) and "synthetic" in crops.source
     rep = torch_vs_onnx(tiny_model, tiny_onnx, crops)
     assert rep.passed, rep.summary()
-    assert rep.n_faces == 8 and set(rep.max_abs) == {"landmarks", "rotation", "dense", "confidence"}
+    assert rep.faces == 8 and rep.batches == (1, 8) and set(rep.max_abs) == {"landmarks", "rotation", "dense", "confidence"}
     assert max(rep.max_abs.values()) < 1e-3
     rep.raise_if_failed()
 

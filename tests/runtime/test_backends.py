@@ -1,4 +1,4 @@
-"""Backends: ONNX Runtime on the plumbing fixture model; TrtBackend logic against a stand-in module."""
+"""Backends: ONNX Runtime on the plumbing fixture model; TrtBackend logic against THE STAND-IN (tests/helpers/trt_standin.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from fa3d.runtime.backends import BackendError, backend_kind, open_backend
 from fa3d.runtime.backends.onnxrt import OrtBackend, choose_providers
 from fa3d.runtime.metadata import MetadataError, write_metadata
-from rt_fake_trt import PLAN_BYTES, World
 from tests.helpers.plumbing import NUM_DENSE, make_plumbing_model, plumbing_metadata
+from tests.helpers.trt_standin import Gpu, plumbing_plan
 
 
 def test_artifact_type_picks_backend(tmp_path):
@@ -70,10 +70,10 @@ def test_choose_providers():
 SIZE = 32
 
 
-def _engine(tmp_path, *, engine_meta=None, plan=PLAN_BYTES):
+def _engine(tmp_path, *, engine_meta=None, plan=None, profile=(1, 4, 16), version="10.3.0"):
     path = tmp_path / "model.plan"
-    path.write_bytes(plan)
-    eng = {"tensorrt_version": "10.3.0", "gpu_name": "Fake GPU", "compute_capability": "8.7"}
+    path.write_bytes(plan if plan is not None else plumbing_plan(SIZE, NUM_DENSE, profile, version))
+    eng = {"tensorrt_version": version, "gpu_name": "Fake GPU", "compute_capability": "8.7"}
     if engine_meta is not None:
         eng.update(engine_meta)
     write_metadata(str(path) + ".json", plumbing_metadata(SIZE, fmt="tensorrt", engine=eng))
@@ -82,10 +82,7 @@ def _engine(tmp_path, *, engine_meta=None, plan=PLAN_BYTES):
 
 @pytest.fixture
 def fake(monkeypatch):
-    world = World(size=SIZE, num_dense=NUM_DENSE, profile=(1, 4, 16), trt_version="10.3.0")
-    for name, mod in world.modules().items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return world
+    return Gpu("10.3.0").install(monkeypatch)
 
 
 def test_trt_buffers_bindings_and_one_sync_per_batch(tmp_path, fake):
@@ -120,6 +117,61 @@ def test_trt_buffers_bindings_and_one_sync_per_batch(tmp_path, fake):
     assert "pycuda.autoinit" not in sys.modules
 
 
+def test_trt_checks_what_tensorrt_returns(tmp_path, fake, monkeypatch):
+    """set_input_shape, set_tensor_address and execute_async_v3 report failure by their return value."""
+    with open_backend(_engine(tmp_path)) as be:
+        ctx_cls = type(be._trt._context)
+        with monkeypatch.context() as m:
+            m.setattr(ctx_cls, "execute_async_v3", lambda self, handle: False)
+            with pytest.raises(BackendError, match="TensorRT execution failed"):
+                be.infer(np.zeros((2, 3, SIZE, SIZE), np.float32))
+        with monkeypatch.context() as m:
+            m.setattr(ctx_cls, "set_input_shape", lambda self, name, shape: False)
+            with pytest.raises(BackendError, match="outside the engine's profile"):
+                be.infer(np.zeros((2, 3, SIZE, SIZE), np.float32))
+        assert fake.ctx_depth == 0, "the context is popped after a failed call"
+    with monkeypatch.context() as m:  # at load time too: the profile's own max shape, every tensor's address
+        m.setattr(ctx_cls, "set_input_shape", lambda self, name, shape: False)
+        with pytest.raises(BackendError, match="refused the input shape"):
+            open_backend(_engine(tmp_path))
+    real_address = ctx_cls.set_tensor_address
+    with monkeypatch.context() as m:
+        m.setattr(ctx_cls, "set_tensor_address",
+                  lambda self, name, addr: name != "dense" and real_address(self, name, addr))
+        with pytest.raises(BackendError, match="refused the address of tensor 'dense'"):
+            open_backend(_engine(tmp_path))
+    assert fake.ctx_depth == 0
+    monkeypatch.setattr(fake.trt.Runtime, "deserialize_cuda_engine", _renaming(fake.trt.Runtime.deserialize_cuda_engine))
+    with pytest.raises(BackendError, match=r"engine inputs \['images'\] do not match the sidecar's 'input'"):
+        open_backend(_engine(tmp_path))
+
+
+def _renaming(deserialize):
+    """An engine whose input tensor is called 'images' (the sidecar says 'input')."""
+
+    def wrapped(self, data):
+        engine = deserialize(self, data)
+        engine.h = dict(engine.h, input="images")
+        engine.names = ["images", *engine.names[1:]]
+        return engine
+    return wrapped
+
+
+def test_trt_refuses_an_engine_without_a_required_output(tmp_path, fake, monkeypatch):
+    real = fake.trt.Runtime.deserialize_cuda_engine
+
+    def without_dense(self, data):
+        engine = real(self, data)
+        engine.outputs.pop("dense")
+        engine.names.remove("dense")
+        engine.num_io_tensors -= 1
+        return engine
+    monkeypatch.setattr(fake.trt.Runtime, "deserialize_cuda_engine", without_dense)
+    with pytest.raises(BackendError, match=r"lacks the outputs \['dense'\]"):
+        open_backend(_engine(tmp_path))
+    assert fake.ctx_depth == 0 and ("detach", "destroyed") in fake.log
+
+
 @pytest.mark.parametrize("meta,match", [
     ({"tensorrt_version": "8.6.1"}, r"TensorRT 8\.6\.1.*this machine has TensorRT 10\.3\.0.*fa-export --from-onnx model\.onnx"),
     ({"gpu_name": "Orin"}, r"GPU 'Orin'.*'Fake GPU'.*fa-export --from-onnx"),
@@ -146,26 +198,22 @@ def test_trt_refuses_wrong_metadata_schema_and_missing_engine_block(tmp_path, fa
         open_backend(path)
 
 
-def test_trt_version_dispatch_and_corrupt_engine(tmp_path, fake):
-    fake.trt_version = "8.4.3"
-    for name, mod in fake.modules().items():
-        sys.modules[name] = mod
+def test_trt_version_dispatch_and_corrupt_engine(tmp_path, monkeypatch):
+    Gpu("8.4.3").install(monkeypatch)
     with pytest.raises(BackendError, match=r"too old.*>= 8\.5"):
         open_backend(_engine(tmp_path, engine_meta={"tensorrt_version": "8.4.3"}))
-    fake.trt_version = "11.0.0"
-    for name, mod in fake.modules().items():
-        sys.modules[name] = mod
+    gpu = Gpu("11.1.0").install(monkeypatch)
     with pytest.raises(BackendError, match="could not deserialize"):
-        open_backend(_engine(tmp_path, engine_meta={"tensorrt_version": "11.0.0"}, plan=b"garbage"))
-    assert fake.ctx_depth == 0 and ("detach", "destroyed") in fake.log
+        open_backend(_engine(tmp_path, version="11.1.0", plan=b"garbage"))
+    assert gpu.ctx_depth == 0 and ("detach", "destroyed") in gpu.log
     # a sidecar written where the GPU could not be queried names no GPU: accepted
-    with open_backend(_engine(tmp_path, engine_meta={"tensorrt_version": "11.0.0", "gpu_name": None,
-                                                     "compute_capability": None})) as be:
+    with open_backend(_engine(tmp_path, version="11.1.0", engine_meta={"gpu_name": None,
+                                                                        "compute_capability": None})) as be:
         assert be.max_batch == 16
 
 
 def test_trt_close_from_another_thread_releases_everything_then_detaches(tmp_path, fake):
-    """Defect 4: close() popped the context before detach(): from a second thread pycuda leaked the context,
+    """close() popped the context before detach(): from a second thread pycuda leaked the context,
     and the runtime, stream and pinned buffers were released after the context was gone."""
     import gc
     import threading
@@ -188,21 +236,22 @@ def test_trt_close_from_another_thread_releases_everything_then_detaches(tmp_pat
     assert log.count(("detach", "destroyed")) == 1
 
 
-def test_trt_dla_core_is_set_before_deserialising(tmp_path, fake):
-    """Defect 3: an engine built for DLA core 1 ran on core 0."""
-    with open_backend(_engine(tmp_path, engine_meta={"dla_core": 1})):
+@pytest.mark.parametrize("version", ["8.5.2", "10.3.0", "11.4.1"])
+def test_trt_dla_core_is_set_before_deserialising(tmp_path, monkeypatch, version):
+    """An engine built for DLA core 1 ran on core 0 (Runtime.DLA_core exists in every version)."""
+    gpu = Gpu(version).install(monkeypatch)
+    with open_backend(_engine(tmp_path, version=version, engine_meta={"dla_core": 1})):
         pass
-    i = fake.log.index(("runtime.DLA_core", 1))
-    assert fake.log[i + 1][0] == "deserialize" and fake.log[i + 1][2] == 1
-    with open_backend(_engine(tmp_path)):
+    i = gpu.log.index(("runtime.DLA_core", 1))
+    assert gpu.log[i + 1][0] == "deserialize" and gpu.log[i + 1][2] == 1
+    with open_backend(_engine(tmp_path, version=version)):
         pass
-    assert fake.log.count(("runtime.DLA_core", 1)) == 1  # a GPU engine sets no DLA core
+    assert gpu.log.count(("runtime.DLA_core", 1)) == 1  # a GPU engine sets no DLA core
 
 
 def test_trt_static_profile_pads_smaller_batches(tmp_path, fake):
-    """Defect 2: a DLA engine has a static profile (min = opt = max); smaller batches are padded."""
-    fake.profile = (4, 4, 4)
-    with open_backend(_engine(tmp_path, engine_meta={"dla_core": 0})) as be:
+    """A DLA engine has a static profile (min = opt = max); smaller batches are padded."""
+    with open_backend(_engine(tmp_path, profile=(4, 4, 4), engine_meta={"dla_core": 0})) as be:
         x = np.random.default_rng(2).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
         out = be.infer(x)
         assert out["landmarks"].shape == (1, 68, 3)
@@ -213,18 +262,22 @@ def test_trt_static_profile_pads_smaller_batches(tmp_path, fake):
 
 
 def test_trt_one_logger_for_every_backend(tmp_path, fake):
-    """Defect 10: one trt.Logger per process, shared by every runtime (and the builder)."""
+    """One trt.Logger per process, shared by every runtime (and the builder)."""
     with open_backend(_engine(tmp_path)), open_backend(_engine(tmp_path)):
         pass
-    import tensorrt
-
     from fa3d.runtime.backends.trt import shared_logger
-    assert fake.loggers == 1 and shared_logger(tensorrt) is shared_logger(tensorrt)
+    assert fake.loggers == 1 and shared_logger() is shared_logger()
 
 
 def test_trt_without_tensorrt_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails
     with pytest.raises(BackendError, match="TensorRT cannot be imported.*--model model.onnx"):
+        open_backend(_engine(tmp_path))
+
+
+def test_trt_without_pycuda_says_what_to_do(tmp_path, monkeypatch):
+    Gpu("10.3.0").install(monkeypatch, pycuda=False)
+    with pytest.raises(BackendError, match="pycuda cannot be imported.*pip install pycuda"):
         open_backend(_engine(tmp_path))
 
 

@@ -110,7 +110,7 @@ def test_augment_config_is_validated(bad):
 def test_negatives_hold_no_face_and_carry_no_landmark_targets():
     """Every negative kind is labelled 'no face', and its window passes the face-free rule (at most 30 % of the
     face inside, the face at most 40 % of the window, the implied face box at IoU < 0.3)."""
-    from fa3d.training.augment import _face_free, _negative_window
+    from fa3d.training.augment import face_free, negative_window
 
     s = _sample()
     pre = preprocess.PreprocessConfig(input_size=64)
@@ -122,21 +122,21 @@ def test_negatives_hold_no_face_and_carry_no_landmark_targets():
     face = np.asarray(s.box, np.float64)
     for beside in (True, False):
         for seed in range(20):
-            placed = _negative_window(face, s.image.shape, pre.crop_scale, np.random.default_rng(seed), beside)
+            placed = negative_window(face, s.image.shape, pre.crop_scale, np.random.default_rng(seed), beside)
             if placed is not None:
                 c, side = placed
-                assert _face_free(np.concatenate([c - side / 2, c + side / 2]), face, pre.crop_scale)
+                assert face_free(np.concatenate([c - side / 2, c + side / 2]), face, pre.crop_scale)
     side = (face[2] - face[0]) * pre.crop_scale  # the face's own crop is not face-free, nor is its half
     c = (face[:2] + face[2:]) / 2
-    assert not _face_free(np.concatenate([c - side / 2, c + side / 2]), face, pre.crop_scale)
-    assert not _face_free(np.concatenate([c - side / 4, c + side / 4]), face, pre.crop_scale)
+    assert not face_free(np.concatenate([c - side / 2, c + side / 2]), face, pre.crop_scale)
+    assert not face_free(np.concatenate([c - side / 4, c + side / 4]), face, pre.crop_scale)
 
 
 def test_masked_negative_paints_over_the_face_only():
-    from fa3d.training.augment import _paint_over_face
+    from fa3d.training.augment import paint_over_face
 
     s = _sample()
-    out = _paint_over_face(s.image, s.landmarks.astype(np.float64), np.random.default_rng(1))
+    out = paint_over_face(s.image, s.landmarks.astype(np.float64), np.random.default_rng(1))
     changed = (out != s.image).any(axis=2)
     x1, y1, x2, y2 = s.box
     ys, xs = np.nonzero(changed)
