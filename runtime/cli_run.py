@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="look for new faces over the whole frame (BlazeFace: a sweep spread over the frames "
                         "between; other detectors: on one frame) at least every N frames")
     p.add_argument("--min-confidence", type=float_in(0.0, 1.0), default=DEFAULT_MIN_CONFIDENCE,
-                   help="drop faces below this confidence")
+                   help="report faces whose confidence (the model's face probability) is at least this; in a video a "
+                        "track below it is dropped and a search runs (default %(default)s, chosen by measurement: "
+                        "docs/detection-tracking.md)")
     p.add_argument("--max-faces", type=int_at_least(1, MAX_FACES_PER_CALL), default=DEFAULT_MAX_FACES,
                    help="track at most this many faces")
     p.add_argument("--no-track", action="store_true",
