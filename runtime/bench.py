@@ -54,8 +54,7 @@ from .backends import BackendError, open_backend
 from .cli_errors import (EXIT_OUTPUT, EXIT_USAGE, artifact_files, check_outputs_not_inputs, exit_codes_help,
                          int_at_least, os_error_text, stops_cleanly)
 from .clihelp import HelpFormatter
-from .cli_run import pipeline_detector
-from .detector_engine import DetectorArtifactError
+from .detector_engine import DetectorArtifactError, pipeline_detector
 from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
 from .detectors import DetectorError
 from .detectors.registry import DETECTOR_HELP

@@ -70,7 +70,7 @@ from .camera import CameraIntrinsics
 from .cli_errors import float_in, int_at_least, stops_cleanly
 from .clihelp import HelpFormatter
 from .default_model import DefaultModelMissing, default_model_path, sample_clip_path
-from .detector_engine import DetectorArtifactError
+from .detector_engine import DetectorArtifactError, pipeline_detector
 from .detectors import DetectorError
 from .detectors.registry import DETECTOR_HELP, is_builtin
 from . import draw
@@ -201,29 +201,6 @@ def _check_args(args) -> str | None:
         outputs["--out-bag"] = Output(args.out_bag, "folder")
     outputs["--record"] = args.record
     return output_clash(outputs, inputs)
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineDetector:
-    """The detector object for FaceAligner (None: its own, from ``--detector``) and where it runs, in words."""
-
-    detector: object
-    description: str
-    backend: str
-
-
-def pipeline_detector(model, detector: str, detector_engine, stack: contextlib.ExitStack) -> PipelineDetector:
-    """BlazeFace on its TensorRT engine when there is one for ``model`` (beside a .plan, or named), else the
-    detector ``--detector`` names on the CPU; the session is closed when ``stack`` closes (fa-run, fa-bench)."""
-    from .detector_engine import detector_session_for
-
-    choice = detector_session_for(model, detector, detector_engine)
-    if choice.session is None:
-        return PipelineDetector(None, choice.description, choice.backend)
-    stack.callback(choice.session.close)
-    from .detectors.blazeface_detector import BlazeFaceDetector
-
-    return PipelineDetector(BlazeFaceDetector(session=choice.session), choice.description, choice.backend)
 
 
 @stops_cleanly("fa-run")

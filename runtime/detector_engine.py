@@ -14,6 +14,7 @@ else ONNX Runtime on the CPU; its ``description`` says which (fa-run's start-up 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write_text
+from .detectors.blazeface_detector import BlazeFaceDetector
 from .detectors.session import OrtSession
 from .jsonfile import JsonFileError, read_json_file
 
@@ -172,3 +174,22 @@ def detector_session_for(model: str | os.PathLike, detector: str, detector_engin
     if not engine.is_file():
         raise DetectorArtifactError(f"{engine}: detector engine not found")
     return DetectorChoice(TrtDetectorSession(engine, device_id), f"blazeface (tensorrt {engine})", "tensorrt")
+
+
+@dataclass(frozen=True)
+class PipelineDetector:
+    """The detector object for FaceAligner (None: its own, from ``--detector``) and where it runs, in words."""
+
+    detector: object
+    description: str
+    backend: str
+
+
+def pipeline_detector(model, detector: str, detector_engine, stack: contextlib.ExitStack) -> PipelineDetector:
+    """BlazeFace on its TensorRT engine when there is one for ``model`` (beside a .plan, or named), else the
+    detector ``--detector`` names on the CPU; the session is closed when ``stack`` closes (fa-run, fa-bench)."""
+    choice = detector_session_for(model, detector, detector_engine)
+    if choice.session is None:
+        return PipelineDetector(None, choice.description, choice.backend)
+    stack.callback(choice.session.close)
+    return PipelineDetector(BlazeFaceDetector(session=choice.session), choice.description, choice.backend)
