@@ -27,8 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fa3d.data.datasets.mix import yaw_bins
-from fa3d.data.evaluation.metrics import nme
+from fa3d.data.evaluation.metrics import nme, yaw_bins
 from fa3d.runtime.atomic import atomic_path, atomic_write_text
 from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.pose import matrix_to_euler, rotation_from_landmarks

@@ -26,6 +26,7 @@ import numpy as np
 
 from fa3d.runtime.pose import pose_para_to_euler
 from fa3d.data.datasets.samples import FaceSample
+from fa3d.data.evaluation.metrics import yaw_bins
 
 from ._io import load_npz, read_image, tight_box
 from .aflw import protocol_box, read_aflw_labels
@@ -85,11 +86,6 @@ def join_dense(dense_labels: str | os.PathLike | None, names: np.ndarray, rows: 
     if not (found[rows] >= 0).any():
         raise ValueError(f"{dense_labels}: no image of split {split!r} has dense labels (wrong folder?)")
     return found, lab.dense
-
-
-def yaw_bins(ypr: np.ndarray) -> np.ndarray:
-    """The benchmark's |yaw| bin (0: 0-30, 1: 30-60, 2: 60 and more degrees) of each (yaw, pitch, roll) row."""
-    return np.digitize(np.abs(np.asarray(ypr, np.float64)[:, 0]), [30.0, 60.0], right=True).astype(np.int64)
 
 
 class Aflw19kMix(Sequence):

@@ -68,6 +68,13 @@ def nme(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None,
     return (np.where(m, err, 0.0).sum(1) / m.sum(1)) / d * 100.0
 
 
+def yaw_bins(ypr: np.ndarray) -> np.ndarray:
+    """The bin index of :data:`YAW_BINS` (0: 0-30, 1: 30-60, 2: 60-90 degrees of |yaw|) of each (yaw, pitch, roll)
+    row; |yaw| beyond 90 counts as the last bin (for sampling; :func:`yaw_bin_means` leaves such images out)."""
+    edges = [hi for _, _, hi in YAW_BINS[:-1]]
+    return np.digitize(np.abs(np.asarray(ypr, np.float64)[:, 0]), edges, right=True).astype(np.int64)
+
+
 def yaw_bin_means(values: np.ndarray, gt_yaw: np.ndarray) -> dict[str, float | None]:
     """Per-bin means, ``balanced`` and ``all`` of per-image values binned by |GT yaw| (degrees).
 

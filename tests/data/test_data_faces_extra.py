@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fa3d.data.datasets.mix import FacesExtraMix, yaw_bins
+from fa3d.data.datasets.mix import FacesExtraMix
+from fa3d.data.evaluation.metrics import yaw_bins
 from fa3d.data.evaluation import protocols as ev
 
 
