@@ -22,6 +22,7 @@ import numpy as np
 
 from fa3d.data.datasets.samples import FaceSample
 from fa3d.runtime import pose, preprocess
+from fa3d.runtime.boxes import box_iou
 from fa3d.runtime.lazy import lazy_import
 from fa3d.runtime.schema import NUM_LANDMARKS, mirror_landmarks
 
@@ -128,13 +129,6 @@ def _photometric(crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return float(w * h / union) if union > 0 else 0.0
-
-
 def face_free(window: np.ndarray, face_box: np.ndarray, crop_scale: float) -> bool:
     """Whether a crop window (x1, y1, x2, y2) holds no face: at most 30 % of the face box inside it, the face
     at most 40 % of the window, and the face box the window implies (side / crop_scale, as the runtime crops)
@@ -146,7 +140,7 @@ def face_free(window: np.ndarray, face_box: np.ndarray, crop_scale: float) -> bo
     win_area = (window[2] - window[0]) * (window[3] - window[1])
     c, half = (window[:2] + window[2:]) / 2, (window[2] - window[0]) / 2 / crop_scale
     implied = np.concatenate([c - half, c + half])
-    return inter <= 0.3 * face_area and inter <= 0.4 * win_area and _box_iou(implied, face_box) < 0.3
+    return inter <= 0.3 * face_area and inter <= 0.4 * win_area and box_iou(implied, face_box) < 0.3
 
 
 def negative_window(face_box: np.ndarray, shape: tuple, crop_scale: float, rng: np.random.Generator,
