@@ -17,30 +17,11 @@ import numpy as np
 import pytest
 
 from hostile_helpers import no_partials, one_line_error
+from tests.helpers.slow_fa_run import slow_fa_run
 from fa3d.runtime import cli_errors
 
-#: fa-run with every frame slowed down (and announced on stderr) so that a signal lands mid-run
-SLOW_FA_RUN = r"""
-import sys, time
-import fa3d.runtime.aligner as a
-sys.path.insert(0, sys.argv[1])
-from tests.helpers.plumbing import BlobDetector
-a.make_detector = lambda spec: BlobDetector()
-real = a.FaceAligner.process_video
-def slow(self, frame, ts):
-    time.sleep(0.05)
-    print("frame", file=sys.stderr, flush=True)
-    return real(self, frame, ts)
-a.FaceAligner.process_video = slow
-from fa3d.runtime.cli_run import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 def _run_and_signal(argv, sig, after_frames=5, timeout=60):
-    from hostile_helpers import REPO
-
-    p = subprocess.Popen([sys.executable, "-c", SLOW_FA_RUN, str(REPO), *argv],
+    p = subprocess.Popen(slow_fa_run(argv, blob_detector=True),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(ln) for ln in p.stderr], daemon=True)

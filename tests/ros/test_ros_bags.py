@@ -12,6 +12,7 @@ pytest.importorskip("mcap_ros2", reason="mcap-ros2-support (the dev extra) is no
 from ros_helpers import FRAME_ID, K, read_bag, sample_frames, stamp_ns, stamp_of, write_image_bag  # noqa: E402
 
 from fa3d.runtime.cli_run import main  # noqa: E402
+from tests.helpers.slow_fa_run import slow_fa_run  # noqa: E402
 from fa3d.runtime.ros import bag_source  # noqa: E402
 from fa3d.runtime.ros.bag_source import BagSource  # noqa: E402
 
@@ -306,31 +307,17 @@ def test_open_source_refuses_a_bag_with_a_pointer(raw_bag):
         open_source(str(raw_bag))
 
 
-#: fa-run with every frame slowed down and announced on stderr, so that a signal lands mid-run
-SLOW_FA_RUN = r"""
-import sys, time
-import fa3d.runtime.aligner as a
-real = a.FaceAligner.process_video
-def slow(self, frame, ts):
-    time.sleep(0.05)
-    print("frame", file=sys.stderr, flush=True)
-    return real(self, frame, ts)
-a.FaceAligner.process_video = slow
-from fa3d.runtime.cli_run import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.mark.slow
 def test_sigterm_keeps_a_valid_shorter_bag(jpeg_bag, tmp_path):
     import signal
     import subprocess
-    import sys
     import time
 
     out = tmp_path / "sigterm"
-    p = subprocess.Popen([sys.executable, "-c", SLOW_FA_RUN, "--source", str(jpeg_bag), "--out-bag", str(out),
-                          "--headless"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(slow_fa_run(["--source", str(jpeg_bag), "--out-bag", str(out),
+                          "--headless"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline, seen = time.monotonic() + 60, 0
         while seen < 3 and time.monotonic() < deadline:
