@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .aligner import STAGES, FaceAligner
+from .cli_errors import deferred_signals
 from .results import FaceResult
 from .sources import Frame, FrameSource, SourceError
 from .timing import summarize_ms
@@ -75,7 +76,8 @@ class PipelineReport:
 def run_pipeline(aligner: FaceAligner, source: FrameSource, *, track: bool = True,
                  max_frames: int | None = None, sink: Sink | None = None) -> PipelineReport:
     """Run ``aligner`` over ``source``. Ctrl-C ends the loop and sets ``report.interrupted`` (no exception);
-    the caller finalises its outputs. Raises :class:`SourceError` if no frame at all could be read."""
+    the caller finalises its outputs. Ctrl-C, SIGTERM and SIGHUP wait while ``sink`` writes a frame (main thread),
+    so every output holds the same frames and ``report.frames`` counts them. Raises :class:`SourceError` if no frame at all could be read."""
     rep = PipelineReport()
     it = iter(source)
     t_start = time.perf_counter()
@@ -94,15 +96,16 @@ def run_pipeline(aligner: FaceAligner, source: FrameSource, *, track: bool = Tru
                 rep.first_skip = rep.first_skip or f"frame {frame.index}: {' '.join(str(e).split())}"
                 continue
             t2 = time.perf_counter()
-            keep_going = sink(frame, faces) if sink is not None else None
-            t3 = time.perf_counter()
-            rep.frames += 1
-            rep.faces += len(faces)
-            rep.frames_with_face += bool(faces)
-            rep.times["decode"].append(t1 - t0)
-            for s in STAGES:
-                rep.times[s].append(aligner.last_timings[s])
-            rep.times["output"].append(t3 - t2)
+            with deferred_signals():  # a frame reaches every output and the count, or none: a stop signal waits
+                keep_going = sink(frame, faces) if sink is not None else None
+                t3 = time.perf_counter()
+                rep.frames += 1
+                rep.faces += len(faces)
+                rep.frames_with_face += bool(faces)
+                rep.times["decode"].append(t1 - t0)
+                for s in STAGES:
+                    rep.times[s].append(aligner.last_timings[s])
+                rep.times["output"].append(t3 - t2)
             if keep_going is False:
                 rep.stopped = True
                 break

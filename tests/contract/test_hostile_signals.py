@@ -167,3 +167,30 @@ def test_a_closed_stdout_ends_a_cli_quietly(plumbing_model, blob_video):
     p.stdout.close()  # nobody reads the timing table
     _, err = p.communicate(timeout=60)
     assert p.returncode == 141 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_between_two_outputs_of_a_frame_waits_until_the_frame_is_in_both(tmp_path, plumbing_model, blob_video,
+                                                                                     blob_detector, monkeypatch, capsys,
+                                                                                     sig, code):
+    """The race CI once hit: the stop signal landed after a frame's JSON line and before its video frame. Here it
+    lands there on purpose (frame 3); the frame must still reach the video, and the run stops after it."""
+    from fa3d.runtime import cli_run, outputs
+
+    real = outputs.JsonLinesWriter.write
+
+    def write_then_signal(self, rec):
+        real(self, rec)
+        if rec["frame"] == 3:
+            os.kill(os.getpid(), sig)  # Python runs the handler at the next bytecode: before the video write
+
+    monkeypatch.setattr(outputs.JsonLinesWriter, "write", write_then_signal)
+    out, js = tmp_path / "out.avi", tmp_path / "out.jsonl"
+    rc = cli_run.main(["--model", str(plumbing_model), "--source", str(blob_video), "--output", str(out),
+                       "--json", str(js), "--headless"])
+    assert rc == code
+    recs = [json.loads(line) for line in js.read_text().splitlines()]
+    assert [r["frame"] for r in recs] == [0, 1, 2, 3]
+    assert _frames(out) == 4, "the video holds every frame the JSON lines describe"
+    assert no_partials(tmp_path) == []
+    assert "after 4 frames" in capsys.readouterr().err, "the frame count says what the outputs hold"
