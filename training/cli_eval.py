@@ -54,9 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "labels.npz; helen-test: a faces_extra folder; biwi: the folder holding hpdb/)")
     p.add_argument("--json", metavar="OUT.json", help="write {nme2d, pose_mae, failures} as JSON")
     p.add_argument("--plot", metavar="PATH.png", help="write the CED curve (up to 10%% NME) as a PNG")
-    p.add_argument("--box", choices=("gt", "detector"), default="gt",
-                   help="model mode: face boxes from the ground-truth landmarks by 3DDFA's rule (gt, default) "
-                        "or from the runtime's detector (detector; BIWI always uses the detector)")
+    p.add_argument("--box", choices=ev.BOX_CHOICES, default="gt",
+                   help="model mode: face boxes from the ground-truth landmarks by 3DDFA's rule (gt, default; "
+                        "AFLW crops: the box whose enlargement is the whole crop), from the tight box of the 68 "
+                        "points the dataset scores against (points; aflw19k-val-teacher*: the teacher's points, "
+                        "the benchmark's rule) or from the runtime's detector (detector; BIWI always uses the "
+                        "detector)")
     p.add_argument("--biwi-protocol", choices=("all", "split70"), default="all",
                    help="BIWI: every frame (all) or the test 30%% of the 70/30 split by sequence (split70)")
     p.add_argument("--save-predictions", metavar="PRED.npz",

@@ -50,7 +50,7 @@ class SourceConfig:
     label_weight: float = 1.0  # labelled: weight of the folder's (teacher) labels
     dense_labels: str = ""  # aflw19k: an fa-label output folder of MediaPipe dense points for these crops
     mix: dict = field(default_factory=dict)  # aflw19k: fa3d.data.datasets.mix.MixWeights fields
-    box: str = "teacher"  # aflw19k: "teacher" (tight 68-point box) or "protocol"
+    box: str = "teacher"  # aflw19k, faces_extra: "teacher" (tight 68-point box) or "protocol" (the whole crop)
     teacher_file: str = ""  # aflw19k: the teacher labels file in the data folder ("" = teacher_3ddfa_v2_mb05.npz)
     stride: int = 1  # keep every stride-th sample (e.g. a quicker validation subset)
     # sampling weight per teacher |yaw| bin (0-30, 30-60, 60-90 deg): oversamples large poses (aflw19k, faces_extra)

@@ -68,7 +68,7 @@ def _faces_extra(src: SourceConfig) -> Sequence[FaceSample]:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"[[data.sources]] faces_extra mix: {e}") from None
     return FacesExtraMix(src.path, src.split, dense_labels=src.dense_labels or None, weights=weights,
-                         teacher_file=src.teacher_file or "teacher_3ddfa_v2_mb05_tta.npz")
+                         teacher_file=src.teacher_file or "teacher_3ddfa_v2_mb05_tta.npz", box=src.box)
 
 
 def _python(src: SourceConfig) -> Sequence[FaceSample]:

@@ -88,14 +88,29 @@ def join_dense(dense_labels: str | os.PathLike | None, names: np.ndarray, rows: 
     return found, lab.dense
 
 
+BOX_RULES = ("teacher", "protocol")
+
+
+def check_box_rule(box: str) -> str:
+    if box not in BOX_RULES:
+        raise ValueError(f"box must be 'teacher' or 'protocol', got {box!r}")
+    return box
+
+
+def face_box(box: str, lm: np.ndarray | None, img: np.ndarray) -> np.ndarray:
+    """The training box of a crop: the teacher's tight 68-point box (``"teacher"``: the tracker's rule and the
+    benchmark's ground-truth box), or the protocol box whose enlargement is the whole crop (``"protocol"``: the
+    input the teacher itself was given when it labelled the crop)."""
+    return tight_box(lm) if box == "teacher" else protocol_box(img.shape[1], img.shape[0])
+
+
 class Aflw19kMix(Sequence):
     """The mix as a lazy sequence of :class:`FaceSample` (labels in RAM, images read on access)."""
 
     def __init__(self, root: str | os.PathLike, split: str = "train", teacher: bool = True,
                  dense_labels: str | os.PathLike | None = None, weights: MixWeights = MixWeights(),
                  box: str = "teacher", teacher_file: str = TEACHER_FILE) -> None:
-        if box not in ("teacher", "protocol"):
-            raise ValueError(f"box must be 'teacher' or 'protocol', got {box!r}")
+        check_box_rule(box)
         if box == "teacher" and not teacher:
             raise ValueError("box='teacher' needs teacher=True")
         self.root = Path(root)
@@ -130,7 +145,7 @@ class Aflw19kMix(Sequence):
         lm = ypr = None
         if self.teacher_lm is not None:
             lm, ypr = self.teacher_lm[r].copy(), self.teacher_ypr[r].copy()
-        box = tight_box(lm) if self.box == "teacher" else protocol_box(img.shape[1], img.shape[0])
+        box = face_box(self.box, lm, img)
         dense = None
         if self.dense_rows is not None and self.dense_rows[r] >= 0:
             dense = self.dense[self.dense_rows[r]].copy()
@@ -157,11 +172,12 @@ class FacesExtraMix(Sequence):
     the same test-time-augmented teacher labels (``teacher_3ddfa_v2_mb05_tta.npz``, names checked row by row)
     and, optionally, ``fa-label`` dense points. ``labels.npz``: ``names``, ``split`` ('train' | 'val' = HELEN
     test), ``source``, ``pts68_crop`` (human 300W points for HELEN / AFW, NaN elsewhere). There are no AFLW 21
-    points or human yaw here; the box is the teacher's tight 68-point box, as for aflw19k."""
+    points or human yaw here; the box is the teacher's tight 68-point box or the protocol box, as for aflw19k."""
 
     def __init__(self, root: str | os.PathLike, split: str = "train",
                  dense_labels: str | os.PathLike | None = None, weights: MixWeights = MixWeights(),
-                 teacher_file: str = "teacher_3ddfa_v2_mb05_tta.npz") -> None:
+                 teacher_file: str = "teacher_3ddfa_v2_mb05_tta.npz", box: str = "teacher") -> None:
+        self.box = check_box_rule(box)
         self.root = Path(root)
         path = self.root / "labels.npz"
         if not path.is_file():
@@ -201,6 +217,6 @@ class FacesExtraMix(Sequence):
         dense = None
         if self.dense_rows is not None and self.dense_rows[r] >= 0:
             dense = self.dense[self.dense_rows[r]].copy()
-        return FaceSample(image=img, box=tight_box(lm), name=name, source=EXTRA_SOURCE, landmarks=lm,
+        return FaceSample(image=img, box=face_box(self.box, lm, img), name=name, source=EXTRA_SOURCE, landmarks=lm,
                           landmarks_weight=w.teacher_landmarks, ypr=self.teacher_ypr[r].copy(),
                           pose_weight=w.teacher_pose, dense=dense, dense_weight=w.dense)

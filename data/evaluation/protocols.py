@@ -28,6 +28,8 @@ Failures (an image without a prediction) are excluded from the means, counted, a
 Boxes for a model (``box='gt'``, the default): the tight box of the GT landmarks (AFLW2000-3D: the 68
 points; AFLW crops: the protocol box whose sqrt(2) enlargement is the whole crop), which the runtime's
 ``process(boxes=...)`` enlarges by 3DDFA's rule (``preprocess.crop_boxes``, not clipped to the image).
+``box='points'``: the tight box of the 68 points the dataset scores against (``aflw19k-val-teacher*``: the
+teacher's points, i.e. the benchmark's rule applied to the teacher; ``aflw2000-3d``: the same as ``gt``).
 ``box='detector'``: the runtime's own detector; the face overlapping the GT box most is used (BIWI:
 the largest face), and no face = failure.
 """
@@ -55,6 +57,7 @@ from fa3d.runtime.boxes import box_iou
 
 from . import metrics
 
+BOX_CHOICES = ("gt", "points", "detector")
 DATASETS = ("aflw2000-3d", "aflw", "aflw19k-val", "aflw19k-val-teacher", "aflw19k-val-teacher-tta", "helen-test",
             "biwi")
 #: the 51 inner points of the iBUG 68 (brows, nose, eyes, mouth): ``helen-test`` scores these
@@ -283,10 +286,15 @@ def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt
     ``aligner`` (an object with ``process(image_bgr, boxes=None) -> list`` of results with
     ``.landmarks`` (68, 3) and ``.yaw_pitch_roll`` (3,)) replaces ``FaceAligner.from_artifact(model)``.
     """
-    if box not in ("gt", "detector"):
-        raise ValueError(f"box must be 'gt' or 'detector', got {box!r}")
+    if box not in BOX_CHOICES:
+        raise ValueError(f"box must be one of {', '.join(BOX_CHOICES)}, got {box!r}")
     if box == "gt" and gt.dataset == "biwi":
         box = "detector"  # BIWI has no landmark box
+    boxes = gt.boxes
+    if box == "points":
+        if gt.lm68 is None:
+            raise ValueError(f"box 'points' needs a dataset scored on 68 points; {gt.dataset} is not")
+        boxes, box = np.stack([tight_box(p) for p in gt.lm68]), "gt"
     own = aligner is None
     if own:
         aligner = _open_aligner(model, pose_source)
@@ -298,7 +306,7 @@ def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt
             if img is None:
                 raise FileNotFoundError(f"{gt.paths[i]}: cannot read the image")
             if box == "gt":
-                res = aligner.process(img, boxes=gt.boxes[i][None].astype(np.float32))
+                res = aligner.process(img, boxes=boxes[i][None].astype(np.float32))
                 face = res[0] if res else None
             else:
                 res = aligner.process(img)

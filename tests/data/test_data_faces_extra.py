@@ -45,6 +45,18 @@ def test_loader_joins_teacher_labels_by_name_and_splits(tmp_path):
     assert val.human68(0) is not None and np.allclose(val.human68(0), human[0])
 
 
+def test_loader_frames_a_crop_by_the_teacher_box_or_as_the_teacher_saw_it(tmp_path):
+    from fa3d.data.datasets.aflw import protocol_box
+
+    _, teacher, _ = _faces_extra(tmp_path)
+    tight = FacesExtraMix(tmp_path, "train")[0].box
+    whole = FacesExtraMix(tmp_path, "train", box="protocol")[0].box
+    np.testing.assert_allclose(whole, protocol_box(120, 120))
+    assert not np.allclose(tight, whole)
+    with pytest.raises(ValueError, match="box must be"):
+        FacesExtraMix(tmp_path, "train", box="crop")
+
+
 def test_loader_refuses_a_teacher_file_of_other_names(tmp_path):
     _faces_extra(tmp_path)
     z = dict(np.load(tmp_path / "teacher_3ddfa_v2_mb05_tta.npz"))

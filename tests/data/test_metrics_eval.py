@@ -138,6 +138,28 @@ def test_model_path_passes_gt_boxes_and_counts_missing_faces(format_samples):
     assert r.failures == 3 and r.nme2d["all"] is None
 
 
+def test_points_box_is_the_tight_box_of_the_scored_points(tmp_path):
+    """--box points: aflw19k-val-teacher gets the teacher's tight 68-point box, not the crop's protocol box."""
+    from fa3d.data.datasets._io import tight_box
+    from fa3d.runtime.pose import euler_to_pose_para
+
+    names, _, _ = _aflw_fixture(tmp_path)
+    lm_t = np.random.default_rng(2).uniform(30, 80, (2, 68, 3)).astype(np.float32)
+    np.savez(tmp_path / "teacher_3ddfa_v2_mb05.npz", names=names, lm68_crop=lm_t,
+             pose_para_rad=euler_to_pose_para(np.zeros((2, 3))).astype(np.float32))
+    gt = ev.load_ground_truth("aflw19k-val-teacher", tmp_path)
+    stub = _StubAligner()
+    ev.predict_with_model(None, gt, box="points", aligner=stub)
+    for call, lm in zip(stub.calls, lm_t):
+        np.testing.assert_allclose(call, tight_box(lm)[None], rtol=1e-6)
+    assert not np.allclose(stub.calls[0], gt.boxes[0][None])  # a different box from the protocol's
+    aflw = ev.load_ground_truth("aflw19k-val", tmp_path)
+    with pytest.raises(ValueError, match="68 points"):
+        ev.predict_with_model(None, aflw, box="points", aligner=stub)
+    with pytest.raises(ValueError, match="box must be one of"):
+        ev.predict_with_model(None, gt, box="tight", aligner=stub)
+
+
 def test_fa_eval_requires_exactly_one_source(tmp_path, capsys):
     assert main(["--dataset", "aflw", "--data", str(tmp_path)]) == 2
     assert "exactly one" in capsys.readouterr().err
