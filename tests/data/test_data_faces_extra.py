@@ -55,6 +55,12 @@ def test_loader_frames_a_crop_by_the_teacher_box_or_as_the_teacher_saw_it(tmp_pa
     assert not np.allclose(tight, whole)
     with pytest.raises(ValueError, match="box must be"):
         FacesExtraMix(tmp_path, "train", box="crop")
+    pytest.importorskip("torch")  # fa-train's loader passes the config's box on
+    from fa3d.training.config import SourceConfig
+    from fa3d.training.dataset import default_registry
+
+    src = SourceConfig(kind="faces_extra", path=str(tmp_path), split="train", box="protocol")
+    np.testing.assert_allclose(default_registry()["faces_extra"](src)[0].box, protocol_box(120, 120))
 
 
 def test_loader_refuses_a_teacher_file_of_other_names(tmp_path):
