@@ -20,14 +20,19 @@ Run::
 
 Parameters (``-p name:=value``): see :data:`PARAMETERS` or ``fa-ros-node --help``.
 
+The face detector is chosen as ``fa-run`` chooses it: BlazeFace on its TensorRT engine when the model is a
+``.plan`` with the detector's engine beside it, else the ``detector`` parameter's detector on the CPU; it is
+loaded when the node starts, so a missing or corrupt detector file stops the node there with exit code 4.
+
 Exit codes: 0 stopped (Ctrl-C, SIGTERM or ROS shutdown); 2 usage (a bad parameter value, rclpy or a
-message package missing); 4 model or sidecar missing, invalid or incompatible.
+message package missing); 4 model, sidecar or detector file missing, invalid or incompatible.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import importlib
 import sys
@@ -38,6 +43,7 @@ import numpy as np
 from .. import cli_errors
 from ..camera import CameraIntrinsics, solve_head_pose
 from ..clihelp import HelpFormatter
+from ..detector_engine import pipeline_detector
 from ..detectors.registry import DETECTOR_HELP
 from ..lazy import MissingDependency, lazy_import
 from ..policy import DEFAULT_DET_EVERY, DEFAULT_DETECTOR, DEFAULT_MAX_FACES
@@ -132,14 +138,28 @@ class FaceNode:
         self._warned: set[str] = set()
         options = aligner_options(p, self._on_result)
         factory = aligner_factory or FaceAligner.from_artifact
-        self.aligner = factory(str(p["model"]) or None, options)
+        model = str(p["model"]) or None
+        self._stack = contextlib.ExitStack()  # the detector's TensorRT session, when there is one
+        try:
+            # as fa-run: BlazeFace on its TensorRT engine beside a .plan model, else the named detector on the CPU
+            det = pipeline_detector(model or "", str(p["detector"]), None, self._stack)
+            self.aligner = factory(model, options, det.detector)
+            try:
+                self.aligner.detector  # load it now: a missing or corrupt detector fails here, not in a callback
+            except BaseException:
+                self.aligner.close()
+                raise
+        except BaseException:
+            self._stack.close()
+            raise
+        self.detector_description = det.description
         qos = rclpy_qos.qos_profile_sensor_data
         self._subs = [
             node.create_subscription(self._types[self.image_type], self.image_topic, self._on_image, qos, raw=True),
             node.create_subscription(self._types[CAMERA_INFO], self.camera_info_topic, self._on_camera_info, qos,
                                      raw=True)]
         node.get_logger().info(f"fa3d: {self.image_topic} ({self.image_type}) + {self.camera_info_topic} "
-                               "-> /humans/faces/...")
+                               f"-> /humans/faces/... (detector {det.description})")
 
     def _declare(self, name: str, default):
         self.node.declare_parameter(name, default)
@@ -222,7 +242,10 @@ class FaceNode:
             self.node.get_logger().warning(text)
 
     def close(self) -> None:
-        self.aligner.close()
+        try:
+            self.aligner.close()
+        finally:
+            self._stack.close()
 
 
 def _pose(face, intrinsics: CameraIntrinsics | None):
@@ -251,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     from ..backends import BackendError
+    from ..detector_engine import DetectorArtifactError
+    from ..detectors import DetectorError
     from ..metadata import MetadataError
 
     try:
@@ -263,12 +288,12 @@ def main(argv: list[str] | None = None) -> int:
         node = rclpy.create_node("fa3d_faces")
         logic = FaceNode(node)
         rclpy.spin(node)
-    except (MissingDependency, ValueError) as e:
-        cli_errors.error("fa-ros-node", str(e))
-        return EXIT_USAGE
-    except (MetadataError, BackendError, FileNotFoundError) as e:
+    except (MetadataError, BackendError, FileNotFoundError, DetectorError, DetectorArtifactError) as e:
         cli_errors.error("fa-ros-node", str(e))
         return EXIT_MODEL
+    except (MissingDependency, ValueError) as e:  # a bad parameter value (an unknown detector name too)
+        cli_errors.error("fa-ros-node", str(e))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         pass
     finally:

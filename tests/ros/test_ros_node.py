@@ -191,6 +191,24 @@ def test_main_exit_codes(ros, monkeypatch, tmp_path, capsys):
     assert "hri_msgs" in err and "ros-$ROS_DISTRO-hri-msgs" in err and err.count("\n") == 1
 
 
+def test_a_corrupt_detector_file_stops_the_node_at_start_with_exit_4(ros, tmp_path, capsys):
+    """The detector is loaded when the node starts (as fa-run does), not in the first image callback."""
+    from fa3d.runtime.detectors import DetectorError
+
+    det = tmp_path / "cut_face_detection_yunet.onnx"
+    det.write_bytes(b"\x08\x07garbage" * 100)
+    rclpy = ros({"detector": str(det)})
+    rclpy.init()
+    with pytest.raises(DetectorError, match=det.name):
+        node_mod.FaceNode(rclpy.create_node("t"))
+    ros({"detector": str(det)})
+    assert node_mod.main([]) == 4
+    err = capsys.readouterr().err
+    assert det.name in err and err.count("\n") == 1
+    ros({"detector": "no_such_detector"})
+    assert node_mod.main([]) == 2
+
+
 def test_main_without_rclpy(monkeypatch, capsys):
     from fa3d.runtime.lazy import lazy_import
 
