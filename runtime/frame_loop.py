@@ -77,7 +77,8 @@ def run_pipeline(aligner: FaceAligner, source: FrameSource, *, track: bool = Tru
                  max_frames: int | None = None, sink: Sink | None = None) -> PipelineReport:
     """Run ``aligner`` over ``source``. Ctrl-C ends the loop and sets ``report.interrupted`` (no exception);
     the caller finalises its outputs. Ctrl-C, SIGTERM and SIGHUP wait while ``sink`` writes a frame (main thread),
-    so every output holds the same frames and ``report.frames`` counts them. Raises :class:`SourceError` if no frame at all could be read."""
+    so every output holds the same frames and ``report.frames`` counts them. Raises :class:`SourceError` if no
+    frame at all could be read."""
     rep = PipelineReport()
     it = iter(source)
     t_start = time.perf_counter()

@@ -66,9 +66,11 @@ def table(gt: ev.GroundTruth, preds: ev.Predictions) -> dict[str, dict[str, dict
 
 
 def format_table(label: str, t: dict) -> str:
-    lines = [f"== {label}: NME % against the TTA teacher's 68 points (crops)", f"{'group':<12}{'0-30':>16}{'30-60':>16}{'60-90':>16}"]
+    bins = ("0-30", "30-60", "60-90")
+    lines = [f"== {label}: NME % against the TTA teacher's 68 points (crops)",
+             f"{'group':<12}" + "".join(f"{b:>16}" for b in bins)]
     for name, row in t.items():
-        lines.append(f"{name:<12}" + "".join(f"{row[b]['nme']:>9.2f} ({row[b]['n']:>4})" for b in ("0-30", "30-60", "60-90")))
+        lines.append(f"{name:<12}" + "".join(f"{row[b]['nme']:>9.2f} ({row[b]['n']:>4})" for b in bins))
     return "\n".join(lines)
 
 

@@ -217,6 +217,6 @@ class FacesExtraMix(Sequence):
         dense = None
         if self.dense_rows is not None and self.dense_rows[r] >= 0:
             dense = self.dense[self.dense_rows[r]].copy()
-        return FaceSample(image=img, box=face_box(self.box, lm, img), name=name, source=EXTRA_SOURCE, landmarks=lm,
-                          landmarks_weight=w.teacher_landmarks, ypr=self.teacher_ypr[r].copy(),
+        return FaceSample(image=img, box=face_box(self.box, lm, img), name=name, source=EXTRA_SOURCE,
+                          landmarks=lm, landmarks_weight=w.teacher_landmarks, ypr=self.teacher_ypr[r].copy(),
                           pose_weight=w.teacher_pose, dense=dense, dense_weight=w.dense)

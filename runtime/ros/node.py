@@ -110,7 +110,7 @@ class FaceNode:
     """The node's logic on an rclpy node (``rclpy.create_node``); :meth:`close` when done."""
 
     def __init__(self, node, aligner_factory=None) -> None:
-        """``aligner_factory(model_or_None, options)``: how the aligner is made (default
+        """``aligner_factory(model_or_None, options, detector_or_None)``: how the aligner is made (default
         ``FaceAligner.from_artifact``; tests pass their own)."""
         from ..aligner import FaceAligner
 
