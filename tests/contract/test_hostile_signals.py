@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from hostile_helpers import no_partials, one_line_error
+from tests.helpers.plumbing import count_video_frames
 from tests.helpers.slow_fa_run import slow_fa_run
 from fa3d.runtime import cli_errors
 
@@ -44,13 +45,6 @@ def _run_and_signal(argv, sig, after_frames=5, timeout=60):
     return p.returncode, p.stdout.read(), "".join(ln for ln in rest if ln.strip() != "frame")
 
 
-def _frames(path):
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    return n
-
 
 @pytest.mark.parametrize("sig,code,word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted"),
                                            (signal.SIGHUP, 129, "hung up")])  # SIGHUP: the SSH session closed
@@ -62,7 +56,7 @@ def test_fa_run_finalises_outputs_on_sigterm_like_on_ctrl_c(tmp_path, plumbing_m
     assert "Traceback" not in err and word in err
     recs = [json.loads(line) for line in js.read_text().splitlines()]
     assert 4 <= len(recs) < 30 and [r["frame"] for r in recs] == list(range(len(recs)))
-    assert _frames(out) == len(recs), "the video holds every frame the JSON lines describe"
+    assert count_video_frames(out) == len(recs), "the video holds every frame the JSON lines describe"
     assert no_partials(tmp_path) == []
     assert "[interrupted]" in stdout  # the timing table is printed as on Ctrl-C
 
@@ -191,6 +185,6 @@ def test_a_signal_between_two_outputs_of_a_frame_waits_until_the_frame_is_in_bot
     assert rc == code
     recs = [json.loads(line) for line in js.read_text().splitlines()]
     assert [r["frame"] for r in recs] == [0, 1, 2, 3]
-    assert _frames(out) == 4, "the video holds every frame the JSON lines describe"
+    assert count_video_frames(out) == 4, "the video holds every frame the JSON lines describe"
     assert no_partials(tmp_path) == []
     assert "after 4 frames" in capsys.readouterr().err, "the frame count says what the outputs hold"

@@ -151,6 +151,16 @@ class BlobDetector(DetectorBase):
         return Detections(b, np.ones(len(b)))
 
 
+def count_video_frames(path: Path) -> int:
+    """How many frames OpenCV decodes from the video at ``path``."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
 def corrupt_avi_frame(path: Path, k: int) -> None:
     """Overwrite the JPEG data of frame ``k`` of an MJPG AVI with zeros (the container stays valid)."""
     b = bytearray(Path(path).read_bytes())

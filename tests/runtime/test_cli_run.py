@@ -13,7 +13,8 @@ from fa3d.runtime import cli_run
 from fa3d.runtime.cli_run import main
 from fa3d.runtime.metadata import write_metadata
 from fa3d.runtime.sources import VideoFileSource
-from tests.helpers.plumbing import BlobDetector, blob_centres, blob_frame, corrupt_avi_frame, plumbing_metadata, write_blob_video
+from tests.helpers.plumbing import (BlobDetector, blob_centres, blob_frame, corrupt_avi_frame, count_video_frames,
+                                    plumbing_metadata, write_blob_video)
 
 
 @pytest.fixture
@@ -26,13 +27,6 @@ def blob_detector(monkeypatch):
 def _leftovers(d):
     return sorted(p.name for p in d.iterdir() if "partial" in p.name)
 
-
-def _frames(path):
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    return n
 
 
 def test_full_pipeline_on_generated_video(tmp_path, plumbing_model, blob_video, blob_detector, capsys):
@@ -52,7 +46,7 @@ def test_full_pipeline_on_generated_video(tmp_path, plumbing_model, blob_video, 
         assert set(f) >= {"box", "confidence", "yaw_pitch_roll", "rotation", "head_pose_cam"}
     assert recs[1]["timestamp_ms"] == pytest.approx(33.333, abs=1e-3)
     assert blob_detector.calls == 3, "tracking: the detector ran on frames 0, 10 and 20 only"
-    assert _frames(out) == 30
+    assert count_video_frames(out) == 30
     text = capsys.readouterr().out
     for stage in ("decode", "detect", "preprocess", "infer", "postprocess", "fps"):
         assert stage in text
@@ -93,7 +87,7 @@ def test_ctrl_c_finalises_shorter_valid_outputs(tmp_path, plumbing_model, blob_v
     rc = main(["--model", str(plumbing_model), "--source", str(blob_video), "--output", str(out),
                "--json", str(js), "--headless"])
     assert rc == cli_run.EXIT_INTERRUPTED == 130
-    assert len(js.read_text().splitlines()) == 12 and _frames(out) == 12
+    assert len(js.read_text().splitlines()) == 12 and count_video_frames(out) == 12
     assert _leftovers(tmp_path) == []
     assert "interrupted" in capsys.readouterr().err
 
