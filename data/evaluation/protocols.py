@@ -294,7 +294,7 @@ def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt
     if box == "points":
         if gt.lm68 is None:
             raise ValueError(f"box 'points' needs a dataset scored on 68 points; {gt.dataset} is not")
-        boxes, box = np.stack([tight_box(p) for p in gt.lm68]), "gt"
+        boxes = np.stack([tight_box(p) for p in gt.lm68])
     own = aligner is None
     if own:
         aligner = _open_aligner(model, pose_source)
@@ -305,7 +305,7 @@ def predict_with_model(model: str | os.PathLike, gt: GroundTruth, box: str = "gt
             img = cv2.imread(str(gt.paths[i]), cv2.IMREAD_COLOR)
             if img is None:
                 raise FileNotFoundError(f"{gt.paths[i]}: cannot read the image")
-            if box == "gt":
+            if box in ("gt", "points"):
                 res = aligner.process(img, boxes=boxes[i][None].astype(np.float32))
                 face = res[0] if res else None
             else:

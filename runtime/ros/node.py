@@ -139,19 +139,13 @@ class FaceNode:
         options = aligner_options(p, self._on_result)
         factory = aligner_factory or FaceAligner.from_artifact
         model = str(p["model"]) or None
-        self._stack = contextlib.ExitStack()  # the detector's TensorRT session, when there is one
-        try:
+        with contextlib.ExitStack() as stack:  # closes what was opened if anything here fails
             # as fa-run: BlazeFace on its TensorRT engine beside a .plan model, else the named detector on the CPU
-            det = pipeline_detector(model or "", str(p["detector"]), None, self._stack)
+            det = pipeline_detector(model or "", str(p["detector"]), None, stack)
             self.aligner = factory(model, options, det.detector)
-            try:
-                self.aligner.detector  # load it now: a missing or corrupt detector fails here, not in a callback
-            except BaseException:
-                self.aligner.close()
-                raise
-        except BaseException:
-            self._stack.close()
-            raise
+            stack.callback(self.aligner.close)
+            self.aligner.detector  # load it now: a missing or corrupt detector fails here, not in a callback
+            self._resources = stack.pop_all()  # the aligner, then the detector's session: closed by close()
         self.detector_description = det.description
         qos = rclpy_qos.qos_profile_sensor_data
         self._subs = [
@@ -242,10 +236,7 @@ class FaceNode:
             self.node.get_logger().warning(text)
 
     def close(self) -> None:
-        try:
-            self.aligner.close()
-        finally:
-            self._stack.close()
+        self._resources.close()
 
 
 def _pose(face, intrinsics: CameraIntrinsics | None):
