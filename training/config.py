@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fa3d.data.datasets.mix import BOX_RULES
+
 from .augment import AugmentConfig
 from .losses import LossWeights
 
@@ -144,7 +146,7 @@ class TrainConfig:
 POSITIVE = frozenset({"epochs", "batch_size", "val_batch_size", "lr", "log_every", "checkpoint_every", "stride",
                       "size", "heatmap_sigma", "wing_w", "wing_eps"})
 #: string fields with a fixed set of values
-CHOICES = {"device": ("auto", "cpu", "cuda"), "box": ("teacher", "protocol")}
+CHOICES = {"device": ("auto", "cpu", "cuda"), "box": BOX_RULES}
 #: numeric fields that are fractions in [0, 1] (also every field whose name ends in ``_prob``)
 FRACTIONS = frozenset({"p0", "anneal_fraction", "ema_decay"})
 

@@ -93,7 +93,7 @@ BOX_RULES = ("teacher", "protocol")
 
 def check_box_rule(box: str) -> str:
     if box not in BOX_RULES:
-        raise ValueError(f"box must be 'teacher' or 'protocol', got {box!r}")
+        raise ValueError(f"box must be one of {', '.join(BOX_RULES)}, got {box!r}")
     return box
 
 
