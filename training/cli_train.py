@@ -1,7 +1,8 @@
 """``fa-train --config FILE.toml``: train the pose-fused alignment network.
 
 Exit codes: 0 done; 2 bad config (every key's type and range is checked, the key is named) or checkpoint
-(nothing or no complete resume state to --resume from), or a missing input file; 5 the run folder cannot be written; 129 hung
+(nothing or no complete resume state to --resume from), or a missing input file; 3 the run diverged (many steps in a row
+with a non-finite loss or gradient; one such step is skipped and the run goes on); 5 the run folder cannot be written; 129 hung
 up (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): all three stop at once, ``last.pt`` keeps the last saved step (--resume).
 """
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .checkpoint import CheckpointError  # these import torch: not needed for --help
     from .config import ConfigError, load_config
-    from .train import train
+    from .train import TrainingDiverged, train
 
     try:
         cfg = load_config(args.config)
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as e:
         print(f"fa-train: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"fa-train: error: {e}", file=sys.stderr)
+        return 3
     except FileNotFoundError as e:
         print(f"fa-train: error: {e}", file=sys.stderr)
         return 2

@@ -64,6 +64,8 @@ def add_output_heads(net: nn.Module, config, dense_template: np.ndarray | None) 
     nn.init.zeros_(net.coords.bias)
     net.confidence = nn.Linear(config.hidden, 1)
     net.register_buffer("base_shape", torch.from_numpy(base_shape_crop(config.input_size)))
+    # training only: the share of the dense loss's gradient that flows into the 68 points (LossWeights)
+    net.dense_landmark_grad = 1.0
     if not config.num_dense:
         net.dense_residual = None
         return
@@ -88,7 +90,10 @@ def assemble_outputs(net: nn.Module, hidden: torch.Tensor, r_pred: torch.Tensor)
     lm_z = lm[:, :, 2:3]
     lm = torch.cat([lm[:, :, 0:2], lm_z - lm_z.mean(dim=1, keepdim=True)], dim=2)
     if net.dense_residual is not None:
-        dense = torch.matmul(net.dense_weights, lm)
+        keypoints = lm
+        if net.training and net.dense_landmark_grad != 1.0:  # same values, the gradient scaled
+            keypoints = lm.detach() + net.dense_landmark_grad * (lm - lm.detach())
+        dense = torch.matmul(net.dense_weights, keypoints)
         dense = dense + net.dense_residual(hidden).reshape(-1, net.num_dense, 3) * (s / 2.0)
     else:
         dense = lm[:, :0]

@@ -37,6 +37,15 @@ class LossWeights:
     heatmap_sigma: float = 1.0  # Gaussian sigma in heatmap cells (x, y) and depth bins (z)
     wing_w: float = 0.05  # wing loss, in crop-normalised units
     wing_eps: float = 0.01
+    # the share of the dense loss's gradient that reaches the 68 points through the template warp (the dense
+    # points are the warp of the 68 + a learnt residual): 1 = all (v1-v4), 0 = none, so that the dense labels'
+    # own point definitions (MediaPipe's) cannot pull the 68 points off the teacher's; the residual then learns
+    # the whole difference. Not a loss weight: changes gradients only, never the exported network.
+    dense_landmark_grad: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dense_landmark_grad <= 1.0:
+            raise ValueError(f"dense_landmark_grad must be in [0, 1], got {self.dense_landmark_grad}")
 
 
 def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -108,10 +117,13 @@ def rotate_in_plane(r: torch.Tensor, angle_deg: torch.Tensor) -> torch.Tensor:
 
 def _fit_losses(lm_pred: torch.Tensor, batch: dict, mean_shape: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """``fit_pose`` / ``fit_yaw``: the rotation fitted to the predicted landmarks against the labels. Fitted on
-    labelled faces only: a degenerate point set (e.g. a background crop's) would make the SVD's gradient NaN."""
+    labelled faces with finite predictions only: a degenerate point set (e.g. a background crop's) would make
+    the SVD's gradient NaN, a non-finite one the SVD itself raise."""
     pose_w = batch["has_pose"].float() * batch["pose_weight"].float()
     yaw_w = batch["has_yaw"].float()
     sel = ((pose_w > 0) | (yaw_w > 0)) & (batch["is_face"] > 0)
+    # a non-finite prediction makes the SVD raise; the step is then skipped by the trainer (fa3d.training.train)
+    sel = sel & torch.isfinite(lm_pred.detach()).all(dim=2).all(dim=1)
     if not bool(sel.any()):
         zero = lm_pred.sum() * 0.0
         return {"fit_pose": zero, "fit_yaw": zero}

@@ -56,6 +56,10 @@ class MobileConfig:
     num_dense: int = 468
     fuse_pose: bool = True
     z_range: float = 1.0  # the depth bins cover z in [-z_range * S / 2, z_range * S / 2] crop pixels
+    # how each regressor branch's last map becomes a vector: 0 = its global mean (v1-v4: where on the map a
+    # feature sits is lost); k >= 1 = k learnt spatial weightings of each channel (a depthwise convolution
+    # over the whole map, MobileFaceNet's global depthwise convolution), the first initialised to the mean
+    pool_maps: int = 0
     arch: str = "mobile"
 
     def __post_init__(self) -> None:
@@ -72,6 +76,8 @@ class MobileConfig:
         for f in ("input_size", "stem_width", "depth_bins", "reg3d_width", "hidden", "pose_width", "se_reduction"):
             if getattr(self, f) < 1:
                 raise ValueError(f"model config {f} must be >= 1, got {getattr(self, f)}")
+        if self.pool_maps < 0:
+            raise ValueError(f"pool_maps must be >= 0, got {self.pool_maps}")
         if self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
         if self.num_dense < 0:
@@ -121,6 +127,37 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
+def _map_sizes(c: MobileConfig) -> tuple[int, int]:
+    """The side of the 2D branch's last map and of the 3D branch's map (every stride-s convolution here pads
+    to ``ceil(side / s)``)."""
+    side = -(-c.input_size // 2)  # the stem
+    heat = side
+    for i, spec in enumerate(c.stages):
+        side = -(-side // spec[3])
+        if i == c.heat_after:
+            heat = side
+    return side, -(-heat // 2)
+
+
+class SpatialPool(nn.Module):
+    """``maps`` learnt weightings of each channel over a ``side`` x ``side`` map (MobileFaceNet's global
+    depthwise convolution, with several maps per channel), as a broadcast Mul and a ReduceSum (a grouped
+    convolution with a channel multiplier, and a batched MatMul for some ``maps``, ran 5x slower than the whole
+    network on ONNX Runtime's CPU). Output feature ``j * maps + m`` is map ``m`` of channel ``j``; map 0 starts
+    as the mean, the others as small random weightings."""
+
+    def __init__(self, channels: int, maps: int, side: int) -> None:
+        super().__init__()
+        w = torch.randn(channels, maps, side * side) / side ** 2
+        w[:, 0] = 1.0 / side ** 2
+        self.weight = nn.Parameter(w)
+        self.shape_in = (-1, channels, 1, side * side)  # constant shapes: no Shape node in the ONNX graph
+        self.shape_out = (-1, channels * maps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.reshape(self.shape_in) * self.weight).sum(dim=3).reshape(self.shape_out)
+
+
 def _stage(cin: int, spec: Stage, fused: bool, fuse_pose: bool, reduction: int) -> nn.ModuleList:
     t, c, n, s = spec
     blocks = nn.ModuleList()
@@ -162,7 +199,13 @@ class PoseFusedMobileNet(nn.Module):
         self.reg3d = nn.Sequential(nn.Conv2d(c.depth_bins, rw, 3, 2, 1, bias=False), nn.BatchNorm2d(rw),
                                    nn.ReLU(inplace=True))
         self.reg3d_se = PoseSE(rw, c.fuse_pose, c.se_reduction)
-        self.fc = nn.Sequential(nn.Linear(widths[-1] + rw, c.hidden), nn.ReLU(inplace=True))
+        self.pool2d = self.pool3d = None
+        k = max(c.pool_maps, 1)
+        if c.pool_maps:
+            side2d, side3d = _map_sizes(c)
+            self.pool2d = SpatialPool(widths[-1], k, side2d)
+            self.pool3d = SpatialPool(rw, k, side3d)
+        self.fc = nn.Sequential(nn.Linear((widths[-1] + rw) * k, c.hidden), nn.ReLU(inplace=True))
         add_output_heads(self, c, dense_template)
 
     def forward(self, x: torch.Tensor, rotation: torch.Tensor | None = None,
@@ -178,11 +221,35 @@ class PoseFusedMobileNet(nn.Module):
                 r_pred, rot9 = pose_for_fusion(r6, rotation, force_mask, self.training)
             if i == c.heat_after:
                 heat = self.heat(f)
-        p2d = f.mean(dim=(2, 3))
-        p3d = self.reg3d_se(self.reg3d(heat), rot9).mean(dim=(2, 3))
+        g = self.reg3d_se(self.reg3d(heat), rot9)
+        if self.pool2d is None:
+            p2d, p3d = f.mean(dim=(2, 3)), g.mean(dim=(2, 3))
+        else:
+            p2d, p3d = self.pool2d(f), self.pool3d(g)
         hidden = self.fc(torch.cat([p2d, p3d], dim=1))
         out = assemble_outputs(self, hidden, r_pred)
         if self.training:
             out["heatmaps"] = [heat]
             out["rotation_6d"] = r6
         return out
+
+
+def adapt_state_dict(model: PoseFusedMobileNet, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` of a network whose branches were pooled by the global mean (``pool_maps = 0``), made into a
+    state of ``model`` (``pool_maps = k``) that computes the same outputs: ``model``'s own initial spatial
+    weightings (map 0 is the mean), the first layer of the regressor reading map 0 of each channel as the old
+    one read the channel's mean, the other maps at weight 0. Any other state is returned unchanged."""
+    k = model.config.pool_maps
+    if not k or "pool2d.weight" in state or "fc.0.weight" not in state:
+        return state
+    old = state["fc.0.weight"]
+    hidden, width = model.fc[0].weight.shape
+    if old.shape != (hidden, width // k):
+        return state  # not the mean-pooled form of this network: load_state_dict names the mismatch
+    new = torch.zeros(hidden, width, dtype=old.dtype)
+    new[:, ::k] = old
+    out = dict(state)
+    out["fc.0.weight"] = new
+    out["pool2d.weight"] = model.pool2d.weight.detach().clone()
+    out["pool3d.weight"] = model.pool3d.weight.detach().clone()
+    return out

@@ -19,6 +19,8 @@ import io
 import math
 import os
 import random
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,12 +43,17 @@ from .dataset import AlignmentDataset, Loader, MixedSamples, ResumableSampler, d
 from .dense_template import mirror_permutation
 from .ema import WeightEma
 from .losses import AFLW_IDX, IBUG_IDX, compute_losses, teacher_forcing_probability, yaw_of
+from .mobile import PoseFusedMobileNet, adapt_state_dict
 from .model import build_model
 
 dist = lazy_import("torch.distributed")  # only under torchrun (WORLD_SIZE > 1)
 matplotlib = lazy_import("matplotlib", extra="train")  # the training-curve PNG
 mpl_figure = lazy_import("matplotlib.figure", extra="train")
 tensorboard = lazy_import("torch.utils.tensorboard", extra="train")  # only with [run] tensorboard
+
+
+class TrainingDiverged(RuntimeError):
+    """Many steps in a row had a non-finite loss or gradient (:data:`MAX_BAD_STEPS_IN_A_ROW`)."""
 
 
 @dataclass(frozen=True)
@@ -108,10 +115,12 @@ def build_from_config(cfg: TrainConfig) -> torch.nn.Module:
         except (OSError, ValueError) as e:
             raise ConfigError(f"{p}: cannot read the dense template ({e}); it must be a (N, 3) .npy") from None
     try:
-        return build_model(cfg.model.preset, fuse_pose=cfg.model.fuse_pose, num_dense=cfg.model.num_dense,
-                           dense_template=template, **cfg.model.overrides)
+        model = build_model(cfg.model.preset, fuse_pose=cfg.model.fuse_pose, num_dense=cfg.model.num_dense,
+                            dense_template=template, **cfg.model.overrides)
     except (TypeError, ValueError) as e:  # an unknown preset, a bad [model.overrides] key or value
         raise ConfigError(f"[model]: {e}") from None
+    model.dense_landmark_grad = cfg.loss.dense_landmark_grad  # training only (fa3d.training.heads)
+    return model
 
 
 def _memory_format(device: torch.device) -> torch.memory_format:
@@ -262,6 +271,7 @@ class _State:
     pos: int = 0  # steps done inside the current epoch
     history: dict = field(default_factory=lambda: {"steps": [], "epochs": []})
     best: float = math.inf
+    bad_steps_in_a_row: int = 0  # skipped for a non-finite loss or gradient (_count_bad_step; not saved)
 
 
 def _seed_everything(seed: int) -> None:
@@ -366,8 +376,11 @@ def _init_weights(run: _Run) -> None:
     """Start a new run from the weights of ``[run] init_from`` (a second schedule on a trained model)."""
     path = Path(run.cfg.run.init_from)
     ckpt = read_checkpoint(path)
+    state = ckpt["state_dict"]
+    if isinstance(run.model, PoseFusedMobileNet):  # a mean-pooled start for learnt pooling (pool_maps)
+        state = adapt_state_dict(run.model, state)
     try:
-        run.model.load_state_dict(ckpt["state_dict"])
+        run.model.load_state_dict(state)
     except RuntimeError as e:
         raise ConfigError(f"{path}: [run] init_from was trained with another [model] section than this config "
                           f"({str(e).splitlines()[0]}); use the [model] section of that run") from None
@@ -424,14 +437,45 @@ def _train_step(run: _Run, state: _State, batch: dict) -> tuple[float, float, di
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(losses["total"]).backward()
     run.scaler.unscale_(run.optimizer)
-    if cfg.optim.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
-    run.scaler.step(run.optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(),
+                                          cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
+    loss = float(losses["total"].detach())
+    finite = math.isfinite(loss) and bool(torch.isfinite(norm))
+    if finite:
+        run.scaler.step(run.optimizer)  # (an enabled scaler still skips a step whose gradient overflowed)
     run.scaler.update()
-    run.scheduler.step()
-    if run.ema is not None:
+    # the schedule keeps its length whether or not the step was taken (torch warns when it was not)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+        run.scheduler.step()
+    if finite and run.ema is not None:
         run.ema.update(run.model)
-    return float(losses["total"].detach()), p_tf, losses
+    _count_bad_step(run, state, finite)
+    return loss, p_tf, losses
+
+
+#: this many steps in a row with a non-finite loss or gradient end the run: it has diverged
+MAX_BAD_STEPS_IN_A_ROW = 20
+
+
+def _count_bad_step(run: _Run, state: _State, finite: bool) -> None:
+    """A step whose loss or gradient is not finite leaves the weights (and the EMA) as they were: one bad batch
+    (a half-precision overflow, a degenerate SVD gradient) must not turn every weight into NaN. Many in a row
+    mean the run has diverged: stop with a clear error (``last.pt`` holds the last good state)."""
+    if finite:
+        state.bad_steps_in_a_row = 0
+        return
+    run.optimizer.zero_grad(set_to_none=True)
+    state.bad_steps_in_a_row += 1
+    if run.scaler.is_enabled():
+        return  # float16 on CUDA: the scaler lowers its scale and retries; overflowing steps are normal there
+    if run.dist.main:
+        print(f"fa-train: step {state.step + 1}: non-finite loss or gradient; step skipped, weights unchanged",
+              file=sys.stderr, flush=True)
+    if state.bad_steps_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
+        raise TrainingDiverged(f"{state.bad_steps_in_a_row} steps in a row had a non-finite loss or gradient "
+                               f"(last at step {state.step + 1}): the run has diverged; lower [optim] lr, or "
+                               f"resume from {run.out_dir / 'last.pt'} (the last good state)")
 
 
 def _epoch_loader(run: _Run, state: _State):
@@ -459,8 +503,9 @@ def _train_epoch(run: _Run, state: _State, board: _Board, progress: bool) -> tup
         loss, p_tf, losses = _train_step(run, state, batch)
         state.step += 1
         state.pos += 1
-        run_loss += loss
-        run_n += 1
+        if math.isfinite(loss):
+            run_loss += loss
+            run_n += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
         if run.dist.main and state.step % max(cfg.run.log_every, 1) == 0:

@@ -182,3 +182,63 @@ def test_model_config_round_trip_and_validation():
         build_model("edge", pose_after=5)
     m = build_model("tiny", dense_template=default_template(50))
     assert m.num_dense == 50 and m.config.num_dense == 50
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny_mobile"])
+def test_dense_landmark_grad_scales_only_the_gradient_into_the_68_points(preset):
+    """``dense_landmark_grad`` 0: the dense loss moves the dense residual but not the 68 points' layer, and
+    the outputs are the same numbers as with 1 (it never changes the exported network)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    grads, outs = {}, {}
+    for g in (1.0, 0.0):
+        torch.manual_seed(1)
+        m = build_model(preset).train()
+        with torch.no_grad():  # a non-trivial residual and points, so that both gradients are non-zero
+            m.coords.weight.normal_(0, 0.05)
+            m.dense_residual.weight.normal_(0, 0.05)
+        m.dense_landmark_grad = g
+        out = m(x)
+        out["dense"].abs().mean().backward()
+        grads[g] = (m.coords.weight.grad.abs().sum().item(), m.dense_residual.weight.grad.abs().sum().item())
+        outs[g] = out["dense"].detach()
+    assert torch.equal(outs[1.0], outs[0.0])
+    assert grads[1.0][0] > 0 and grads[0.0][0] == 0.0  # the 68 points: moved by the dense loss only at 1
+    assert grads[0.0][1] > 0 and grads[0.0][1] == pytest.approx(grads[1.0][1])
+
+
+@pytest.mark.parametrize("maps", [1, 3])
+def test_learnt_pooling_starts_as_the_mean_pooled_network(maps):
+    """``pool_maps``: a mean-pooled network's weights, adapted, give the same outputs (fa-train's init_from);
+    training then moves the new spatial weightings."""
+    from fa3d.training.mobile import adapt_state_dict
+
+    torch.manual_seed(0)
+    old = build_model("tiny_mobile").eval()
+    with torch.no_grad():
+        for p in old.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    new = build_model("tiny_mobile", pool_maps=maps).eval()
+    assert new.fc[0].in_features == maps * old.fc[0].in_features
+    new.load_state_dict(adapt_state_dict(new, old.state_dict()))
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        a, b = old(x), new(x)
+    for k in ("landmarks", "dense", "confidence", "rotation"):
+        assert torch.allclose(a[k], b[k], atol=1e-4), k
+    # the learnt weightings see where a feature sits, the mean does not: a map and its mirror image
+    from fa3d.training.mobile import SpatialPool
+
+    pool = SpatialPool(4, maps, 5)
+    f = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        p, q = pool(f).reshape(2, 4, maps), pool(torch.flip(f, dims=[3])).reshape(2, 4, maps)
+    assert torch.allclose(p[..., 0], f.mean(dim=(2, 3)), atol=1e-6) and torch.allclose(p[..., 0], q[..., 0], atol=1e-6)
+    if maps > 1:
+        assert not torch.allclose(p[..., 1:], q[..., 1:], atol=1e-3)
+    # another network's state is left for load_state_dict to reject with its own message
+    other = build_model("tiny_mobile", pool_maps=maps + 1)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        other.load_state_dict(adapt_state_dict(other, new.state_dict()))
+    with pytest.raises(ValueError, match="pool_maps must be >= 0"):
+        build_model("tiny_mobile", pool_maps=-1)

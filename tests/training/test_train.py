@@ -254,3 +254,90 @@ def test_yaw_weights_oversample_large_poses(tmp_path):
         MixedSamples([SourceConfig(kind="x", yaw_weights=(1.0, 1.0, 3.0))], {"x": lambda src: list(range(5))})
     with pytest.raises(ConfigError, match="yaw_weights"):
         config_from_dict({"data": {"sources": [{"kind": "synthetic", "count": 1, "yaw_weights": [1, 2]}]}})
+
+
+def test_dense_landmark_grad_reaches_the_network_and_is_checked():
+    from fa3d.training.train import build_from_config
+
+    cfg = load_config(SMOKE)
+    assert build_from_config(cfg).dense_landmark_grad == 1.0  # v1-v4's behaviour by default
+    d = {"data": {"sources": [{"kind": "synthetic", "count": 1}]}, "model": {"preset": "tiny"},
+         "loss": {"dense_landmark_grad": 0.0}}
+    assert build_from_config(config_from_dict(d)).dense_landmark_grad == 0.0
+    d["loss"]["dense_landmark_grad"] = 1.5
+    with pytest.raises(ConfigError, match="dense_landmark_grad must be in"):
+        config_from_dict(d)
+
+
+def _poisoned_losses(monkeypatch, bad_steps):
+    """Make the trainer's loss non-finite on the given (1-based) steps; returns the step counter."""
+    import fa3d.training.train as train_mod
+
+    real = train_mod.compute_losses
+    seen = {"n": 0}
+
+    def losses(out, batch, *args, **kwargs):
+        result = real(out, batch, *args, **kwargs)
+        if out["landmarks"].requires_grad:  # a training step, not validation
+            seen["n"] += 1
+            if seen["n"] in bad_steps:
+                result["total"] = result["total"] * float("nan")
+        return result
+
+    monkeypatch.setattr(train_mod, "compute_losses", losses)
+    return seen
+
+
+def test_a_step_with_a_non_finite_loss_is_skipped_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    """v5a's seventh cycle died at step ~2,900 of 3,000 on an SVD of NaN predictions; one bad batch must leave
+    the weights as they were (no NaN spreads into them or into the EMA), be named, and the run go on."""
+    torch.set_num_threads(1)
+    _poisoned_losses(monkeypatch, {3, 7})
+    cfg = load_config(SMOKE).with_run(out_dir=str(tmp_path / "run"))
+    cfg = replace(cfg, optim=replace(cfg.optim, epochs=2, ema_decay=0.9))
+    result = train(cfg, progress=False)
+    assert result.step == 8
+    err = capsys.readouterr().err
+    assert "step 3: non-finite loss or gradient; step skipped" in err and "step 7:" in err
+    ck = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+    epochs = list(csv.DictReader(open(tmp_path / "run" / "epochs.csv")))
+    assert all(np.isfinite(float(e["train_loss"])) and np.isfinite(float(e["val_loss"])) for e in epochs)
+
+
+def test_a_diverged_run_stops_with_exit_3_and_keeps_its_last_good_state(tmp_path, monkeypatch, capsys):
+    from fa3d.training.train import MAX_BAD_STEPS_IN_A_ROW
+
+    torch.set_num_threads(1)
+    _poisoned_losses(monkeypatch, set(range(1, 1000)))  # every step: diverged at step 20 of the 24
+    out = tmp_path / "run"
+    rc = main(["--config", str(SMOKE), "--out-dir", str(out), "--no-progress"])
+    assert rc == 3
+    err = capsys.readouterr().err
+    assert f"{MAX_BAD_STEPS_IN_A_ROW} steps in a row had a non-finite loss or gradient" in err
+    assert "the run has diverged" in err
+    ck = read_checkpoint(out / "last.pt")
+    assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+
+
+def test_init_from_a_mean_pooled_run_into_learnt_pooling(tmp_path):
+    """[model.overrides] pool_maps from a run without it (v5 from v4): the start computes what the old run's
+    model computed; the same run's weights into another pooling are refused with a clear error."""
+    from fa3d.training.checkpoint import load_checkpoint as load
+
+    torch.set_num_threads(1)
+    mobile = replace(_resume_cfg(tmp_path / "first"), model=replace(load_config(SMOKE).model, preset="tiny_mobile"))
+    train(mobile.with_run(stop_after_steps=1), progress=False)
+    start = tmp_path / "first" / "last.pt"
+    cfg = replace(mobile, model=replace(mobile.model, overrides={"pool_maps": 2}),
+                  optim=replace(mobile.optim, lr=1e-12, weight_decay=0.0))
+    train(cfg.with_run(init_from=str(start), out_dir=str(tmp_path / "second"), stop_after_steps=1), progress=False)
+    a, b = load(start).model, load(tmp_path / "second" / "last.pt").model
+    assert b.config.pool_maps == 2 and a.config.pool_maps == 0
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(a(x)["landmarks"], b(x)["landmarks"], atol=0.01)  # (one step moved the BN statistics)
+    three = replace(cfg, model=replace(cfg.model, overrides={"pool_maps": 3}))
+    with pytest.raises(ConfigError, match="another \\[model\\] section"):
+        train(three.with_run(init_from=str(tmp_path / "second" / "last.pt"), out_dir=str(tmp_path / "third"),
+                             stop_after_steps=1), progress=False)
