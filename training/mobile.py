@@ -60,6 +60,9 @@ class MobileConfig:
     # feature sits is lost); k >= 1 = k learnt spatial weightings of each channel (a depthwise convolution
     # over the whole map, MobileFaceNet's global depthwise convolution), the first initialised to the mean
     pool_maps: int = 0
+    # the (pose-fused) squeeze-and-excitation on every block of the stages after the pose head (v1-v4), or only on
+    # each such stage's first block: an excitation is 8 small ONNX nodes, a quarter of the network's CPU latency
+    se_first_only: bool = False
     arch: str = "mobile"
 
     def __post_init__(self) -> None:
@@ -78,6 +81,9 @@ class MobileConfig:
                 raise ValueError(f"model config {f} must be >= 1, got {getattr(self, f)}")
         if self.pool_maps < 0:
             raise ValueError(f"pool_maps must be >= 0, got {self.pool_maps}")
+        for f in ("fuse_pose", "se_first_only"):
+            if not isinstance(getattr(self, f), bool):
+                raise ValueError(f"model config {f} must be true or false, got {getattr(self, f)!r}")
         if self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
         if self.num_dense < 0:
@@ -158,11 +164,13 @@ class SpatialPool(nn.Module):
         return (x.reshape(self.shape_in) * self.weight).sum(dim=3).reshape(self.shape_out)
 
 
-def _stage(cin: int, spec: Stage, fused: bool, fuse_pose: bool, reduction: int) -> nn.ModuleList:
+def _stage(cin: int, spec: Stage, fused: bool, fuse_pose: bool, reduction: int,
+           se_first_only: bool) -> nn.ModuleList:
     t, c, n, s = spec
     blocks = nn.ModuleList()
     for i in range(n):
-        blocks.append(InvertedResidual(cin, c, t, s if i == 0 else 1, fused, fuse_pose, reduction))
+        se = fused and (i == 0 or not se_first_only)
+        blocks.append(InvertedResidual(cin, c, t, s if i == 0 else 1, se, fuse_pose, reduction))
         cin = c
     return blocks
 
@@ -182,7 +190,7 @@ class PoseFusedMobileNet(nn.Module):
         cin = c.stem_width
         widths = []
         for i, spec in enumerate(c.stages):
-            self.stages.append(_stage(cin, spec, i > c.pose_after, c.fuse_pose, c.se_reduction))
+            self.stages.append(_stage(cin, spec, i > c.pose_after, c.fuse_pose, c.se_reduction, c.se_first_only))
             cin = spec[1]
             widths.append(cin)
         # pose head on the early features

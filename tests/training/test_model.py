@@ -242,3 +242,20 @@ def test_learnt_pooling_starts_as_the_mean_pooled_network(maps):
         other.load_state_dict(adapt_state_dict(other, new.state_dict()))
     with pytest.raises(ValueError, match="pool_maps must be >= 0"):
         build_model("tiny_mobile", pool_maps=-1)
+
+
+def test_se_first_only_keeps_the_pose_fused_excitation_on_each_fused_stages_first_block():
+    """``se_first_only``: a fused stage's later blocks lose their excitation (a quarter of the CPU latency), its
+    first block keeps it, with the rotation (the pose fusion); the stages before the pose head have none."""
+    full = build_model("edge")
+    lean = build_model("edge", se_first_only=True)
+    for si, (a, b) in enumerate(zip(full.stages, lean.stages)):
+        fused = si > full.config.pose_after
+        assert [blk.se is not None for blk in a] == [fused] * len(a)
+        assert [blk.se is not None for blk in b] == [fused and i == 0 for i in range(len(b))]
+    assert all(st[0].se.fuse_pose for st in lean.stages[lean.config.pose_after + 1:])
+    out = lean.eval()(torch.randn(1, 3, 112, 112))
+    assert out["landmarks"].shape == (1, 68, 3)
+    assert MobileConfig.from_dict(lean.config.to_dict()).se_first_only is True  # stored in checkpoints
+    with pytest.raises(ValueError, match="se_first_only must be true or false"):
+        build_model("edge", se_first_only="yes")
