@@ -61,7 +61,7 @@ class MobileConfig:
     # over the whole map, MobileFaceNet's global depthwise convolution), the first initialised to the mean
     pool_maps: int = 0
     # the (pose-fused) squeeze-and-excitation on every block of the stages after the pose head (v1-v4), or only on
-    # each such stage's first block: an excitation is 8 small ONNX nodes, a quarter of the network's CPU latency
+    # each such stage's first block: an excitation is 8 small ONNX nodes; together about a fifth of the CPU latency
     se_first_only: bool = False
     arch: str = "mobile"
 
