@@ -20,8 +20,11 @@ def test_runtime_import_is_light():
 
 @pytest.mark.slow
 def test_wheel_holds_only_the_fa3d_package_and_every_module(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-                   check=True, capture_output=True)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path), str(REPO)],
+                           check=True, capture_output=True, text=True)
+    log = build.stdout + build.stderr
+    assert "is absent from the `packages` configuration" not in log, \
+        "setuptools would drop a data folder: list it in pyproject.toml's packages and package-data"
     wheel = next(tmp_path.glob("fa3d-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
@@ -30,7 +33,13 @@ def test_wheel_holds_only_the_fa3d_package_and_every_module(tmp_path):
         for src in (REPO / folder).rglob("*.py"):
             rel = src.relative_to(REPO).as_posix()
             assert f"fa3d/{rel}" in names, f"{rel} is missing from the wheel: add its package to pyproject.toml"
-    assert "fa3d/runtime/assets/mean_shape_68.npy" in names
+    data = [p for folder in ("runtime/assets", "export/assets") for p in (REPO / folder).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")]
+    data += list((REPO / "training" / "configs").glob("*.toml"))
+    assert "fa3d/runtime/assets/mean_shape_68.npy" in names and "fa3d/runtime/assets/default/model.onnx" in names
+    for src in data:
+        rel = src.relative_to(REPO).as_posix()
+        assert f"fa3d/{rel}" in names, f"{rel} is missing from the wheel: add it to pyproject.toml's package-data"
     tools = {p.stem for p in (REPO / "tools").glob("*.py")} - {"__init__"}
     assert tools and not [n for n in names if n.endswith(".py") and Path(n).stem in tools], \
         "a maintainer tool (tools/) is in the wheel"
