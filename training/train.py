@@ -450,25 +450,33 @@ def _train_step(run: _Run, state: _State, batch: dict) -> tuple[float, float, di
         run.scheduler.step()
     if finite and run.ema is not None:
         run.ema.update(run.model)
-    _count_bad_step(run, state, finite)
+    _count_bad_step(run, state, loss, finite)
     return loss, p_tf, losses
 
 
 #: this many steps in a row with a non-finite loss or gradient end the run: it has diverged
 MAX_BAD_STEPS_IN_A_ROW = 20
+#: with float16 AMP, a gradient that overflows even below this loss scale is a bad step, not an ordinary overflow
+MIN_AMP_SCALE = 1.0
 
 
-def _count_bad_step(run: _Run, state: _State, finite: bool) -> None:
-    """A step whose loss or gradient is not finite leaves the weights (and the EMA) as they were: one bad batch
-    (a half-precision overflow, a degenerate SVD gradient) must not turn every weight into NaN. Many in a row
-    mean the run has diverged: stop with a clear error (``last.pt`` holds the last good state)."""
+def _count_bad_step(run: _Run, state: _State, loss: float, finite: bool) -> None:
+    """A step whose loss or gradient is not finite (``finite`` False) leaves the weights (and the EMA) as they
+    were: one bad batch (a half-precision overflow, a degenerate SVD gradient) must not turn every weight into NaN.
+    Many bad steps in a row mean the run has diverged: stop with a clear error (``last.pt`` holds the last good
+    state).
+
+    With float16 AMP (CUDA, the scaler enabled) an overflowing gradient is the scaler's normal signal: the step is
+    skipped and the scale halved, and a few such steps in a row are routine. There a skipped step counts as bad
+    only when no scale can help: its loss itself is not finite, or the gradient still overflows with the scale
+    below 1 (``MIN_AMP_SCALE``; it starts at 65,536 and halves on every overflow)."""
     if finite:
         state.bad_steps_in_a_row = 0
         return
     run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler.is_enabled() and math.isfinite(loss) and run.scaler.get_scale() >= MIN_AMP_SCALE:
+        return  # an ordinary overflow: the scaler has lowered its scale and the next step tries again
     state.bad_steps_in_a_row += 1
-    if run.scaler.is_enabled():
-        return  # float16 on CUDA: the scaler lowers its scale and retries; overflowing steps are normal there
     if run.dist.main:
         print(f"fa-train: step {state.step + 1}: non-finite loss or gradient; step skipped, weights unchanged",
               file=sys.stderr, flush=True)

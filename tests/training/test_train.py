@@ -320,6 +320,63 @@ def test_a_diverged_run_stops_with_exit_3_and_keeps_its_last_good_state(tmp_path
     assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
 
 
+class _StandInScaler:
+    """torch.amp.GradScaler's part that the divergence guard reads, enabled as with float16 AMP on CUDA (not
+    available here): halves its scale on every skipped step as the real one does."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def is_enabled(self) -> bool:
+        return True
+
+    def get_scale(self) -> float:
+        return self.scale
+
+
+def _amp_guard(scale):
+    from types import SimpleNamespace
+
+    from fa3d.training.train import _count_bad_step
+
+    run = SimpleNamespace(optimizer=SimpleNamespace(zero_grad=lambda set_to_none: None), scaler=_StandInScaler(scale),
+                          dist=SimpleNamespace(main=True), out_dir=Path("run"))
+    state = SimpleNamespace(step=0, bad_steps_in_a_row=0)
+
+    def step(loss: float, finite: bool) -> None:
+        if not finite:
+            run.scaler.scale /= 2
+        _count_bad_step(run, state, loss, finite)
+        state.step += 1
+
+    return run, state, step
+
+
+def test_amp_overflows_are_the_scalers_business_but_a_nan_loss_still_stops_the_run(capsys):
+    """With float16 AMP a skipped step is usually an ordinary overflow (the scaler halves its scale and retries);
+    a loss that is itself NaN, or a gradient that overflows at any scale, must still end the run (exit 3)."""
+    from fa3d.training.train import MAX_BAD_STEPS_IN_A_ROW, TrainingDiverged
+
+    run, state, step = _amp_guard(65536.0)
+    for _ in range(10):  # overflows at a high scale, then a good step: nothing to report
+        step(0.5, False)
+    step(0.5, True)
+    assert state.bad_steps_in_a_row == 0 and capsys.readouterr().err == ""
+
+    run, state, step = _amp_guard(65536.0)
+    for _ in range(MAX_BAD_STEPS_IN_A_ROW - 1):
+        step(float("nan"), False)
+    assert "non-finite loss or gradient; step skipped" in capsys.readouterr().err
+    with pytest.raises(TrainingDiverged, match="the run has diverged"):
+        step(float("nan"), False)
+
+    run, state, step = _amp_guard(65536.0)  # the loss finite, the gradient NaN whatever the scale
+    with pytest.raises(TrainingDiverged):
+        for _ in range(16 + MAX_BAD_STEPS_IN_A_ROW):
+            step(0.5, False)
+    assert run.scaler.scale < 1.0 and state.step == 16 + MAX_BAD_STEPS_IN_A_ROW - 1
+
+
 def test_init_from_a_mean_pooled_run_into_learnt_pooling(tmp_path):
     """[model.overrides] pool_maps from a run without it (v5 from v4): the start computes what the old run's
     model computed; the same run's weights into another pooling are refused with a clear error."""
