@@ -377,6 +377,17 @@ def test_amp_overflows_are_the_scalers_business_but_a_nan_loss_still_stops_the_r
     assert run.scaler.scale < 1.0 and state.step == 16 + MAX_BAD_STEPS_IN_A_ROW - 1
 
 
+@pytest.mark.gpu
+def test_a_diverged_float16_amp_run_on_cuda_stops_with_exit_3(tmp_path, monkeypatch, capsys):
+    """The real scaler on CUDA (the stand-in test above covers the rule on CPU): a NaN loss every step ends the run."""
+    if not torch.cuda.is_available():
+        pytest.skip("this torch build has no CUDA: float16 AMP runs only on CUDA")
+    _poisoned_losses(monkeypatch, set(range(1, 1000)))
+    out = tmp_path / "run"
+    rc = main(["--config", str(SMOKE), "--out-dir", str(out), "--no-progress"])
+    assert rc == 3 and "the run has diverged" in capsys.readouterr().err
+
+
 def test_init_from_a_mean_pooled_run_into_learnt_pooling(tmp_path):
     """[model.overrides] pool_maps from a run without it (v5 from v4): the start computes what the old run's
     model computed; the same run's weights into another pooling are refused with a clear error."""
