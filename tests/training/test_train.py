@@ -322,7 +322,7 @@ def test_a_diverged_run_stops_with_exit_3_and_keeps_its_last_good_state(tmp_path
 
 class _StandInScaler:
     """torch.amp.GradScaler's part that the divergence guard reads, enabled as with float16 AMP on CUDA (not
-    available here): halves its scale on every skipped step as the real one does."""
+    available here); the test halves its scale on every skipped step, as the real scaler's update() does."""
 
     def __init__(self, scale: float) -> None:
         self.scale = scale
