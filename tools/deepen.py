@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -41,23 +42,19 @@ def mean_gates(checkpoint: str, data: Path, count: int = 400) -> dict[tuple[int,
     from fa3d.training.torch_backend import open_aligner
 
     aligner = open_aligner(checkpoint)
-    model = aligner.backend._model
     sums: dict[tuple[int, int], torch.Tensor] = {}
     counts: dict[tuple[int, int], int] = {}
 
     def hook(key):
         def record(se, inputs, _output):
-            x, rot9 = inputs
-            s = torch.relu(se.squeeze(x.mean(dim=(2, 3))))
-            if se.fuse_pose:
-                s = torch.cat([s, rot9], dim=1)
-            w = torch.sigmoid(se.excite(s)).detach()
+            w = se.gate(*inputs).detach()
             sums[key] = sums.get(key, 0) + w.sum(0)
             counts[key] = counts.get(key, 0) + w.shape[0]
         return record
 
     handles = [blk.se.register_forward_hook(hook((si, bi)))
-               for si, stage in enumerate(model.stages) for bi, blk in enumerate(stage) if blk.se is not None]
+               for si, stage in enumerate(aligner.backend.model.stages) for bi, blk in enumerate(stage)
+               if blk.se is not None]
     labels = read_aflw_labels(data)
     rows = labels.select("val")[::4][:count]
     box = protocol_box(120, 120).astype(np.float32)[None]
@@ -73,19 +70,17 @@ def mean_gates(checkpoint: str, data: Path, count: int = 400) -> dict[tuple[int,
 
 def grow(checkpoint: dict, gates: dict[tuple[int, int], torch.Tensor], seed: int = 0) -> dict:
     """``checkpoint`` (a raw checkpoint dict of an ``edge`` network) as the deeper network's checkpoint."""
-    from fa3d.training.model import build_model
+    from fa3d.training.model import config_from_dict, network_for
 
     old = checkpoint["state_dict"]
-    cfg = dict(checkpoint["model_config"])
-    stages = [list(s) for s in cfg["stages"]]
+    config = config_from_dict(checkpoint["model_config"])
+    stages = [list(s) for s in config.stages]
     for si, blocks in DEEPER.items():
         stages[si][2] = blocks
-    cfg.update(stages=stages, se_first_only=True)
-    overrides = {k: v for k, v in cfg.items() if k not in ("preset", "arch", "num_dense", "fuse_pose")}
-    overrides["stages"] = tuple(tuple(s) for s in stages)
+    config = replace(config, stages=tuple(tuple(s) for s in stages), se_first_only=True)
     torch.manual_seed(seed)  # the new blocks' convolutions (their output starts at zero, not their weights)
-    net = build_model("edge", num_dense=cfg["num_dense"], fuse_pose=cfg["fuse_pose"],
-                      dense_template=old["dense_template"].numpy() if "dense_template" in old else None, **overrides)
+    template = old.get("dense_template")
+    net = network_for(config, None if template is None else template.numpy())
     state = net.state_dict()
     for k in state:
         if k in old and state[k].shape == old[k].shape:
@@ -101,7 +96,7 @@ def grow(checkpoint: dict, gates: dict[tuple[int, int], torch.Tensor], seed: int
     net.load_state_dict(state)
     out = dict(checkpoint)
     out.pop("resume", None)
-    out["state_dict"], out["model_config"] = state, cfg
+    out["state_dict"], out["model_config"] = state, config.to_dict()
     return out
 
 

@@ -54,16 +54,19 @@ class PoseSE(nn.Module):
         self.squeeze = nn.Linear(channels, hidden)
         self.excite = nn.Linear(hidden + (9 if fuse_pose else 0), channels)
 
-    def forward(self, x: torch.Tensor, rot9: torch.Tensor | None) -> torch.Tensor:
+    def gate(self, x: torch.Tensor, rot9: torch.Tensor | None) -> torch.Tensor:
+        """The per-channel excitation (B, C) in (0, 1) that :meth:`forward` multiplies ``x`` by."""
         dims = (2, 3) if x.dim() == 4 else (2, 3, 4)
         s = F.relu(self.squeeze(x.mean(dim=dims)))
         if self.fuse_pose:
             if rot9 is None:
                 raise ValueError("a pose-fused block needs the flattened rotation (B, 9)")
             s = torch.cat([s, rot9], dim=1)
-        w = torch.sigmoid(self.excite(s))
+        return torch.sigmoid(self.excite(s))
+
+    def forward(self, x: torch.Tensor, rot9: torch.Tensor | None) -> torch.Tensor:
         shape = (-1, self.channels, 1, 1) if x.dim() == 4 else (-1, self.channels, 1, 1, 1)
-        return x * w.reshape(shape)
+        return x * self.gate(x, rot9).reshape(shape)
 
 
 def _bn_relu_conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:

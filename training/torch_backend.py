@@ -37,6 +37,11 @@ class TorchBackend(BackendBase):
         self.metadata = loaded.metadata
         self.max_batch = int(max_batch)
 
+    @property
+    def model(self):
+        """The checkpoint's network (eval mode), e.g. for forward hooks that look inside it."""
+        return self._model
+
     def _infer_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             out = self._model(torch.from_numpy(x))

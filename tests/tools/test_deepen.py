@@ -3,11 +3,16 @@ each dropped excitation replaced by its mean gate (new blocks the identity), det
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from fa3d.training.checkpoint import save_checkpoint
 from fa3d.training.model import build_model
 from tools.deepen import DEEPER, grow
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _edge(tmp_path):
@@ -54,3 +59,20 @@ def test_grow_is_deterministic(tmp_path):
     gates = {}
     one, two = grow(ckpt, gates), grow(ckpt, gates)
     assert all(torch.equal(one["state_dict"][k], two["state_dict"][k]) for k in one["state_dict"])
+
+
+@pytest.mark.data
+def test_mean_gates_are_each_excitations_average_over_real_crops(shared_data):
+    """The gates the tool folds in: one per excitation of the shipped network, the mean of its sigmoid outputs."""
+    from fa3d.training.checkpoint import load_checkpoint
+    from tools.deepen import mean_gates
+
+    shipped = REPO / "export" / "assets" / "default" / "model.pt"
+    gates = mean_gates(str(shipped), shared_data / "aflw19k", count=6)
+    model = load_checkpoint(shipped).model
+    excitations = {(si, bi): blk.se for si, st in enumerate(model.stages) for bi, blk in enumerate(st)
+                   if blk.se is not None}
+    assert gates.keys() == excitations.keys()
+    for key, g in gates.items():
+        assert g.shape == (excitations[key].channels,)
+        assert float(g.min()) > 0.0 and float(g.max()) < 1.0 and float(g.std()) > 0.0
