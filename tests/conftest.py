@@ -1,4 +1,4 @@
-"""Shared fixtures: where the research data lives, the gpu marker's skip logic, and the runtime plumbing
+"""Shared fixtures: where the research data lives, the gpu and cuda markers' skip logic, and the runtime plumbing
 (tests/helpers/plumbing.py: a tiny ONNX model with the real I/O contract, not a face model; trt_standin.py: THE
 stand-in for tensorrt and pycuda.driver, build and runtime). Test helpers are imported as ``tests.helpers.X``
 (pyproject.toml puts the repository root on pytest's pythonpath)."""
@@ -14,16 +14,32 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FA3D_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def _cuda_probe() -> str | None:
+    """Why CUDA training cannot run here, or None (imports torch: called only when a ``cuda`` test was collected)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (the [train] extra)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "torch.cuda.is_available() is False: a CPU build of torch, or no NVIDIA GPU visible"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests (TensorRT + pycuda on an NVIDIA device) and ``cuda`` tests (CUDA torch) skip, with the
+    reason, where what they need is absent."""
     from fa3d.runtime.backends.trt import gpu_probe  # never constructs a TensorRT object
 
-    reason = gpu_probe()
-    if reason is None:
-        return
-    skip = pytest.mark.skip(reason=reason)
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    probes = {"gpu": gpu_probe, "cuda": _cuda_probe}
+    for marker, probe in probes.items():
+        marked = [item for item in items if marker in item.keywords]
+        reason = probe() if marked else None
+        if reason is not None:
+            skip = pytest.mark.skip(reason=reason)
+            for item in marked:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int_at_least(0), help="override [run] seed (e.g. the arms of an ablation)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override [run] device")
     p.add_argument("--stop-after-steps", type=int_at_least(1),
-                   help="stop after this global step, leaving a resumable last.pt (for staged runs)")
+                   help="stop after this global step as if killed, leaving a resumable last.pt (for staged runs); "
+                        "a stop at an epoch's last step comes before that epoch's validation and best.pt, so add 1 "
+                        "to include them")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
     return p

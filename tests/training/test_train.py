@@ -89,6 +89,16 @@ def _resume_cfg(out: Path):
                    run=replace(cfg.run, out_dir=str(out), checkpoint_every=4))
 
 
+def test_a_stop_at_an_epochs_last_step_comes_before_its_validation(tmp_path):
+    """What --stop-after-steps' help says: N = an epoch's last step leaves that epoch unvalidated (no best.pt),
+    N + 1 includes it (2 steps an epoch here)."""
+    torch.set_num_threads(1)
+    at_end = train(_resume_cfg(tmp_path / "at_end").with_run(stop_after_steps=2), progress=False)
+    assert at_end.stopped_early and at_end.epochs_done == 0 and not (tmp_path / "at_end" / "best.pt").exists()
+    one_more = train(_resume_cfg(tmp_path / "one_more").with_run(stop_after_steps=3), progress=False)
+    assert one_more.epochs_done == 1 and (tmp_path / "one_more" / "best.pt").exists()
+
+
 def test_resume_after_interruption_is_exact(tmp_path):
     torch.set_num_threads(1)
     full = train(_resume_cfg(tmp_path / "full"), progress=False)
@@ -377,11 +387,9 @@ def test_amp_overflows_are_the_scalers_business_but_a_nan_loss_still_stops_the_r
     assert run.scaler.scale < 1.0 and state.step == 16 + MAX_BAD_STEPS_IN_A_ROW - 1
 
 
-@pytest.mark.gpu
+@pytest.mark.cuda
 def test_a_diverged_float16_amp_run_on_cuda_stops_with_exit_3(tmp_path, monkeypatch, capsys):
     """The real scaler on CUDA (the stand-in test above covers the rule on CPU): a NaN loss every step ends the run."""
-    if not torch.cuda.is_available():
-        pytest.skip("this torch build has no CUDA: float16 AMP runs only on CUDA")
     _poisoned_losses(monkeypatch, set(range(1, 1000)))
     out = tmp_path / "run"
     rc = main(["--config", str(SMOKE), "--out-dir", str(out), "--no-progress"])
