@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(config, items):
 
     probes = {"gpu": gpu_probe, "cuda": _cuda_probe}
     for marker, probe in probes.items():
-        marked = [item for item in items if marker in item.keywords]
+        marked = [item for item in items if item.get_closest_marker(marker) is not None]
         reason = probe() if marked else None
         if reason is not None:
             skip = pytest.mark.skip(reason=reason)
