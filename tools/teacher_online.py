@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from fa3d.data.evaluation import protocols as ev
 from fa3d.data.evaluation.metrics import nme, yaw_bin_means
+from fa3d.runtime import preprocess as pp
 from fa3d.runtime.atomic import atomic_write_text
 from fa3d.runtime.backends.onnxrt import cpu_session
 
@@ -96,20 +97,19 @@ class Teacher:
 
 
 def jitter_matrix(rng: np.random.Generator, scale: float, shift: float, rotation_deg: float) -> np.ndarray:
-    """A random 2x3 similarity about the crop's centre: scale 1 +- ``scale``, shift +- ``shift`` of the crop,
-    rotation +- ``rotation_deg``."""
+    """The 2x3 crop -> warped-crop transform of a random crop box: the whole crop's box scaled by 1 +- ``scale``,
+    shifted by +- ``shift`` of its side and rotated by +- ``rotation_deg`` (the package's crop jitter and crop
+    transform, fa3d.runtime.preprocess)."""
     s = 1.0 + rng.uniform(-scale, scale)
-    t = rng.uniform(-shift, shift, 2) * SIZE
+    t = rng.uniform(-shift, shift, 2)
     r = rng.uniform(-rotation_deg, rotation_deg)
-    m = cv2.getRotationMatrix2D(((SIZE - 1) / 2, (SIZE - 1) / 2), r, s)
-    m[:, 2] += t
-    return m
+    box = pp.jitter_box(np.full(2, (SIZE - 1) / 2), float(SIZE), s, t)
+    return pp.crop_transforms(box, SIZE, r)[0]
 
 
 def map_back(points: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Points found in the crop warped by ``m`` (2x3), in the unwarped crop's pixels."""
-    inv = cv2.invertAffineTransform(m)
-    return points @ inv[:, :2].T + inv[:, 2]
+    return pp.to_image(np.asarray(points, np.float64)[None], np.asarray(m)[None])[0]
 
 
 def measure(data: str | Path, teacher: Teacher, stride: int = 3, seed: int = 0,
