@@ -373,10 +373,22 @@ def _resume(run: _Run) -> _State:
 
 
 def _init_weights(run: _Run) -> None:
-    """Start a new run from the weights of ``[run] init_from`` (a second schedule on a trained model)."""
+    """Start a new run from the weights of ``[run] init_from`` (a second schedule on a trained model).
+
+    A ``last.pt`` of a run that averaged its weights (``[optim] ema_decay``) starts from that average, the weights
+    its validation scored and its ``best.pt`` holds, not from the raw weights of its last step."""
     path = Path(run.cfg.run.init_from)
     ckpt = read_checkpoint(path)
     state = ckpt["state_dict"]
+    ema = ckpt["resume"].get("ema") if isinstance(ckpt.get("resume"), dict) else None
+    if ema is not None:
+        if not isinstance(ema, dict) or not isinstance(ema.get("weights"), dict):
+            raise CheckpointError(f"{path}: its weight average (resume.ema) has no weights; the file is damaged "
+                                  "or from another tool: start from its run's best.pt instead")
+        state = ema["weights"]
+        if run.dist.main:
+            print(f"fa-train: [run] init_from {path}: starting from its weight average (the weights its "
+                  "validation scored), not its last step's raw weights", file=sys.stderr, flush=True)
     if isinstance(run.model, PoseFusedMobileNet):  # a mean-pooled start for learnt pooling (pool_maps)
         state = adapt_state_dict(run.model, state)
     try:

@@ -190,6 +190,30 @@ def test_init_from_starts_a_new_run_from_trained_weights(tmp_path):
         train(cfg.with_run(init_from=str(tmp_path / "nope.pt"), out_dir=str(tmp_path / "fourth")), progress=False)
 
 
+def test_init_from_a_last_pt_starts_from_its_weight_average(tmp_path, capsys):
+    """A last.pt of a run with [optim] ema_decay: the new run starts from the average (what best.pt and the
+    validation hold), not from the raw weights of the last step."""
+    torch.set_num_threads(1)
+    cfg = _resume_cfg(tmp_path / "first")
+    cfg = replace(cfg, optim=replace(cfg.optim, ema_decay=0.5))
+    train(cfg.with_run(stop_after_steps=3), progress=False)
+    first = read_checkpoint(tmp_path / "first" / "last.pt")
+    average, raw = first["resume"]["ema"]["weights"], first["state_dict"]
+    weights = [k for k in raw if raw[k].is_floating_point() and "running_" not in k]
+    assert max(float((average[k] - raw[k]).abs().max()) for k in weights) > 1e-4  # the two differ
+    second = replace(cfg, optim=replace(cfg.optim, lr=1e-12, weight_decay=0.0))
+    train(second.with_run(init_from=str(tmp_path / "first" / "last.pt"), out_dir=str(tmp_path / "second"),
+                          stop_after_steps=1), progress=False)
+    assert "starting from its weight average" in capsys.readouterr().err
+    after = read_checkpoint(tmp_path / "second" / "last.pt")["state_dict"]
+    assert max(float((after[k] - average[k]).abs().max()) for k in weights) < 1e-6  # lr ~ 0: the start
+    damaged = dict(first, resume=dict(first["resume"], ema={"decay": 0.5}))
+    torch.save(damaged, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError, match="weight average"):
+        train(second.with_run(init_from=str(tmp_path / "damaged.pt"), out_dir=str(tmp_path / "third")),
+              progress=False)
+
+
 def test_seed_flag_overrides_the_config(tmp_path, capsys):
     torch.set_num_threads(1)
     out = tmp_path / "run"
