@@ -10,7 +10,7 @@
 [[data.val]]      the same, for validation (no augmentation)
 [augment]    fa3d.training.augment.AugmentConfig fields
 [loss]       fa3d.training.losses.LossWeights fields
-[optim]      lr, weight_decay, epochs, warmup_steps, grad_clip, amp, ema_decay
+[optim]      lr, weight_decay, epochs, warmup_steps, grad_clip, amp, ema_decay, train_only
 [teacher_forcing]  p0, anneal_fraction
 [run]        out_dir, seed, checkpoint_every, log_every, tensorboard, device, stop_after_steps, select_metric,
              init_from
@@ -94,10 +94,18 @@ class OptimSection:
     grad_clip: float = 5.0
     amp: bool = True  # only takes effect on CUDA
     ema_decay: float = 0.0  # > 0: validate and save (best.pt) an exponential moving average of the weights
+    # parameter-name prefixes to train (e.g. ["confidence"]: the face confidence alone); the rest of the network
+    # is frozen, its batch-norm statistics included. Empty: train everything.
+    train_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
+        names = (self.train_only,) if isinstance(self.train_only, str) else self.train_only
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"train_only must be a list of parameter-name prefixes (e.g. [\"confidence\"]), "
+                             f"got {self.train_only!r}")
+        object.__setattr__(self, "train_only", tuple(names))
 
 
 @dataclass(frozen=True)

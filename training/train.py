@@ -311,6 +311,28 @@ def _data(cfg: TrainConfig, model: torch.nn.Module, registry: Mapping[str, Loade
     return pre, train_samples, ds, val_loader, count, steps_per_epoch
 
 
+def _freeze_all_but(model: torch.nn.Module, prefixes: tuple[str, ...]) -> None:
+    """``[optim] train_only``: only parameters whose names start with one of ``prefixes`` are trained."""
+    if not prefixes:
+        return
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unmatched:
+        tops = sorted({n.split(".")[0] for n in names})
+        raise ConfigError(f"[optim] train_only {unmatched} names no parameter of this network; its parameters "
+                          f"start with {tops}")
+    for n, p in model.named_parameters():
+        p.requires_grad_(n.startswith(prefixes))
+
+
+def _hold_frozen_statistics(model: torch.nn.Module) -> None:
+    """Batch-norm layers with no trained parameter keep their running statistics (eval mode) while training."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in m.parameters()):
+            m.eval()
+
+
 def _set_up(cfg: TrainConfig, registry: Mapping[str, Loader] | None) -> _Run:
     """Distributed set-up, device, seeds, model, data, optimizer, LR schedule and AMP scaler."""
     dist_info = _init_distributed()
@@ -320,7 +342,9 @@ def _set_up(cfg: TrainConfig, registry: Mapping[str, Loader] | None) -> _Run:
     pre, train_samples, ds, val_loader, count, steps_per_epoch = _data(cfg, model, registry or default_registry(),
                                                                        dist_info)
     total_steps = cfg.optim.epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+    _freeze_all_but(model, cfg.optim.train_only)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr,
+                                  weight_decay=cfg.optim.weight_decay,
                                   foreach=True)  # one kernel per step, not one per tensor (CPU default: per tensor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.optim.warmup_steps, total_steps))
     use_amp = cfg.optim.amp and device.type == "cuda"
@@ -514,6 +538,7 @@ def _train_epoch(run: _Run, state: _State, board: _Board, progress: bool) -> tup
     cfg = run.cfg
     loader = _epoch_loader(run, state)
     run.net.train()
+    _hold_frozen_statistics(run.model)
     bar = tqdm(total=run.steps_per_epoch, initial=state.pos, desc=f"epoch {state.epoch + 1}/{cfg.optim.epochs}",
                disable=not (progress and run.dist.main), leave=False)
     run_loss, run_n, stopped = 0.0, 0, False

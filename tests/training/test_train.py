@@ -214,6 +214,31 @@ def test_init_from_a_last_pt_starts_from_its_weight_average(tmp_path, capsys):
               progress=False)
 
 
+def test_train_only_trains_the_named_parameters_alone(tmp_path):
+    """[optim] train_only = ["confidence"]: the confidence layer learns, every other weight and batch-norm
+    statistic stays as it started; a prefix that names nothing is a clear error."""
+    torch.set_num_threads(1)
+    cfg = _resume_cfg(tmp_path / "first")
+    cfg = replace(cfg, optim=replace(cfg.optim, ema_decay=0.0))
+    train(cfg.with_run(stop_after_steps=1), progress=False)
+    start = read_checkpoint(tmp_path / "first" / "last.pt")["state_dict"]
+    only = replace(cfg, optim=replace(cfg.optim, train_only=("confidence",), lr=1e-2, warmup_steps=0))
+    train(only.with_run(init_from=str(tmp_path / "first" / "last.pt"), out_dir=str(tmp_path / "second"),
+                        stop_after_steps=3), progress=False)
+    after = read_checkpoint(tmp_path / "second" / "last.pt")["state_dict"]
+    floats = [k for k in start if start[k].is_floating_point()]
+    moved = {k for k in floats if not torch.equal(after[k], start[k])}
+    assert moved and all(k.startswith("confidence") for k in moved), sorted(moved)[:5]
+    assert any("running_mean" in k for k in floats)  # the network has batch norm, held fixed above
+    with pytest.raises(ConfigError, match="names no parameter"):
+        train(replace(only, optim=replace(only.optim, train_only=("confidance",))).with_run(
+            out_dir=str(tmp_path / "third")), progress=False)
+    with pytest.raises(ConfigError, match="train_only must be an array"):
+        d = only.to_dict()
+        d["optim"]["train_only"] = "confidence"
+        config_from_dict(d)
+
+
 def test_seed_flag_overrides_the_config(tmp_path, capsys):
     torch.set_num_threads(1)
     out = tmp_path / "run"
