@@ -399,8 +399,8 @@ def _resume(run: _Run) -> _State:
 def _init_weights(run: _Run) -> None:
     """Start a new run from the weights of ``[run] init_from`` (a second schedule on a trained model).
 
-    A ``last.pt`` of a run that averaged its weights (``[optim] ema_decay``) starts from that average, the weights
-    its validation scored and its ``best.pt`` holds, not from the raw weights of its last step."""
+    A ``last.pt`` of a run that averaged its weights (``[optim] ema_decay``) starts from that average (the weights
+    its validation scored), not from the raw weights of its last step."""
     path = Path(run.cfg.run.init_from)
     ckpt = read_checkpoint(path)
     state = ckpt["state_dict"]
