@@ -101,11 +101,10 @@ class OptimSection:
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
-        names = (self.train_only,) if isinstance(self.train_only, str) else self.train_only
-        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+        if not isinstance(self.train_only, (list, tuple)) or not all(isinstance(n, str) and n for n in self.train_only):
             raise ValueError(f"train_only must be a list of parameter-name prefixes (e.g. [\"confidence\"]), "
                              f"got {self.train_only!r}")
-        object.__setattr__(self, "train_only", tuple(names))
+        object.__setattr__(self, "train_only", tuple(self.train_only))
 
 
 @dataclass(frozen=True)

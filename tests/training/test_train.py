@@ -237,6 +237,9 @@ def test_train_only_trains_the_named_parameters_alone(tmp_path):
         d = only.to_dict()
         d["optim"]["train_only"] = "confidence"
         config_from_dict(d)
+    with pytest.raises(ConfigError, match="parameter-name prefixes"):
+        d["optim"]["train_only"] = [""]  # an empty prefix would name every parameter
+        config_from_dict(d)
 
 
 def test_seed_flag_overrides_the_config(tmp_path, capsys):
