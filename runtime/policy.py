@@ -50,8 +50,8 @@ DEFAULT_MAX_FACES = 4
 #: Faces below this model confidence are not reported; in video mode their track is dropped and a search runs.
 #: Chosen by measurement with the v4 models, whose confidence was trained on face-free crops (0.5 before): the
 #: sample clip's 90 frames each with exactly one face, a face-free clip with a face in 0.7 % of frames, the
-#: acceptance clips' faces found as often as with v3 (docs/detection-tracking.md, "Face or not"); the shipped v6s
-#: (epoch 96) checked at it: 90 / 90, 0.71 %, as many faces found (v6c: 90 / 90, 0.89 %).
+#: acceptance clips' faces found as often as with v3 (docs/detection-tracking.md, "Face or not"); the shipped v6h
+#: checked at it: 90 / 90, 0.89 %, as many faces found (v6s: 90 / 90, 0.71 %).
 DEFAULT_MIN_CONFIDENCE = 0.9
 #: The most faces one call aligns (``FaceAligner.process(boxes=...)``, ``max_faces``, ``fa-run --max-faces``):
 #: memory and time per call stay bounded (10,000 boxes took 4.3 GB and minutes before this cap).

@@ -139,9 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {f:.2f} | {t['0-30']:.2f} / {t['30-60']:.2f} / {t['60-90']:.2f}, {t['balanced']:.3f} "
               f"| {h['balanced']:.3f} |")
     if args.json:
-        atomic_write_text(Path(args.json), json.dumps(
-            {"predictions": str(args.predictions), "points": args.points, "edges_deg": EDGES.tolist(),
-             "offsets_percent": off.round(4).tolist(), "correction": table}, indent=1))
+        try:
+            atomic_write_text(Path(args.json), json.dumps(
+                {"predictions": str(args.predictions), "points": args.points, "edges_deg": EDGES.tolist(),
+                 "offsets_percent": off.round(4).tolist(), "correction": table}, indent=1))
+        except OSError as e:
+            print(f"point_offsets: error: cannot write {args.json}: {e.strerror or e}", file=sys.stderr)
+            return 1
     return 0
 
 
