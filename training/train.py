@@ -325,8 +325,11 @@ def _freeze_all_but(model: torch.nn.Module, prefixes: tuple[str, ...]) -> None:
         p.requires_grad_(n.startswith(prefixes))
 
 
-def _hold_frozen_statistics(model: torch.nn.Module) -> None:
-    """Batch-norm layers with no trained parameter keep their running statistics (eval mode) while training."""
+def _hold_frozen_statistics(model: torch.nn.Module, train_only: tuple[str, ...]) -> None:
+    """Under ``[optim] train_only``, batch-norm layers with no trained parameter keep their running statistics
+    (eval mode) while training. Without it nothing is frozen, a batch norm without affine parameters included."""
+    if not train_only:
+        return
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(
                 p.requires_grad for p in m.parameters()):
@@ -538,7 +541,7 @@ def _train_epoch(run: _Run, state: _State, board: _Board, progress: bool) -> tup
     cfg = run.cfg
     loader = _epoch_loader(run, state)
     run.net.train()
-    _hold_frozen_statistics(run.model)
+    _hold_frozen_statistics(run.model, cfg.optim.train_only)
     bar = tqdm(total=run.steps_per_epoch, initial=state.pos, desc=f"epoch {state.epoch + 1}/{cfg.optim.epochs}",
                disable=not (progress and run.dist.main), leave=False)
     run_loss, run_n, stopped = 0.0, 0, False

@@ -242,6 +242,20 @@ def test_train_only_trains_the_named_parameters_alone(tmp_path):
         config_from_dict(d)
 
 
+def test_frozen_statistics_are_held_only_under_train_only():
+    """A batch norm without parameters (affine=False) has nothing to freeze: it keeps learning its statistics in
+    an ordinary run; under train_only a batch norm whose parameters are frozen holds its statistics."""
+    from fa3d.training.train import _hold_frozen_statistics
+    net = torch.nn.Sequential(torch.nn.BatchNorm2d(3, affine=False), torch.nn.BatchNorm2d(3))
+    net.train()
+    _hold_frozen_statistics(net, ())
+    assert net[0].training and net[1].training
+    net[1].weight.requires_grad_(False)
+    net[1].bias.requires_grad_(False)
+    _hold_frozen_statistics(net, ("confidence",))
+    assert not net[0].training and not net[1].training
+
+
 def test_seed_flag_overrides_the_config(tmp_path, capsys):
     torch.set_num_threads(1)
     out = tmp_path / "run"
